@@ -1,0 +1,5 @@
+#include <troupe/actors/component.hpp>
+
+namespace troupe::actors {
+const char* component_name() noexcept { return "troupe-actors"; }
+}  // namespace troupe::actors

@@ -1,0 +1,168 @@
+#pragma once
+/// \file
+/// actor_cell: the runtime's record of one actor (mailbox, scheduling state,
+/// reference count), allocated together with the actor object itself.
+/// message: the envelope every tell and ask travels in.
+
+#include <troupe/core/detail/work_item.hpp>
+#include <troupe/core/error.hpp>
+#include <troupe/core/options.hpp>
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <typeinfo>
+
+namespace troupe {
+
+class actor;
+class runtime;
+
+/// Why an actor stopped.
+enum class exit_reason : std::uint8_t {
+  none = 0,          ///< still running
+  normal,            ///< stop() was called
+  failure,           ///< a handler threw and the supervisor stopped it
+  restart_limit,     ///< a handler threw once more than the restart intensity allows
+  linked,            ///< a linked actor stopped abnormally
+  parent_stopped,    ///< its parent stopped
+  runtime_shutdown,  ///< runtime::stop()
+};
+
+/// True for reasons that propagate over links.
+constexpr bool is_abnormal(exit_reason r) noexcept {
+  return r == exit_reason::failure || r == exit_reason::restart_limit || r == exit_reason::linked;
+}
+
+const char* to_string(exit_reason r) noexcept;
+
+namespace detail {
+
+class shard;
+struct actor_cell;
+struct cell_extras;
+
+/// A message in transit or queued in a mailbox.
+struct message : work_item {
+  actor_cell* target_ = nullptr;
+  /// Runs the handler; called on the target's shard during its turn.
+  void (*invoke_)(message*, actor_cell*) = nullptr;
+  /// Drops the message: an ask is completed with `why`; the envelope is freed.
+  void (*discard_)(message*, errc why) noexcept = nullptr;
+};
+
+/// A suspended await inside a handler, registered so stop() can cut it short.
+struct wait_node {
+  wait_node* prev_ = nullptr;
+  wait_node* next_ = nullptr;
+  void (*cancel_)(wait_node*) noexcept = nullptr;
+};
+
+struct down_sink;
+
+/// Static, per actor type: how the runtime manipulates an actor it only knows
+/// by its cell.
+struct actor_type_info {
+  const char* name;
+  std::size_t size;
+  std::size_t align;
+  void (*destroy)(actor*) noexcept;
+  /// Sends a down_msg / exit_msg to an actor of this type; null when the type
+  /// has no handler for it.
+  void (*send_down)(actor_cell* to, actor_cell* who, exit_reason, std::string what);
+  void (*send_exit)(actor_cell* to, actor_cell* who, exit_reason, std::string what);
+  bool reentrant;
+};
+
+/// The runtime's half of an actor. Fields without "atomic" are only touched by
+/// the home shard's thread.
+struct actor_cell : work_item {
+  enum flag : std::uint8_t {
+    scheduled = 1,         // in the run queue
+    busy = 2,              // a non-reentrant handler is in flight
+    in_turn = 4,           // the shard is inside run_turn for this cell
+    stopping = 8,          // stop requested; waiting for in-flight handlers
+    restart_pending = 16,  // a restart waits for in-flight handlers
+    instance_live = 32,    // the actor object is constructed
+    release_deferred = 64, // stopped while queued or in its turn: the turn releases
+  };
+
+  std::atomic<std::uint32_t> refs_{1};  // 1 = the runtime's own, released at stop
+  std::atomic<bool> dead_{false};
+  std::uint8_t flags_ = 0;
+  exit_reason reason_ = exit_reason::none;
+  overflow policy_ = overflow::reject;
+  std::uint32_t inflight_ = 0;
+  std::uint32_t mailbox_len_ = 0;
+  std::uint32_t capacity_ = 0;                // 0 = unbounded
+  std::atomic<std::uint32_t> reserved_{0};    // bounded reject mailboxes: queued + in transit
+  shard* home_ = nullptr;
+  actor* instance_ = nullptr;
+  const actor_type_info* type_ = nullptr;
+  cell_extras* extras_ = nullptr;  // monitors, links, children, name, restart state
+  wait_node* waits_ = nullptr;     // suspended awaits of in-flight handlers
+  intrusive_fifo<message> mailbox_;
+  actor_cell* live_prev_ = nullptr;  // the home shard's list of live actors
+  actor_cell* live_next_ = nullptr;
+  std::uint64_t id_ = 0;
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) free_cell(this);
+  }
+  bool alive() const noexcept { return !dead_.load(std::memory_order_acquire); }
+  bool has(flag f) const noexcept { return (flags_ & f) != 0; }
+  void set(flag f) noexcept { flags_ |= f; }
+  void clear(flag f) noexcept { flags_ &= static_cast<std::uint8_t>(~f); }
+
+  static void free_cell(actor_cell* c) noexcept;
+
+  // --- home-shard operations (defined in cell.cpp) ---
+  /// Queues a message that reached the home shard; schedules the actor.
+  void enqueue(message* m) noexcept;
+  /// Runs a coroutine handler until its first suspension (or its end).
+  void start_handler(std::coroutine_handle<> h) noexcept;
+  /// Called when a handler (coroutine or plain) finishes; `failure` is null on success.
+  void handler_finished(std::exception_ptr failure) noexcept;
+  /// Stops the actor (once in-flight handlers have unwound).
+  void stop(exit_reason why, std::string what = {}) noexcept;
+  void on_failure(const std::exception_ptr& e) noexcept;
+  void do_restart() noexcept;
+  void cancel_waits() noexcept;
+  void finish_stop() noexcept;
+  void add_wait(wait_node* w) noexcept;
+  void remove_wait(wait_node* w) noexcept;
+  /// True once stop began: every await inside the actor then unwinds.
+  bool unwinding() const noexcept { return has(stopping) || has(restart_pending); }
+};
+
+/// Thrown out of an await inside a stopping actor, to unwind its handler.
+/// Do not swallow it: every later await throws it again.
+struct unwind {};
+
+/// The cell whose handler runs on this thread right now, or null.
+actor_cell* current_cell() noexcept;
+void set_current_cell(actor_cell* c) noexcept;
+
+/// Finds the shard a send from this thread goes through, and the home shard of c.
+shard* this_shard() noexcept;
+
+/// Delivers m to its target from any thread: into the mailbox when called on
+/// the target's home shard, through the home shard's inbox otherwise.
+/// Returns an error (and has discarded m) when the target is dead or full.
+boost::system::error_code send(message* m) noexcept;
+
+/// Completes a message whose target was found dead, full or stopped.
+void dead_letter(message* m, errc why) noexcept;
+
+/// Adds one to a counter that only its owning thread writes (no locked RMW).
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+const char* demangled_name(const std::type_info& t);
+
+}  // namespace detail
+}  // namespace troupe

@@ -1,0 +1,46 @@
+#pragma once
+/// \file
+/// Expected failures as values: troupe::errc, its error_category, and result<T>.
+
+#include <boost/system/error_code.hpp>
+#include <boost/system/result.hpp>
+#include <stdexcept>
+#include <string>
+
+namespace troupe {
+
+/// Why a send, an ask or a start-up did not succeed.
+enum class errc {
+  actor_dead = 1,     ///< the target had stopped before the message reached it
+  ask_timeout,        ///< no reply within the ask's deadline
+  actor_died,         ///< the target stopped after taking the request, before replying
+  handler_failed,     ///< the target's handler threw while serving the request
+  mailbox_full,       ///< the target's bounded mailbox rejected the message
+  message_dropped,    ///< a bounded drop-oldest mailbox evicted the request
+  runtime_stopped,    ///< the runtime is stopping or stopped
+  name_taken,         ///< registry: the name is already registered
+  name_not_found,     ///< registry: no actor under that name
+  wrong_type,         ///< registry: the actor under that name has another type
+  io_uring_unavailable,  ///< start-up: io_uring could not be initialised
+};
+
+const boost::system::error_category& troupe_category() noexcept;
+
+inline boost::system::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), troupe_category()};
+}
+
+/// A value or an error_code, for every expected failure (Boost.System's result).
+template <class T>
+using result = boost::system::result<T, boost::system::error_code>;
+
+/// Thrown by runtime construction when a shard cannot start (one clear line).
+class startup_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace troupe
+
+template <>
+struct boost::system::is_error_code_enum<troupe::errc> : std::true_type {};

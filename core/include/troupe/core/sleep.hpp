@@ -1,0 +1,78 @@
+#pragma once
+/// \file
+/// sleep_for: suspend the calling coroutine on the shard's timer wheel.
+
+#include <troupe/core/detail/cell.hpp>
+#include <troupe/core/detail/shard.hpp>
+
+#include <chrono>
+#include <coroutine>
+
+namespace troupe {
+
+namespace detail {
+class [[nodiscard]] sleep_awaiter : work_item, timer_node, wait_node {
+ public:
+  explicit sleep_awaiter(std::chrono::nanoseconds d) noexcept : d_(d) {
+    work_item::run_ = &resume;
+    timer_node::fire_ = &fire;
+    wait_node::cancel_ = &cancel;
+  }
+  sleep_awaiter(const sleep_awaiter&) = delete;
+  sleep_awaiter& operator=(const sleep_awaiter&) = delete;
+
+  bool await_ready() noexcept {
+    cell_ = current_cell();
+    return cell_ && cell_->unwinding();
+  }
+  void await_suspend(std::coroutine_handle<> h) noexcept {
+    shard_ = this_shard();
+    TROUPE_ASSERT(shard_ != nullptr, "co_await sleep_for() outside a shard");
+    waiter_ = h;
+    deadline_ns_ = shard_->now_ns() + (d_.count() > 0 ? d_.count() : 0);
+    shard_->timers().add(this);
+    if (cell_) cell_->add_wait(this);
+  }
+  void await_resume() {
+    if (shard_) {
+      shard_->timers().remove(this);
+      if (cell_) cell_->remove_wait(this);
+    }
+    if (cell_ && cell_->unwinding()) throw unwind{};
+  }
+
+ private:
+  static void resume(work_item* w) noexcept {
+    auto* s = static_cast<sleep_awaiter*>(w);
+    actor_cell* prev = current_cell();
+    set_current_cell(s->cell_);
+    s->waiter_.resume();
+    set_current_cell(prev);
+  }
+  static void fire(timer_node* t) noexcept {
+    auto* s = static_cast<sleep_awaiter*>(t);
+    s->shard_->schedule(static_cast<work_item*>(s));
+  }
+  static void cancel(wait_node* w) noexcept {
+    auto* s = static_cast<sleep_awaiter*>(w);
+    if (s->timer_node::linked_) {
+      s->shard_->timers().remove(s);
+      s->shard_->schedule(static_cast<work_item*>(s));
+    }
+  }
+
+  std::chrono::nanoseconds d_;
+  actor_cell* cell_ = nullptr;
+  shard* shard_ = nullptr;
+  std::coroutine_handle<> waiter_;
+};
+}  // namespace detail
+
+/// Suspends for at least d on the calling shard's clock (the manual clock in
+/// simulated mode), with 1 ms resolution. Only inside a coroutine on a shard.
+/// If the actor stops meanwhile, the await is cut short and the handler unwinds.
+inline detail::sleep_awaiter sleep_for(std::chrono::nanoseconds d) noexcept {
+  return detail::sleep_awaiter{d};
+}
+
+}  // namespace troupe

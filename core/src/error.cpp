@@ -1,0 +1,33 @@
+#include <troupe/core/error.hpp>
+
+namespace troupe {
+
+namespace {
+class category final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "troupe"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::actor_dead: return "the target actor had already stopped";
+      case errc::ask_timeout: return "no reply within the ask's deadline";
+      case errc::actor_died: return "the target actor stopped before replying";
+      case errc::handler_failed: return "the target's handler threw while serving the request";
+      case errc::mailbox_full: return "the target's mailbox is full";
+      case errc::message_dropped: return "the message was evicted from a full mailbox";
+      case errc::runtime_stopped: return "the runtime is stopping";
+      case errc::name_taken: return "the name is already registered";
+      case errc::name_not_found: return "no actor is registered under that name";
+      case errc::wrong_type: return "the actor registered under that name has another type";
+      case errc::io_uring_unavailable: return "io_uring is unavailable";
+    }
+    return "unknown troupe error";
+  }
+};
+}  // namespace
+
+const boost::system::error_category& troupe_category() noexcept {
+  static const category c;
+  return c;
+}
+
+}  // namespace troupe

@@ -1,0 +1,292 @@
+// runtime: shards, spawn bookkeeping, registry, shutdown, simulated mode.
+
+#include "internal.hpp"
+
+#include <troupe/core/runtime.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <iostream>
+#include <system_error>
+#include <thread>
+
+namespace troupe {
+
+namespace {
+std::int64_t steady_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+std::uint64_t splitmix(std::uint64_t& s) noexcept {
+  std::uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+runtime::runtime(runtime_options opts) : opts_(std::move(opts)) {
+  if (opts_.shards == 0) opts_.shards = std::max(1u, std::thread::hardware_concurrency());
+  if (opts_.shards > 1024) throw std::invalid_argument("troupe: at most 1024 shards");
+  start_ns_ = steady_ns();
+  sim_rng_ = opts_.seed;
+  shards_.reserve(opts_.shards);
+  for (unsigned i = 0; i < opts_.shards; ++i) {
+    shards_.push_back(std::make_unique<detail::shard>(*this, i));
+    shards_.back()->seed(splitmix(sim_rng_));
+  }
+  if (!opts_.simulated) {
+    for (auto& s : shards_) s->start_thread();
+  }
+}
+
+runtime::~runtime() { stop(); }
+
+std::int64_t runtime::now_ns() const noexcept {
+  if (opts_.simulated) return manual_ns_.load(std::memory_order_relaxed);
+  return steady_ns() - start_ns_;
+}
+
+void runtime::log(std::string_view line) const {
+  if (opts_.log) {
+    opts_.log(line);
+  } else {
+    std::cerr << line << '\n';
+  }
+}
+
+boost::asio::io_context& runtime::io(unsigned shard) {
+  TROUPE_ASSERT(shard < shards_.size(), "no such shard");
+  return shards_[shard]->io();
+}
+
+boost::asio::io_context& runtime::this_io() {
+  detail::shard* s = detail::this_shard();
+  TROUPE_ASSERT(s != nullptr, "runtime::this_io() called outside a shard");
+  return s->io();
+}
+
+detail::actor_cell* runtime::allocate_cell(const detail::actor_type_info* type, std::size_t,
+                                           std::size_t align, const spawn_options& opts) {
+  TROUPE_ASSERT(align <= alignof(std::max_align_t), "over-aligned actor types are not supported");
+  if (stopping()) throw std::system_error(make_error_code(errc::runtime_stopped), "troupe: spawn");
+  detail::actor_cell* parent = detail::current_cell();
+  unsigned home;
+  if (opts.shard >= 0) {
+    if (static_cast<unsigned>(opts.shard) >= shards_.size())
+      throw std::invalid_argument("troupe: spawn on shard " + std::to_string(opts.shard) + ", but the runtime has " +
+                                  std::to_string(shards_.size()));
+    home = static_cast<unsigned>(opts.shard);
+  } else if (detail::shard* here = detail::this_shard(); here && &here->rt() == this) {
+    home = here->index();
+  } else {
+    home = parent ? parent->home_->index() : 0;
+  }
+  void* mem = detail::pool_allocate(detail::cell_block_size(type));
+  auto* c = ::new (mem) detail::actor_cell();
+  c->type_ = type;
+  c->home_ = shards_[home].get();
+  c->run_ = &detail::run_turn;
+  c->capacity_ = opts.mailbox.capacity;
+  c->policy_ = opts.mailbox.policy;
+  c->id_ = (static_cast<std::uint64_t>(home) << 48) | c->home_->next_id();
+  return c;
+}
+
+void runtime::abandon_cell(detail::actor_cell* c) noexcept {
+  c->dead_.store(true, std::memory_order_relaxed);
+  c->release();
+}
+
+void runtime::finish_spawn(detail::actor_cell* c, spawn_options& opts, detail::actor_cell* parent,
+                           std::unique_ptr<detail::restart_factory> factory) {
+  if (opts.supervise.directive != on_failure::stop || factory || parent || !opts.name.empty()) {
+    detail::cell_extras& x = detail::extras_of(c);
+    x.sup = opts.supervise;
+    x.factory = std::move(factory);
+    if (parent) x.parent = actor_addr{parent};
+  }
+  if (!opts.name.empty()) {
+    actor_addr a{c};
+    if (auto ec = register_name(opts.name, a)) {
+      c->type_->destroy(c->instance_);
+      c->clear(detail::actor_cell::instance_live);
+      c->extras_->parent = actor_addr{};
+      c->extras_->factory.reset();
+      c->dead_.store(true, std::memory_order_release);
+      a = actor_addr{};
+      c->release();  // the runtime's reference; the caller's ref goes with the exception
+      throw std::system_error(ec, "troupe: spawn with name '" + opts.name + "'");
+    }
+    c->extras_->name = opts.name;
+  }
+  if (parent) detail::extras_of(parent).children.emplace_back(c);
+  if (detail::this_shard() == c->home_) {
+    c->home_->link_live(c);
+  } else {
+    detail::post_control(detail::control::live, c, c, exit_reason::none, {});
+  }
+}
+
+// --- registry ---
+
+boost::system::error_code runtime::register_name(const std::string& name, const actor_addr& addr) {
+  if (name.empty()) throw std::invalid_argument("troupe: register_name with an empty name");
+  std::lock_guard lock(registry_mutex_);
+  auto [it, inserted] = registry_.try_emplace(name, addr);
+  if (!inserted) {
+    if (it->second.alive()) return make_error_code(errc::name_taken);
+    it->second = addr;  // the previous holder stopped; its entry is stale
+  }
+  return {};
+}
+
+void runtime::unregister_name(const std::string& name) {
+  std::lock_guard lock(registry_mutex_);
+  registry_.erase(name);
+}
+
+void runtime::unregister_if(const std::string& name, detail::actor_cell* c) {
+  actor_addr gone;  // released outside the lock
+  std::lock_guard lock(registry_mutex_);
+  auto it = registry_.find(name);
+  if (it != registry_.end() && it->second.cell() == c) {
+    gone = std::move(it->second);
+    registry_.erase(it);
+  }
+}
+
+actor_addr runtime::lookup_addr(const std::string& name) const {
+  std::lock_guard lock(registry_mutex_);
+  auto it = registry_.find(name);
+  if (it == registry_.end() || !it->second.alive()) return {};
+  return it->second;
+}
+
+// --- stop ---
+
+void runtime::stop() {
+  std::lock_guard lock(stop_mutex_);
+  if (stopped_) return;
+  stopping_.store(true, std::memory_order_release);
+  if (opts_.simulated) {
+    for (auto& s : shards_) {
+      detail::set_this_shard(s.get());
+      s->stop_all_actors();
+      detail::set_this_shard(nullptr);
+    }
+    run_until_idle();
+  } else {
+    for (auto& s : shards_) s->request_exit();
+    for (auto& s : shards_) s->join();
+  }
+  // Items other shards queued after a shard left its loop.
+  for (int round = 0; round < 16; ++round) {
+    bool any = false;
+    for (auto& s : shards_) {
+      if (s->has_work()) {
+        any = true;
+        s->teardown();
+      }
+    }
+    if (!any) break;
+  }
+  {
+    std::unordered_map<std::string, actor_addr> names;
+    std::lock_guard rlock(registry_mutex_);
+    names.swap(registry_);
+  }
+  stopped_ = true;
+}
+
+runtime_stats runtime::stats() const {
+  runtime_stats s;
+  for (auto& sh : shards_) {
+    auto& c = sh->counters();
+    s.messages += c.messages.load(std::memory_order_relaxed);
+    s.dead_letters += c.dead_letters.load(std::memory_order_relaxed);
+    s.dropped += c.dropped.load(std::memory_order_relaxed);
+    s.ask_timeouts += c.ask_timeouts.load(std::memory_order_relaxed);
+    s.wakeups += c.wakeups.load(std::memory_order_relaxed);
+    s.live_actors += sh->live_count();
+  }
+  return s;
+}
+
+// --- blocking asks and simulated mode ---
+
+void runtime::wait_blocking(detail::ask_state_base* st, detail::blocking_waiter& w,
+                            std::chrono::nanoseconds timeout) {
+  if (opts_.simulated) {
+    const std::int64_t deadline = now_ns() + timeout.count();
+    for (;;) {
+      run_until_idle();
+      if (st->done_.load(std::memory_order_acquire)) return;
+      std::int64_t next = deadline;
+      for (auto& s : shards_)
+        if (auto d = s->timers().next_deadline_ns()) next = std::min(next, *d);
+      if (next >= deadline) {
+        manual_ns_.store(deadline, std::memory_order_relaxed);
+        run_until_idle();
+        if (st->claim()) st->error_ = errc::ask_timeout;
+        return;
+      }
+      manual_ns_.store(std::max(next, now_ns()), std::memory_order_relaxed);
+    }
+  }
+  std::unique_lock lock(w.mutex);
+  if (!w.cv.wait_for(lock, timeout, [&] { return w.ready; })) {
+    if (st->claim()) {
+      st->error_ = errc::ask_timeout;
+      return;
+    }
+    w.cv.wait(lock, [&] { return w.ready; });  // the winner is about to signal
+  }
+}
+
+bool runtime::sim_step() {
+  // Pick, by the seed, one shard that has work and give it one step.
+  std::size_t ready[1024];
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < shards_.size(); ++i)
+    if (shards_[i]->has_work()) ready[n++] = i;
+  if (n == 0) {
+    bool any = false;
+    for (auto& s : shards_) {
+      detail::set_this_shard(s.get());
+      any = s->step(1) || any;  // timers and io
+      detail::set_this_shard(nullptr);
+    }
+    return any;
+  }
+  detail::shard& s = *shards_[ready[splitmix(sim_rng_) % n]];
+  detail::set_this_shard(&s);
+  s.step(1);
+  detail::set_this_shard(nullptr);
+  return true;
+}
+
+void runtime::run_until_idle() {
+  TROUPE_ASSERT(opts_.simulated, "run_until_idle() is for simulated runtimes");
+  TROUPE_ASSERT(detail::this_shard() == nullptr, "run_until_idle() called from a handler");
+  while (sim_step()) {
+  }
+}
+
+void runtime::advance(std::chrono::nanoseconds d) {
+  TROUPE_ASSERT(opts_.simulated, "advance() is for simulated runtimes");
+  const std::int64_t target = now_ns() + d.count();
+  run_until_idle();
+  for (;;) {
+    std::int64_t next = target;
+    for (auto& s : shards_)
+      if (auto t = s->timers().next_deadline_ns()) next = std::min(next, *t);
+    manual_ns_.store(std::max(next, now_ns()), std::memory_order_relaxed);
+    run_until_idle();
+    if (next >= target) break;
+  }
+}
+
+}  // namespace troupe

@@ -1,0 +1,213 @@
+// The shard loop: inbox, run queue, timers, io poll; spin, then park.
+
+#include "internal.hpp"
+
+#include <troupe/core/runtime.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#if TROUPE_IO_URING
+#include <boost/asio/detail/io_uring_service.hpp>
+#endif
+
+#include <chrono>
+#include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TROUPE_CPU_RELAX() _mm_pause()
+#else
+#define TROUPE_CPU_RELAX() ((void)0)
+#endif
+
+namespace troupe::detail {
+
+namespace {
+thread_local shard* tls_shard = nullptr;
+}
+
+shard* this_shard() noexcept { return tls_shard; }
+void set_this_shard(shard* s) noexcept { tls_shard = s; }
+
+void run_queue::grow() {
+  std::vector<work_item*> bigger(items_.size() * 2);
+  for (std::size_t i = 0; i < size(); ++i) bigger[i] = items_[(head_ + i) & mask_];
+  tail_ = size();
+  head_ = 0;
+  items_.swap(bigger);
+  mask_ = items_.size() - 1;
+}
+
+struct shard::work_guard {
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> g;
+};
+
+shard::shard(runtime& rt, unsigned index)
+    : rt_(rt), index_(index), io_(std::make_unique<boost::asio::io_context>(1)), timers_(rt.now_ns()) {
+#if TROUPE_IO_URING
+  // Asio creates its io_uring lazily; create it now so a host that forbids
+  // io_uring is reported at start-up, in one line, with the way out.
+  try {
+    boost::asio::use_service<boost::asio::detail::io_uring_service>(*io_);
+  } catch (const boost::system::system_error& e) {
+    throw startup_error(
+        "troupe: io_uring is unavailable on this host (" + std::string(e.what()) +
+        "); allow io_uring (kernel.io_uring_disabled=0, seccomp) or rebuild with -DTROUPE_IO=epoll");
+  }
+#endif
+  guard_ = std::make_unique<work_guard>(work_guard{boost::asio::make_work_guard(*io_)});
+}
+
+shard::~shard() {
+  guard_.reset();
+  io_.reset();
+}
+
+std::int64_t shard::now_ns() const noexcept { return rt_.now_ns(); }
+
+void shard::link_live(actor_cell* c) noexcept {
+  c->live_prev_ = nullptr;
+  c->live_next_ = live_head_;
+  if (live_head_) live_head_->live_prev_ = c;
+  live_head_ = c;
+  ++live_count_;
+}
+
+void shard::unlink_live(actor_cell* c) noexcept {
+  if (c->live_prev_) c->live_prev_->live_next_ = c->live_next_;
+  else if (live_head_ == c) live_head_ = c->live_next_;
+  else return;  // never linked (stopped before its registration arrived)
+  if (c->live_next_) c->live_next_->live_prev_ = c->live_prev_;
+  c->live_prev_ = c->live_next_ = nullptr;
+  --live_count_;
+}
+
+void shard::stop_all_actors() noexcept {
+  shutting_down_ = true;
+  // Collect first: stopping unlinks cells from the live list.
+  std::vector<actor_addr> all;
+  all.reserve(live_count_);
+  for (actor_cell* c = live_head_; c; c = c->live_next_) all.emplace_back(c);
+  for (actor_addr& a : all) a.cell()->stop(exit_reason::runtime_shutdown);
+}
+
+bool shard::drain_inbox() {
+  work_item* list = inbox_.take_all();
+  if (!list) return false;
+  while (list) {
+    work_item* next = list->next_;
+    list->run_(list);
+    list = next;
+  }
+  return true;
+}
+
+bool shard::step(std::size_t budget) {
+  bool worked = drain_inbox();
+  std::size_t n = 0;
+  const bool shuffle = rt_.simulated();
+  while (n < budget && !runq_.empty()) {
+    if (shuffle && runq_.size() > 1) runq_.bring_to_front(rng_() % runq_.size());
+    work_item* w = runq_.pop();
+    w->run_(w);
+    ++n;
+  }
+  if (timers_.size() != 0 && timers_.expire(now_ns()) != 0) worked = true;
+  if (n == 0 || (++poll_tick_ & 15) == 0) {
+    if (io_->poll() != 0) worked = true;
+  }
+  return worked || n != 0;
+}
+
+void shard::wake() noexcept {
+  if (sleeping_.exchange(false, std::memory_order_seq_cst)) {
+    try {
+      boost::asio::post(*io_, [] {});
+    } catch (...) {
+      // Out of memory while waking: the shard still wakes at its next timer.
+    }
+  }
+}
+
+void shard::request_exit() noexcept {
+  exit_.store(true, std::memory_order_seq_cst);
+  try {
+    boost::asio::post(*io_, [] {});
+  } catch (...) {
+  }
+}
+
+void shard::park() {
+  sleeping_.store(true, std::memory_order_seq_cst);
+  if (!inbox_.empty() || exit_.load(std::memory_order_seq_cst)) {
+    sleeping_.store(false, std::memory_order_seq_cst);
+    return;
+  }
+  std::int64_t now = now_ns();
+  std::chrono::nanoseconds wait = std::chrono::hours(1);
+  if (auto next = timers_.next_deadline_ns()) wait = std::chrono::nanoseconds(std::max<std::int64_t>(*next - now, 0));
+  io_->run_one_for(wait);
+  sleeping_.store(false, std::memory_order_seq_cst);
+  bump(counters_.wakeups);
+}
+
+void shard::loop() {
+  set_this_shard(this);
+  const std::int64_t spin_ns = std::chrono::nanoseconds(rt_.options().spin).count();
+  bool shutting_down = false;
+  std::int64_t give_up_ns = 0;
+  for (;;) {
+    if (exit_.load(std::memory_order_relaxed)) {
+      if (!shutting_down) {
+        shutting_down = true;
+        give_up_ns = now_ns() + std::chrono::nanoseconds(std::chrono::seconds(5)).count();
+        stop_all_actors();
+      }
+      if (live_count_ == 0 && runq_.empty() && inbox_.empty()) break;
+      if (now_ns() > give_up_ns) {
+        rt_.log("troupe: shard " + std::to_string(index_) + " gave up waiting for " +
+                std::to_string(live_count_) + " actor(s) whose handlers did not unwind");
+        break;
+      }
+    }
+    if (step(256)) continue;
+    // Idle: spin a short while (a wake-up costs far more than a busy hand-off).
+    const std::int64_t spin_until = now_ns() + spin_ns;
+    bool found = false;
+    while (now_ns() < spin_until) {
+      for (int i = 0; i < 32; ++i) TROUPE_CPU_RELAX();
+      if (!inbox_.empty() || exit_.load(std::memory_order_relaxed) || step(256)) {
+        found = true;
+        break;
+      }
+    }
+    if (!found) park();
+  }
+  set_this_shard(nullptr);
+}
+
+void shard::start_thread() {
+  thread_ = std::thread([this] { loop(); });
+}
+
+void shard::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void shard::teardown() noexcept {
+  // Runs on the stopping thread after every shard thread has joined, posing as
+  // this shard: items still queued are delivered to dead actors (so asks fail
+  // and envelopes are freed) instead of leaking.
+  set_this_shard(this);
+  for (int round = 0; round < 1000 && has_work(); ++round) {
+    drain_inbox();
+    while (!runq_.empty()) {
+      work_item* w = runq_.pop();
+      w->run_(w);
+    }
+  }
+  set_this_shard(nullptr);
+}
+
+}  // namespace troupe::detail

@@ -1,0 +1,5 @@
+#include <troupe/saga/component.hpp>
+
+namespace troupe::saga {
+const char* component_name() noexcept { return "troupe-saga"; }
+}  // namespace troupe::saga

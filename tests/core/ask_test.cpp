@@ -1,0 +1,147 @@
+#include "support.hpp"
+
+#include <set>
+
+using namespace std::chrono_literals;
+using troupe::errc;
+using troupe::task;
+
+namespace {
+struct ping {};
+struct never {};
+struct die_first {};
+struct fail {};
+class target : public troupe::actor {
+ public:
+  int handle(ping) { return 7; }
+  // Never replies within any deadline the tests use.
+  task<int> handle(never) {
+    co_await troupe::sleep_for(1h);
+    co_return 0;
+  }
+  // Stops itself while the request is in flight: the asker must not hang.
+  task<int> handle(die_first) {
+    stop();
+    co_await troupe::sleep_for(1h);
+    co_return 1;
+  }
+  int handle(fail) { throw std::runtime_error("no such account"); }
+};
+
+// Asks from inside a handler and reports what the ask completed with.
+struct probe {
+  troupe::actor_ref<target> t;
+  int what;  // 0 ping, 1 never, 2 die_first
+  std::chrono::milliseconds timeout;
+};
+struct last_result {};
+class asker : public troupe::actor {
+ public:
+  task<int> handle(probe p) {
+    // One co_await per statement: g++ 12 mishandles co_await inside ?:.
+    troupe::result<int> r = make_error_code(errc::actor_dead);
+    if (p.what == 0) {
+      r = co_await p.t.ask(ping{}, p.timeout);
+    } else if (p.what == 1) {
+      r = co_await p.t.ask(never{}, p.timeout);
+    } else {
+      r = co_await p.t.ask(die_first{}, p.timeout);
+    }
+    last_ = r ? *r : -r.error().value();
+    co_return last_;
+  }
+  int handle(last_result) { return last_; }
+
+ private:
+  int last_ = 0;
+};
+}  // namespace
+
+TEST_CASE("an ask to a stopped actor fails at once with actor_dead", "[core][ask]") {
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::sim(sink)};
+  auto t = rt.spawn<target>();
+  t.stop();
+  rt.run_until_idle();
+  const std::int64_t before = rt.now_ns();
+  auto r = rt.ask_sync(t, ping{}, 5s);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::actor_dead);
+  CHECK(rt.now_ns() == before);  // no waiting on the clock
+
+  auto a = rt.spawn<asker>();
+  auto inner = rt.ask_sync(a, probe{t, 0, 5s}, 10s);
+  REQUIRE(inner);
+  CHECK(*inner == -static_cast<int>(errc::actor_dead));
+  CHECK(rt.now_ns() == before);
+}
+
+TEST_CASE("an ask with no reply by its deadline fails with ask_timeout", "[core][ask]") {
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::sim(sink)};
+  auto t = rt.spawn<target>();
+  auto a = rt.spawn<asker>();
+  const std::int64_t before = rt.now_ns();
+  auto r = rt.ask_sync(a, probe{t, 1, 200ms}, 10s);
+  REQUIRE(r);
+  CHECK(*r == -static_cast<int>(errc::ask_timeout));
+  // The deadline is honoured on the shard's clock, to the millisecond tick.
+  CHECK(rt.now_ns() - before >= 200'000'000);
+  CHECK(rt.now_ns() - before <= 202'000'000);
+  CHECK(rt.stats().ask_timeouts == 1);
+}
+
+TEST_CASE("a blocking ask from outside times out with ask_timeout", "[core][ask]") {
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::threaded(sink, 1)};
+  auto t = rt.spawn<target>();
+  auto r = rt.ask_sync(t, never{}, 50ms);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::ask_timeout);
+}
+
+TEST_CASE("an ask whose target stops before replying fails with actor_died", "[core][ask]") {
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::sim(sink)};
+  auto t = rt.spawn<target>();
+  auto a = rt.spawn<asker>();
+  const std::int64_t before = rt.now_ns();
+  auto r = rt.ask_sync(a, probe{t, 2, 10s}, 20s);
+  REQUIRE(r);
+  CHECK(*r == -static_cast<int>(errc::actor_died));
+  CHECK(rt.now_ns() == before);  // promptly, not at the deadline
+}
+
+TEST_CASE("asks queued behind a stopping actor fail with actor_died", "[core][ask]") {
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::sim(sink)};
+  auto t = rt.spawn<target>();
+  auto a = rt.spawn<asker>();
+  (void)t.tell(never{});  // keeps the target busy for an hour
+  rt.run_until_idle();
+  (void)a.tell(probe{t, 0, 10s});  // the asker's ping now waits in the target's mailbox
+  rt.run_until_idle();
+  t.stop();
+  rt.run_until_idle();
+  auto r = rt.ask_sync(a, last_result{}, 1s);
+  REQUIRE(r);
+  CHECK(*r == -static_cast<int>(errc::actor_died));
+}
+
+TEST_CASE("an ask whose handler throws fails with handler_failed", "[core][ask]") {
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::sim(sink)};
+  auto t = rt.spawn<target>();
+  auto r = rt.ask_sync(t, fail{}, 1s);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::handler_failed);
+  CHECK(sink.contains("no such account"));
+}
+
+TEST_CASE("the four ask failures are distinct error codes", "[core][ask]") {
+  std::set<int> codes{static_cast<int>(errc::actor_dead), static_cast<int>(errc::ask_timeout),
+                      static_cast<int>(errc::actor_died), static_cast<int>(errc::handler_failed)};
+  CHECK(codes.size() == 4);
+  CHECK(troupe::make_error_code(errc::ask_timeout).message() == "no reply within the ask's deadline");
+  CHECK(std::string(troupe::make_error_code(errc::actor_dead).category().name()) == "troupe");
+}

@@ -1,0 +1,77 @@
+#pragma once
+// Helpers shared by the tests: the replayable seed, quiet runtimes, a log sink.
+
+#include <troupe/core.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+// Catch prints results as their error message or "a value" (values need not be printable).
+namespace Catch {
+template <class T>
+struct StringMaker<boost::system::result<T, boost::system::error_code>> {
+  static std::string convert(const boost::system::result<T, boost::system::error_code>& r) {
+    return r ? std::string("a value") : "error: " + r.error().message();
+  }
+};
+}  // namespace Catch
+
+namespace troupe::test {
+
+/// The seed of this test run: TROUPE_SEED if set, random otherwise; printed once.
+inline std::uint64_t seed() {
+  static const std::uint64_t s = [] {
+    std::uint64_t v;
+    if (const char* env = std::getenv("TROUPE_SEED")) {
+      v = std::strtoull(env, nullptr, 10);
+    } else {
+      v = (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+    }
+    std::cerr << "troupe tests: seed " << v << " (replay with TROUPE_SEED=" << v << ")\n";
+    return v;
+  }();
+  return s;
+}
+
+/// Collects the runtime's log lines so tests can assert on them.
+struct log_sink {
+  std::mutex mutex;
+  std::vector<std::string> lines;
+  std::function<void(std::string_view)> fn() {
+    return [this](std::string_view l) {
+      std::lock_guard lock(mutex);
+      lines.emplace_back(l);
+    };
+  }
+  bool contains(std::string_view needle) {
+    std::lock_guard lock(mutex);
+    for (auto& l : lines)
+      if (l.find(needle) != std::string::npos) return true;
+    return false;
+  }
+};
+
+inline runtime_options sim(log_sink& sink, unsigned shards = 1) {
+  runtime_options o;
+  o.shards = shards;
+  o.simulated = true;
+  o.seed = seed();
+  o.log = sink.fn();
+  return o;
+}
+
+inline runtime_options threaded(log_sink& sink, unsigned shards = 2) {
+  runtime_options o;
+  o.shards = shards;
+  o.log = sink.fn();
+  return o;
+}
+
+}  // namespace troupe::test
