@@ -22,12 +22,22 @@ namespace troupe::bench {
 
 struct args {
   bool smoke = false;
+  std::string only;  // --only WORKLOAD: run just that one
   static args parse(int argc, char** argv) {
     args a;
-    for (int i = 1; i < argc; ++i)
-      if (std::strcmp(argv[i], "--smoke") == 0) a.smoke = true;
+    for (int i = 1; i < argc; ++i) {
+      if (std::strcmp(argv[i], "--smoke") == 0) {
+        a.smoke = true;
+      } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+        a.only = argv[++i];
+      } else {
+        std::fprintf(stderr, "usage: %s [--smoke] [--only WORKLOAD]\n", argv[0]);
+        std::exit(2);
+      }
+    }
     return a;
   }
+  bool wants(const std::string& workload) const { return only.empty() || only == workload; }
   /// n for a full run, n / 100 (at least 1000) for a smoke run.
   std::uint64_t scale(std::uint64_t n) const { return smoke ? std::max<std::uint64_t>(n / 100, 1000) : n; }
 };
@@ -111,7 +121,7 @@ struct run_queue {
 };
 
 struct mailbox {
-  run_queue* rq;
+  run_queue* rq = nullptr;
   std::uint64_t value = 0;
   bool full = false;
   std::coroutine_handle<> waiter;
@@ -147,7 +157,8 @@ inline fire_and_forget player(mailbox& in, mailbox& out, std::uint64_t rounds, b
 /// Messages handed off per second (one round trip = two hand-offs).
 inline double handoffs_per_second(std::uint64_t messages) {
   run_queue rq;
-  mailbox a{&rq}, b{&rq};
+  mailbox a, b;
+  a.rq = b.rq = &rq;
   auto t0 = std::chrono::steady_clock::now();
   player(a, b, messages, false);
   player(b, a, messages, true);

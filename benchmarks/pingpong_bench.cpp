@@ -79,18 +79,26 @@ int main(int argc, char** argv) {
   auto set_plain = [](auto& x, auto& y) { (void)x.tell(y); };
 
   const std::uint64_t same_n = a.scale(20'000'000);
-  double raw = troupe::bench::median_of(runs, [&] { return troupe::bench::raw::handoffs_per_second(2 * same_n) / 2; });
-  double same = troupe::bench::median_of(runs, [&] { return roundtrips_per_second<player>(0, 0, same_n, set_coro); });
-  troupe::bench::report("pingpong_same_shard", same, "roundtrips/s", raw, "raw coroutine hand-off, one thread",
-                        ">= 20000000", a, "\"handlers\":\"coroutine\"");
-  double same_plain =
-      troupe::bench::median_of(runs, [&] { return roundtrips_per_second<plain_player>(0, 0, same_n, set_plain); });
-  troupe::bench::report("pingpong_same_shard_plain", same_plain, "roundtrips/s", raw,
-                        "raw coroutine hand-off, one thread", "report", a, "\"handlers\":\"plain\"");
-
-  const std::uint64_t cross_n = a.scale(2'000'000);
-  double spsc = troupe::bench::median_of(runs, [&] { return troupe::bench::spsc_roundtrips_per_second(cross_n); });
-  double cross = troupe::bench::median_of(runs, [&] { return roundtrips_per_second<player>(0, 1, cross_n, set_coro); });
-  troupe::bench::report("pingpong_cross_shard", cross, "roundtrips/s", spsc, "busy-wait SPSC ping-pong, two threads",
-                        ">= 1000000", a, "\"handlers\":\"coroutine\"");
+  double raw = 0;
+  if (a.wants("pingpong_same_shard") || a.wants("pingpong_same_shard_plain"))
+    raw = troupe::bench::median_of(runs, [&] { return troupe::bench::raw::handoffs_per_second(2 * same_n) / 2; });
+  if (a.wants("pingpong_same_shard")) {
+    double same = troupe::bench::median_of(runs, [&] { return roundtrips_per_second<player>(0, 0, same_n, set_coro); });
+    troupe::bench::report("pingpong_same_shard", same, "roundtrips/s", raw, "raw coroutine hand-off, one thread",
+                          ">= 20000000", a, "\"handlers\":\"coroutine\"");
+  }
+  if (a.wants("pingpong_same_shard_plain")) {
+    double same_plain =
+        troupe::bench::median_of(runs, [&] { return roundtrips_per_second<plain_player>(0, 0, same_n, set_plain); });
+    troupe::bench::report("pingpong_same_shard_plain", same_plain, "roundtrips/s", raw,
+                          "raw coroutine hand-off, one thread", "report", a, "\"handlers\":\"plain\"");
+  }
+  if (a.wants("pingpong_cross_shard")) {
+    const std::uint64_t cross_n = a.scale(2'000'000);
+    double spsc = troupe::bench::median_of(runs, [&] { return troupe::bench::spsc_roundtrips_per_second(cross_n); });
+    double cross =
+        troupe::bench::median_of(runs, [&] { return roundtrips_per_second<player>(0, 1, cross_n, set_coro); });
+    troupe::bench::report("pingpong_cross_shard", cross, "roundtrips/s", spsc,
+                          "busy-wait SPSC ping-pong, two threads", ">= 1000000", a, "\"handlers\":\"coroutine\"");
+  }
 }

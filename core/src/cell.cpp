@@ -32,7 +32,6 @@ const char* to_string(exit_reason r) noexcept {
 namespace detail {
 
 namespace {
-thread_local actor_cell* tls_current = nullptr;
 thread_local actor_cell* tls_constructing = nullptr;
 
 std::string describe(const std::exception_ptr& e) {
@@ -58,8 +57,6 @@ std::string name_of(const actor_cell* c) {
   std::abort();
 }
 
-actor_cell* current_cell() noexcept { return tls_current; }
-void set_current_cell(actor_cell* c) noexcept { tls_current = c; }
 actor_cell* constructing_cell() noexcept { return tls_constructing; }
 void set_constructing_cell(actor_cell* c) noexcept { tls_constructing = c; }
 
@@ -100,7 +97,7 @@ void dead_letter(message* m, errc why) noexcept {
   m->discard_(m, why);
 }
 
-boost::system::error_code send(message* m) noexcept {
+boost::system::error_code send_slow(message* m) noexcept {
   actor_cell* c = m->target_;
   if (!c->alive()) {
     dead_letter(m, errc::actor_dead);
@@ -176,11 +173,16 @@ void run_turn(work_item* w) noexcept {
 
 void actor_cell::start_handler(std::coroutine_handle<> h) noexcept { h.resume(); }
 
-void actor_cell::handler_finished(std::exception_ptr failure) noexcept {
-  TROUPE_ASSERT(inflight_ > 0, "handler finished twice");
+void actor_cell::handler_failed(std::exception_ptr failure) noexcept {
+  TROUPE_ASSERT(inflight_ > 0, "handler failed after it finished");
   // Supervise while this handler still counts as in flight, so a stop decided
-  // here completes below, once.
-  if (failure) on_failure(failure);
+  // here completes in handler_finished(), once.
+  on_failure(failure);
+  handler_finished();
+}
+
+void actor_cell::handler_finished() noexcept {
+  TROUPE_ASSERT(inflight_ > 0, "handler finished twice");
   --inflight_;
   clear(busy);
   if (inflight_ == 0) {

@@ -230,7 +230,10 @@ void runtime::wait_blocking(detail::ask_state_base* st, detail::blocking_waiter&
       if (next >= deadline) {
         manual_ns_.store(deadline, std::memory_order_relaxed);
         run_until_idle();
-        if (st->claim()) st->error_ = errc::ask_timeout;
+        if (st->claim()) {
+          st->error_ = errc::ask_timeout;
+          shards_[0]->counters().ask_timeouts.fetch_add(1, std::memory_order_relaxed);
+        }
         return;
       }
       manual_ns_.store(std::max(next, now_ns()), std::memory_order_relaxed);
@@ -240,6 +243,7 @@ void runtime::wait_blocking(detail::ask_state_base* st, detail::blocking_waiter&
   if (!w.cv.wait_for(lock, timeout, [&] { return w.ready; })) {
     if (st->claim()) {
       st->error_ = errc::ask_timeout;
+      shards_[0]->counters().ask_timeouts.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     w.cv.wait(lock, [&] { return w.ready; });  // the winner is about to signal

@@ -23,12 +23,7 @@
 
 namespace troupe::detail {
 
-namespace {
-thread_local shard* tls_shard = nullptr;
-}
-
-shard* this_shard() noexcept { return tls_shard; }
-void set_this_shard(shard* s) noexcept { tls_shard = s; }
+void set_this_shard(shard* s) noexcept { tls_this_shard = s; }
 
 void run_queue::grow() {
   std::vector<work_item*> bigger(items_.size() * 2);
@@ -56,6 +51,8 @@ shard::shard(runtime& rt, unsigned index)
         "); allow io_uring (kernel.io_uring_disabled=0, seccomp) or rebuild with -DTROUPE_IO=epoll");
   }
 #endif
+  simulated_ = rt.simulated();
+  clock_ns_ = rt.now_ns();
   guard_ = std::make_unique<work_guard>(work_guard{boost::asio::make_work_guard(*io_)});
 }
 
@@ -66,12 +63,24 @@ shard::~shard() {
 
 std::int64_t shard::now_ns() const noexcept { return rt_.now_ns(); }
 
+std::int64_t shard::refresh_clock() noexcept {
+  clock_ns_ = rt_.now_ns();
+  items_since_clock_ = 0;
+  return clock_ns_;
+}
+
+namespace {
+void bump_size(std::atomic<std::size_t>& v, int d) noexcept {
+  v.store(v.load(std::memory_order_relaxed) + static_cast<std::size_t>(d), std::memory_order_relaxed);
+}
+}  // namespace
+
 void shard::link_live(actor_cell* c) noexcept {
   c->live_prev_ = nullptr;
   c->live_next_ = live_head_;
   if (live_head_) live_head_->live_prev_ = c;
   live_head_ = c;
-  ++live_count_;
+  bump_size(live_count_, +1);
 }
 
 void shard::unlink_live(actor_cell* c) noexcept {
@@ -80,19 +89,20 @@ void shard::unlink_live(actor_cell* c) noexcept {
   else return;  // never linked (stopped before its registration arrived)
   if (c->live_next_) c->live_next_->live_prev_ = c->live_prev_;
   c->live_prev_ = c->live_next_ = nullptr;
-  --live_count_;
+  bump_size(live_count_, -1);
 }
 
 void shard::stop_all_actors() noexcept {
   shutting_down_ = true;
   // Collect first: stopping unlinks cells from the live list.
   std::vector<actor_addr> all;
-  all.reserve(live_count_);
+  all.reserve(live_count());
   for (actor_cell* c = live_head_; c; c = c->live_next_) all.emplace_back(c);
   for (actor_addr& a : all) a.cell()->stop(exit_reason::runtime_shutdown);
 }
 
 bool shard::drain_inbox() {
+  if (inbox_.empty_relaxed()) return false;
   work_item* list = inbox_.take_all();
   if (!list) return false;
   while (list) {
@@ -113,7 +123,13 @@ bool shard::step(std::size_t budget) {
     w->run_(w);
     ++n;
   }
-  if (timers_.size() != 0 && timers_.expire(now_ns()) != 0) worked = true;
+  // Reading the clock costs tens of ns here: do it when idle or every 64 items
+  // (timers have 1 ms resolution; asks arm deadlines from this cached time).
+  items_since_clock_ += n;
+  if (n == 0 || items_since_clock_ >= 64 || shuffle) {
+    refresh_clock();
+    if (timers_.size() != 0 && timers_.expire(clock_ns_) != 0) worked = true;
+  }
   if (n == 0 || (++poll_tick_ & 15) == 0) {
     if (io_->poll() != 0) worked = true;
   }
@@ -149,6 +165,7 @@ void shard::park() {
   if (auto next = timers_.next_deadline_ns()) wait = std::chrono::nanoseconds(std::max<std::int64_t>(*next - now, 0));
   io_->run_one_for(wait);
   sleeping_.store(false, std::memory_order_seq_cst);
+  refresh_clock();
   bump(counters_.wakeups);
 }
 
@@ -164,22 +181,30 @@ void shard::loop() {
         give_up_ns = now_ns() + std::chrono::nanoseconds(std::chrono::seconds(5)).count();
         stop_all_actors();
       }
-      if (live_count_ == 0 && runq_.empty() && inbox_.empty()) break;
+      if (live_count() == 0 && runq_.empty() && inbox_.empty()) break;
       if (now_ns() > give_up_ns) {
         rt_.log("troupe: shard " + std::to_string(index_) + " gave up waiting for " +
-                std::to_string(live_count_) + " actor(s) whose handlers did not unwind");
+                std::to_string(live_count()) + " actor(s) whose handlers did not unwind");
         break;
       }
     }
     if (step(256)) continue;
-    // Idle: spin a short while (a wake-up costs far more than a busy hand-off).
-    const std::int64_t spin_until = now_ns() + spin_ns;
+    // Idle: spin a short while (a wake-up costs far more than a busy hand-off),
+    // watching the inbox on every turn and timers and io every 64th.
+    const std::int64_t spin_until = clock_ns_ + spin_ns;
     bool found = false;
-    while (now_ns() < spin_until) {
-      for (int i = 0; i < 32; ++i) TROUPE_CPU_RELAX();
-      if (!inbox_.empty() || exit_.load(std::memory_order_relaxed) || step(256)) {
+    for (unsigned i = 1;; ++i) {
+      TROUPE_CPU_RELAX();
+      if (!inbox_.empty() || exit_.load(std::memory_order_relaxed)) {
         found = true;
         break;
+      }
+      if ((i & 63) == 0) {
+        if (step(256)) {
+          found = true;
+          break;
+        }
+        if (clock_ns_ >= spin_until) break;
       }
     }
     if (!found) park();

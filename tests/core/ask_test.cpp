@@ -145,3 +145,25 @@ TEST_CASE("the four ask failures are distinct error codes", "[core][ask]") {
   CHECK(troupe::make_error_code(errc::ask_timeout).message() == "no reply within the ask's deadline");
   CHECK(std::string(troupe::make_error_code(errc::actor_dead).category().name()) == "troupe");
 }
+
+namespace {
+struct is_open {};
+class flag_actor : public troupe::actor {
+ public:
+  bool handle(is_open) { return true; }
+};
+}  // namespace
+
+TEST_CASE("an ask whose reply type is bool carries both values and errors", "[core][ask]") {
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::sim(sink)};
+  auto f = rt.spawn<flag_actor>();
+  auto r = rt.ask_sync(f, is_open{}, 1s);
+  REQUIRE(r);
+  CHECK(*r == true);
+  f.stop();
+  rt.run_until_idle();
+  auto dead = rt.ask_sync(f, is_open{}, 1s);
+  REQUIRE_FALSE(dead);
+  CHECK(dead.error() == errc::actor_dead);
+}

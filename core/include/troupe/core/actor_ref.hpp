@@ -41,7 +41,7 @@ class [[nodiscard]] ask_awaiter {
     st->waiter_ = h;
     st->home_ = s;
     st->waiter_cell_ = cell_;
-    st->deadline_ns_ = s->now_ns() + timeout_.count();
+    st->deadline_ns_ = s->cached_now_ns() + timeout_.count();
     s->timers().add(st);
     if (cell_) cell_->add_wait(st);
     state_ = st;
@@ -53,7 +53,7 @@ class [[nodiscard]] ask_awaiter {
   result<reply_type> await_resume() {
     if (!state_) {
       if (cell_ && cell_->unwinding()) throw unwind{};
-      return make_error_code(immediate_);
+      return failure<reply_type>(immediate_);
     }
     ask_state<reply_type>* st = std::exchange(state_, nullptr);
     st->home_->timers().remove(st);

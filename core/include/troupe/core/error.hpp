@@ -34,6 +34,17 @@ inline boost::system::error_code make_error_code(errc e) noexcept {
 template <class T>
 using result = boost::system::result<T, boost::system::error_code>;
 
+/// A result<T> holding an error. Explicit, so result<bool> works too (an
+/// error_code converts to bool, which makes the implicit form ambiguous).
+template <class T>
+result<T> failure(boost::system::error_code ec) noexcept {
+  return result<T>(boost::system::in_place_error, ec);
+}
+template <class T>
+result<T> failure(errc e) noexcept {
+  return result<T>(boost::system::in_place_error, make_error_code(e));
+}
+
 /// Thrown by runtime construction when a shard cannot start (one clear line).
 class startup_error : public std::runtime_error {
  public:

@@ -98,8 +98,8 @@ class runtime {
   template <class T>
   result<actor_ref<T>> lookup(const std::string& name) const {
     actor_addr a = lookup_addr(name);
-    if (!a) return make_error_code(errc::name_not_found);
-    if (a.cell()->type_ != &detail::type_info_for<T>::value) return make_error_code(errc::wrong_type);
+    if (!a) return failure<actor_ref<T>>(errc::name_not_found);
+    if (a.cell()->type_ != &detail::type_info_for<T>::value) return failure<actor_ref<T>>(errc::wrong_type);
     return actor_ref<T>{std::move(a)};
   }
   actor_addr lookup_addr(const std::string& name) const;
@@ -200,8 +200,8 @@ result<detail::reply_t<A, std::decay_t<M>>> runtime::ask_sync(const actor_ref<A>
   using reply_type = detail::reply_t<A, msg_t>;
   static_assert(detail::handles<A, msg_t>, "troupe: this actor type has no handle() for the message type");
   TROUPE_ASSERT(detail::this_shard() == nullptr, "ask_sync() called on a shard thread: co_await ask() instead");
-  if (stopping()) return make_error_code(errc::runtime_stopped);
-  if (!to.alive()) return make_error_code(errc::actor_dead);
+  if (stopping()) return failure<reply_type>(errc::runtime_stopped);
+  if (!to.alive()) return failure<reply_type>(errc::actor_dead);
   detail::blocking_waiter w;
   auto* st = new detail::ask_state<reply_type>();
   st->blocking_ = &w;

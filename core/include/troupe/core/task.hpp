@@ -14,6 +14,7 @@
 
 #include <coroutine>
 #include <exception>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -26,9 +27,11 @@ class task;
 namespace detail {
 
 /// Called when a top-level task (one nobody awaits: a message handler) finishes.
-/// The hook may destroy the coroutine frame.
+class promise_base;
 struct completion_hook {
-  void (*on_done_)(completion_hook*, std::coroutine_handle<>) noexcept = nullptr;
+  /// Runs in the task's final suspend; the frame is destroyed right after, so
+  /// the hook reads the result but must not destroy the frame itself.
+  void (*on_done_)(completion_hook*, promise_base*) noexcept = nullptr;
 };
 
 class promise_base {
@@ -38,18 +41,24 @@ class promise_base {
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
+  // A task somebody awaits suspends at its end and transfers to its awaiter,
+  // who destroys it. A top-level task (a message handler) reports to its hook
+  // and does not suspend: its frame is freed as it runs off its end, which is
+  // cheaper than a later destroy().
   struct final_awaiter {
-    bool await_ready() const noexcept { return false; }
-    template <class Promise>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) const noexcept {
-      promise_base& p = h.promise();
-      if (p.continuation_) return p.continuation_;
-      if (p.hook_) p.hook_->on_done_(p.hook_, h);
+    promise_base* p;
+    bool await_ready() const noexcept {
+      if (p->continuation_ || !p->hook_) return false;
+      p->hook_->on_done_(p->hook_, p);
+      return true;
+    }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<>) const noexcept {
+      if (p->continuation_) return p->continuation_;
       return std::noop_coroutine();
     }
     void await_resume() const noexcept {}
   };
-  final_awaiter final_suspend() const noexcept { return {}; }
+  final_awaiter final_suspend() noexcept { return {this}; }
 
   void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
   void set_hook(completion_hook* hook) noexcept { hook_ = hook; }
@@ -87,16 +96,17 @@ template <>
 class promise<void> final : public promise_base {
  public:
   task<void> get_return_object() noexcept;
-  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+  void unhandled_exception() noexcept { exception_.emplace(std::current_exception()); }
   void return_void() noexcept {}
-  bool failed() const noexcept { return exception_ != nullptr; }
-  std::exception_ptr exception() const noexcept { return exception_; }
+  bool failed() const noexcept { return exception_.has_value(); }
+  std::exception_ptr exception() const noexcept { return exception_ ? *exception_ : nullptr; }
   void take() {
-    if (exception_) std::rethrow_exception(exception_);
+    if (exception_) std::rethrow_exception(*exception_);
   }
 
  private:
-  std::exception_ptr exception_;
+  // optional: the success path then never calls exception_ptr's out-of-line destructor.
+  std::optional<std::exception_ptr> exception_;
 };
 
 }  // namespace detail

@@ -56,7 +56,7 @@ template <class T>
 struct asio_yield<boost::system::error_code, T> {
   using type = result<T>;
   static type make(std::tuple<boost::system::error_code, T>&& t) {
-    if (std::get<0>(t)) return std::get<0>(t);
+    if (std::get<0>(t)) return failure<T>(std::get<0>(t));
     return std::move(std::get<1>(t));
   }
 };

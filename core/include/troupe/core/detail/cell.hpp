@@ -124,8 +124,10 @@ struct actor_cell : work_item {
   void enqueue(message* m) noexcept;
   /// Runs a coroutine handler until its first suspension (or its end).
   void start_handler(std::coroutine_handle<> h) noexcept;
-  /// Called when a handler (coroutine or plain) finishes; `failure` is null on success.
-  void handler_finished(std::exception_ptr failure) noexcept;
+  /// Called when a handler (coroutine or plain) has finished.
+  void handler_finished() noexcept;
+  /// Called when a handler has thrown: supervision first, then handler_finished().
+  void handler_failed(std::exception_ptr failure) noexcept;
   /// Stops the actor (once in-flight handlers have unwound).
   void stop(exit_reason why, std::string what = {}) noexcept;
   void on_failure(const std::exception_ptr& e) noexcept;
@@ -142,17 +144,20 @@ struct actor_cell : work_item {
 /// Do not swallow it: every later await throws it again.
 struct unwind {};
 
+// Per-thread context, inline so the hot path reads it without a call.
+inline thread_local actor_cell* tls_current_cell = nullptr;
+inline thread_local shard* tls_this_shard = nullptr;
+
 /// The cell whose handler runs on this thread right now, or null.
-actor_cell* current_cell() noexcept;
-void set_current_cell(actor_cell* c) noexcept;
+inline actor_cell* current_cell() noexcept { return tls_current_cell; }
+inline void set_current_cell(actor_cell* c) noexcept { tls_current_cell = c; }
 
-/// Finds the shard a send from this thread goes through, and the home shard of c.
-shard* this_shard() noexcept;
+/// The shard whose thread this is (or that a simulated step poses as), or null.
+inline shard* this_shard() noexcept { return tls_this_shard; }
 
-/// Delivers m to its target from any thread: into the mailbox when called on
-/// the target's home shard, through the home shard's inbox otherwise.
-/// Returns an error (and has discarded m) when the target is dead or full.
-boost::system::error_code send(message* m) noexcept;
+/// The general case of send() (shard.hpp): another thread, a bounded mailbox,
+/// a dead target.
+boost::system::error_code send_slow(message* m) noexcept;
 
 /// Completes a message whose target was found dead, full or stopped.
 void dead_letter(message* m, errc why) noexcept;

@@ -100,7 +100,7 @@ struct ask_state final : ask_state_base {
     }
   }
   result<R> take() {
-    if (error_ != errc{}) return make_error_code(error_);
+    if (error_ != errc{}) return failure<R>(error_);
     return std::move(*value_);
   }
   static void* operator new(std::size_t n) { return pool_allocate(n); }
@@ -114,7 +114,7 @@ struct ask_state<void> final : ask_state_base {
     if (claim()) notify();
   }
   result<void> take() {
-    if (error_ != errc{}) return make_error_code(error_);
+    if (error_ != errc{}) return failure<void>(error_);
     return {};
   }
   static void* operator new(std::size_t n) { return pool_allocate(n); }
@@ -180,14 +180,13 @@ struct envelope final : message, completion_hook {
       try {
         t = a.handle(std::move(e->msg_));
       } catch (...) {  // only a throwing parameter copy gets here
-        finish(e, c, std::current_exception());
+        finish_failed(e, c, std::current_exception());
         return;
       }
       auto h = t.release();
       h.promise().set_hook(e);
       c->start_handler(h);
     } else {
-      std::exception_ptr failure;
       try {
         if constexpr (std::is_void_v<reply_type>) {
           a.handle(std::move(e->msg_));
@@ -197,38 +196,49 @@ struct envelope final : message, completion_hook {
           if (e->ask_) e->ask_->succeed(std::move(r));
         }
       } catch (...) {
-        failure = std::current_exception();
+        finish_failed(e, c, std::current_exception());
+        return;
       }
-      finish(e, c, std::move(failure));
+      finish_ok(e, c);
     }
   }
 
-  static void finish(envelope* e, actor_cell* c, std::exception_ptr failure) noexcept {
-    if (failure && is_unwind(failure)) {
-      if (e->ask_) e->ask_->fail(errc::actor_died);
-      failure = nullptr;
-    } else if (failure && e->ask_) {
-      e->ask_->fail(errc::handler_failed);
-    }
+  static void finish_ok(envelope* e, actor_cell* c) noexcept {
     if (e->ask_) e->ask_->release();
     delete e;
-    c->handler_finished(std::move(failure));
+    c->handler_finished();
   }
 
-  static void on_done(completion_hook* hook, std::coroutine_handle<> h) noexcept {
+  static void finish_failed(envelope* e, actor_cell* c, std::exception_ptr failure) noexcept {
+    const bool unwound = is_unwind(failure);
+    if (e->ask_) {
+      e->ask_->fail(unwound ? errc::actor_died : errc::handler_failed);
+      e->ask_->release();
+    }
+    delete e;
+    if (unwound) {
+      c->handler_finished();
+    } else {
+      c->handler_failed(std::move(failure));
+    }
+  }
+
+  static void on_done(completion_hook* hook, promise_base* pb) noexcept {
     auto* e = static_cast<envelope*>(hook);
     actor_cell* c = e->target_;
-    auto ph = std::coroutine_handle<promise<reply_type>>::from_address(h.address());
-    std::exception_ptr failure = ph.promise().exception();
-    if (!failure && e->ask_) {
-      if constexpr (std::is_void_v<reply_type>) {
-        e->ask_->succeed();
-      } else {
-        e->ask_->succeed(ph.promise().take());
+    auto& p = static_cast<promise<reply_type>&>(*pb);
+    if (!p.failed()) {
+      if (e->ask_) {
+        if constexpr (std::is_void_v<reply_type>) {
+          e->ask_->succeed();
+        } else {
+          e->ask_->succeed(p.take());
+        }
       }
+      finish_ok(e, c);
+    } else {
+      finish_failed(e, c, p.exception());
     }
-    h.destroy();
-    finish(e, c, std::move(failure));
   }
 
   static void discard(message* base, errc why) noexcept {

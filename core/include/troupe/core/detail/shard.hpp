@@ -73,6 +73,9 @@ class shard {
   boost::asio::io_context& io() noexcept { return *io_; }
   timer_wheel& timers() noexcept { return timers_; }
   std::int64_t now_ns() const noexcept;
+  /// The clock as last read by this shard's loop (at most ~64 work items old).
+  std::int64_t cached_now_ns() const noexcept { return simulated_ ? now_ns() : clock_ns_; }
+  std::int64_t refresh_clock() noexcept;
   shard_counters& counters() noexcept { return counters_; }
 
   /// Queues a ready work item. Only on this shard's thread.
@@ -100,7 +103,8 @@ class shard {
 
   void link_live(actor_cell* c) noexcept;
   void unlink_live(actor_cell* c) noexcept;
-  std::size_t live_count() const noexcept { return live_count_; }
+  /// Live actors homed here; readable from any thread (a snapshot).
+  std::size_t live_count() const noexcept { return live_count_.load(std::memory_order_relaxed); }
 
   // --- the loop ---
   void start_thread();
@@ -137,13 +141,36 @@ class shard {
   std::atomic<bool> exit_{false};
   timer_wheel timers_;
   actor_cell* live_head_ = nullptr;
-  std::size_t live_count_ = 0;
+  std::atomic<std::size_t> live_count_{0};  // written by the shard only
   bool shutting_down_ = false;
   shard_counters counters_;
   std::thread thread_;
   std::mt19937_64 rng_;
   std::uint64_t poll_tick_ = 0;
+  std::int64_t clock_ns_ = 0;
+  bool simulated_ = false;
+  std::size_t items_since_clock_ = 0;
   std::atomic<std::uint64_t> next_id_{1};
 };
+
+/// Delivers m to its target from any thread: into the mailbox when called on
+/// the target's home shard, through the home shard's inbox otherwise.
+/// Returns an error (and has discarded m) when the target is dead or full.
+/// The common case, an unbounded mailbox on this very shard, is inlined.
+inline boost::system::error_code send(message* m) noexcept {
+  actor_cell* c = m->target_;
+  if (c->home_ == this_shard() && c->capacity_ == 0 && c->alive()) {
+    c->mailbox_.push(m);
+    ++c->mailbox_len_;
+    constexpr std::uint8_t hold = actor_cell::scheduled | actor_cell::busy | actor_cell::in_turn |
+                                  actor_cell::stopping | actor_cell::restart_pending;
+    if ((c->flags_ & hold) == 0) {
+      c->flags_ |= actor_cell::scheduled;
+      c->home_->schedule(c);
+    }
+    return {};
+  }
+  return send_slow(m);
+}
 
 }  // namespace troupe::detail

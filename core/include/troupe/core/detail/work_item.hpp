@@ -57,6 +57,8 @@ class mpsc_inbox {
     return head == nullptr;
   }
   bool empty() const noexcept { return head_.load(std::memory_order_seq_cst) == nullptr; }
+  /// A cheap look for polling loops; take_all() is the synchronising read.
+  bool empty_relaxed() const noexcept { return head_.load(std::memory_order_relaxed) == nullptr; }
   /// Takes every pushed item, oldest first, as a singly linked list.
   work_item* take_all() noexcept {
     work_item* list = head_.exchange(nullptr, std::memory_order_acquire);
