@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <memory>
 #include <sstream>
 
@@ -84,6 +83,7 @@ cell_extras& extras_of(actor_cell* c) {
 
 void actor_cell::free_cell(actor_cell* c) noexcept {
   std::size_t bytes = cell_block_size(c->type_);
+  if (c->parent_) std::exchange(c->parent_, nullptr)->release();
   delete c->extras_;
   c->~actor_cell();
   pool_deallocate(c, bytes);
@@ -135,6 +135,11 @@ void actor_cell::enqueue(message* m) noexcept {
   if (!has(in_turn) && !has(busy) && !unwinding()) home_->schedule_cell(this);
 }
 
+// Messages an actor may handle per turn before others get the shard. Large
+// enough that a receiver fed by many senders keeps up (each sender's turn
+// adds a burst), small enough that a turn stays in the tens of microseconds.
+constexpr unsigned turn_budget = 512;
+
 void run_turn(work_item* w) noexcept {
   auto* c = static_cast<actor_cell*>(w);
   c->clear(actor_cell::scheduled);
@@ -148,7 +153,9 @@ void run_turn(work_item* w) noexcept {
   set_current_cell(c);
   const bool reentrant = c->type_->reentrant;
   std::uint64_t handled = 0;
-  for (unsigned budget = 64; budget != 0; --budget) {
+  // A turn handles what was queued when it began, so a message an actor sends
+  // itself waits for its next turn: self-tells are how a handler yields.
+  for (unsigned budget = std::min(turn_budget, c->mailbox_len_); budget != 0; --budget) {
     if (c->has(actor_cell::busy) || c->unwinding() || !c->alive()) break;
     message* m = c->mailbox_.pop();
     if (!m) break;
@@ -205,7 +212,7 @@ void actor_cell::on_failure(const std::exception_ptr& e) noexcept {
       cell_extras& x = extras_of(this);
       const std::int64_t now = home_->now_ns();
       const std::int64_t window = std::chrono::nanoseconds(sup.within).count();
-      while (!x.restarts.empty() && now - x.restarts.front() > window) x.restarts.pop_front();
+      std::erase_if(x.restarts, [&](std::int64_t t) { return now - t > window; });
       if (x.restarts.size() >= sup.max_restarts) {
         rt.log("troupe: " + name_of(this) + " failed: " + what + "; restart limit (" +
                std::to_string(sup.max_restarts) + " in " + std::to_string(sup.within.count()) +
@@ -224,7 +231,7 @@ void actor_cell::on_failure(const std::exception_ptr& e) noexcept {
     }
     case on_failure::escalate: {
       rt.log("troupe: " + name_of(this) + " failed: " + what + "; escalating to its supervisor");
-      actor_cell* parent = extras_ && extras_->parent ? extras_->parent.cell() : nullptr;
+      actor_cell* parent = parent_;
       stop(exit_reason::failure, what);
       if (parent) post_control(control::child_failed, parent, this, exit_reason::failure, what);
       return;
@@ -317,12 +324,14 @@ void actor_cell::finish_stop() noexcept {
     for (actor_addr& l : x.links) post_control(control::linked_exit, l.cell(), this, reason_, what);
     for (actor_addr& ch : x.children)
       post_control(control::stop, ch.cell(), this, exit_reason::parent_stopped, {});
-    if (x.parent) post_control(control::child_exited, x.parent.cell(), this, reason_, {});
     x.monitors.clear();
     x.links.clear();
     x.children.clear();
-    x.parent = actor_addr{};
     x.factory.reset();
+  }
+  if (parent_) {
+    post_control(control::child_exited, parent_, this, reason_, {});
+    std::exchange(parent_, nullptr)->release();
   }
   home_->unlink_live(this);
   if (has(scheduled) || has(in_turn)) set(release_deferred); else release();

@@ -8,7 +8,6 @@
 #include <troupe/core/options.hpp>
 #include <troupe/core/runtime.hpp>
 
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,9 +19,8 @@ struct cell_extras {
   std::vector<actor_addr> monitors;  // watchers to send a down_msg to
   std::vector<actor_addr> links;
   std::vector<actor_addr> children;
-  actor_addr parent;
   supervision sup{};
-  std::deque<std::int64_t> restarts;  // times of recent restarts (bounded by sup.max_restarts)
+  std::vector<std::int64_t> restarts;  // times of recent restarts (at most sup.max_restarts)
   std::unique_ptr<restart_factory> factory;
   std::string name;  // registered name, if any
   std::string what;  // exit text

@@ -102,18 +102,16 @@ void runtime::abandon_cell(detail::actor_cell* c) noexcept {
 
 void runtime::finish_spawn(detail::actor_cell* c, spawn_options& opts, detail::actor_cell* parent,
                            std::unique_ptr<detail::restart_factory> factory) {
-  if (opts.supervise.directive != on_failure::stop || factory || parent || !opts.name.empty()) {
+  if (opts.supervise.directive != on_failure::stop || factory || !opts.name.empty()) {
     detail::cell_extras& x = detail::extras_of(c);
     x.sup = opts.supervise;
     x.factory = std::move(factory);
-    if (parent) x.parent = actor_addr{parent};
   }
   if (!opts.name.empty()) {
     actor_addr a{c};
     if (auto ec = register_name(opts.name, a)) {
       c->type_->destroy(c->instance_);
       c->clear(detail::actor_cell::instance_live);
-      c->extras_->parent = actor_addr{};
       c->extras_->factory.reset();
       c->dead_.store(true, std::memory_order_release);
       a = actor_addr{};
@@ -122,7 +120,11 @@ void runtime::finish_spawn(detail::actor_cell* c, spawn_options& opts, detail::a
     }
     c->extras_->name = opts.name;
   }
-  if (parent) detail::extras_of(parent).children.emplace_back(c);
+  if (parent) {
+    parent->add_ref();
+    c->parent_ = parent;
+    detail::extras_of(parent).children.emplace_back(c);
+  }
   if (detail::this_shard() == c->home_) {
     c->home_->link_live(c);
   } else {

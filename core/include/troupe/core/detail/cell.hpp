@@ -107,6 +107,7 @@ struct actor_cell : work_item {
   actor_cell* live_prev_ = nullptr;  // the home shard's list of live actors
   actor_cell* live_next_ = nullptr;
   std::uint64_t id_ = 0;
+  actor_cell* parent_ = nullptr;  // counted; the actor that spawned this one, if any
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
