@@ -16,6 +16,7 @@
 #include <vector>
 #include <algorithm>
 #include <iterator>
+#include <time.h>
 #include <unistd.h>
 
 namespace troupe::bench {
@@ -85,7 +86,9 @@ inline void report(const std::string& workload, double value, const std::string&
   os.precision(6);
   os << "{\"workload\":\"" << workload << "\",\"value\":" << value << ",\"unit\":\"" << unit
      << "\",\"baseline\":" << baseline << ",\"baseline_name\":\"" << json_escape(baseline_name)
-     << "\",\"ratio\":" << (baseline != 0 ? value / baseline : 0.0) << ",\"target\":\"" << json_escape(target)
+     << "\",\"ratio\":";
+  if (baseline != 0) os << value / baseline; else os << "null";  // no meaningful ratio to zero
+  os << ",\"target\":\"" << json_escape(target)
      << "\",\"smoke\":" << (a.smoke ? "true" : "false") << ",\"machine\":\"" << json_escape(machine()) << "\"";
   if (!extra.empty()) os << "," << extra;
   os << "}\n";
@@ -193,20 +196,11 @@ inline double spsc_roundtrips_per_second(std::uint64_t rounds) {
   return static_cast<double>(rounds) / s;
 }
 
-/// CPU time (user + system) this process has used, in seconds.
+/// CPU time (user + system) this process has used, in seconds (ns resolution).
 inline double process_cpu_seconds() {
-  std::ifstream f("/proc/self/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto p = s.rfind(')');
-  std::istringstream is(s.substr(p + 2));
-  std::string field;
-  unsigned long utime = 0, stime = 0;
-  for (int i = 3; i <= 15; ++i) {
-    is >> field;
-    if (i == 14) utime = std::stoul(field);
-    if (i == 15) stime = std::stoul(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 /// Resident set size of this process, in bytes.

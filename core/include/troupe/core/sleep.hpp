@@ -44,10 +44,7 @@ class [[nodiscard]] sleep_awaiter : work_item, timer_node, wait_node {
  private:
   static void resume(work_item* w) noexcept {
     auto* s = static_cast<sleep_awaiter*>(w);
-    actor_cell* prev = current_cell();
-    set_current_cell(s->cell_);
-    s->waiter_.resume();
-    set_current_cell(prev);
+    resume_in(s->cell_, s->waiter_);
   }
   static void fire(timer_node* t) noexcept {
     auto* s = static_cast<sleep_awaiter*>(t);

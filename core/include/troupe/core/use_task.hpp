@@ -86,10 +86,7 @@ class [[nodiscard]] asio_awaiter : wait_node {
     void operator()(A&&... a) {
       asio_awaiter* s = self;
       s->results_.emplace(std::forward<A>(a)...);
-      actor_cell* prev = current_cell();
-      set_current_cell(s->cell_);
-      s->waiter_.resume();
-      set_current_cell(prev);
+      resume_in(s->cell_, s->waiter_);
     }
   };
 

@@ -156,6 +156,14 @@ inline void set_current_cell(actor_cell* c) noexcept { tls_current_cell = c; }
 /// The shard whose thread this is (or that a simulated step poses as), or null.
 inline shard* this_shard() noexcept { return tls_this_shard; }
 
+/// Resumes a handler's coroutine with its actor as the current cell.
+inline void resume_in(actor_cell* c, std::coroutine_handle<> h) noexcept {
+  actor_cell* prev = current_cell();
+  set_current_cell(c);
+  h.resume();
+  set_current_cell(prev);
+}
+
 /// The general case of send() (shard.hpp): another thread, a bounded mailbox,
 /// a dead target.
 boost::system::error_code send_slow(message* m) noexcept;

@@ -66,10 +66,7 @@ struct ask_state_base : work_item, timer_node, wait_node {
 
   static void resume(work_item* w) noexcept {
     auto* s = static_cast<ask_state_base*>(w);
-    actor_cell* prev = current_cell();
-    set_current_cell(s->waiter_cell_);
-    s->waiter_.resume();
-    set_current_cell(prev);
+    resume_in(s->waiter_cell_, s->waiter_);
   }
   static void on_timeout(timer_node* t) noexcept {
     auto* s = static_cast<ask_state_base*>(t);
