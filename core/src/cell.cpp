@@ -89,24 +89,28 @@ void actor_cell::free_cell(actor_cell* c) noexcept {
   pool_deallocate(c, bytes);
 }
 
-void dead_letter(message* m, errc why) noexcept {
+void dead_letter(message* m, errc why, shard* count_on, bool reserved) noexcept {
   actor_cell* c = m->target_;
-  if (c->capacity_ && c->policy_ == overflow::reject && why != errc::mailbox_full)
-    c->reserved_.fetch_sub(1, std::memory_order_relaxed);
-  c->home_->counters().dead_letters.fetch_add(1, std::memory_order_relaxed);
+  if (reserved) c->reserved_.fetch_sub(1, std::memory_order_relaxed);
+  if (count_on) count_on->counters().dead_letters.fetch_add(1, std::memory_order_relaxed);
   m->discard_(m, why);
 }
+
+namespace {
+bool reserves(const actor_cell* c) noexcept { return c->capacity_ != 0 && c->policy_ == overflow::reject; }
+}  // namespace
 
 boost::system::error_code send_slow(message* m) noexcept {
   actor_cell* c = m->target_;
   if (!c->alive()) {
-    dead_letter(m, errc::actor_dead);
+    // The target's runtime may be gone (refs can outlive it): count on the
+    // sender's shard, if any; the sender learns of it from the result anyway.
+    dead_letter(m, errc::actor_dead, this_shard(), false);
     return make_error_code(errc::actor_dead);
   }
-  if (c->capacity_ && c->policy_ == overflow::reject) {
+  if (reserves(c)) {
     if (c->reserved_.fetch_add(1, std::memory_order_relaxed) >= c->capacity_) {
-      c->reserved_.fetch_sub(1, std::memory_order_relaxed);
-      dead_letter(m, errc::mailbox_full);
+      dead_letter(m, errc::mailbox_full, c->home_, true);
       return make_error_code(errc::mailbox_full);
     }
   }
@@ -121,7 +125,7 @@ boost::system::error_code send_slow(message* m) noexcept {
 
 void actor_cell::enqueue(message* m) noexcept {
   if (!alive()) {
-    dead_letter(m, errc::actor_dead);
+    dead_letter(m, errc::actor_dead, home_, reserves(this));
     return;
   }
   if (capacity_ && policy_ == overflow::drop_oldest && mailbox_len_ >= capacity_) {
@@ -160,8 +164,7 @@ void run_turn(work_item* w) noexcept {
     message* m = c->mailbox_.pop();
     if (!m) break;
     --c->mailbox_len_;
-    if (c->capacity_ && c->policy_ == overflow::reject)
-      c->reserved_.fetch_sub(1, std::memory_order_relaxed);
+    if (reserves(c)) c->reserved_.fetch_sub(1, std::memory_order_relaxed);
     ++c->inflight_;
     if (!reentrant) c->set(actor_cell::busy);
     ++handled;
@@ -309,7 +312,7 @@ void actor_cell::finish_stop() noexcept {
   }
   while (message* m = mailbox_.pop()) {
     --mailbox_len_;
-    dead_letter(m, errc::actor_died);
+    dead_letter(m, errc::actor_died, home_, reserves(this));
   }
   if (extras_) {
     cell_extras& x = *extras_;
@@ -429,7 +432,8 @@ void actor::link(const actor_addr& other) {
 }
 
 void actor_addr::stop() const {
-  if (!cell_) return;
+  // A stopped actor's runtime may be gone: touch nothing of it.
+  if (!cell_ || !cell_->alive()) return;
   detail::post_control(detail::control::stop, cell_, cell_, exit_reason::normal, {});
 }
 

@@ -170,6 +170,8 @@ actor_addr runtime::lookup_addr(const std::string& name) const {
 // --- stop ---
 
 void runtime::stop() {
+  TROUPE_ASSERT(detail::this_shard() == nullptr || &detail::this_shard()->rt() != this,
+                "runtime::stop() called from one of its own shards (it joins them)");
   std::lock_guard lock(stop_mutex_);
   if (stopped_) return;
   stopping_.store(true, std::memory_order_release);

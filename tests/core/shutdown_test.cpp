@@ -60,6 +60,11 @@ TEST_CASE("stop() with handlers suspended mid-way returns promptly and fails the
   CHECK(sleepers[0].tell(ping{}) == troupe::errc::actor_dead);
   CHECK(rt->ask_sync(sleepers[0], ping{}, 1s).error() == troupe::errc::runtime_stopped);
   rt.reset();
+  // Refs outlive the runtime itself: sending or stopping through them is safe.
+  CHECK(sleepers[0].tell(ping{}) == troupe::errc::actor_dead);
+  sleepers[1].stop();
+  CHECK_FALSE(waiters[0].alive());
+  CHECK(waiters[0].addr().reason() == troupe::exit_reason::runtime_shutdown);
 }
 
 TEST_CASE("spawning after stop() is refused", "[core][shutdown]") {

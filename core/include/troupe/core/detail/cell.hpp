@@ -168,8 +168,10 @@ inline void resume_in(actor_cell* c, std::coroutine_handle<> h) noexcept {
 /// a dead target.
 boost::system::error_code send_slow(message* m) noexcept;
 
-/// Completes a message whose target was found dead, full or stopped.
-void dead_letter(message* m, errc why) noexcept;
+/// Completes a message whose target was found dead, full or stopped: counts it
+/// on `count_on` (if any), releases its mailbox reservation (if it held one),
+/// fails its ask with `why` and frees it.
+void dead_letter(message* m, errc why, shard* count_on, bool reserved) noexcept;
 
 /// Adds one to a counter that only its owning thread writes (no locked RMW).
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
