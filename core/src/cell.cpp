@@ -24,6 +24,7 @@ const char* to_string(exit_reason r) noexcept {
     case exit_reason::linked: return "linked";
     case exit_reason::parent_stopped: return "parent_stopped";
     case exit_reason::runtime_shutdown: return "runtime_shutdown";
+    case exit_reason::node_down: return "node_down";
   }
   return "unknown";
 }
@@ -76,6 +77,13 @@ bool is_unwind(const std::exception_ptr& e) noexcept {
   }
 }
 
+std::uint64_t proxy_remote_id(const actor_cell* proxy) noexcept {
+  return proxy->extras_ ? proxy->extras_->remote_id : 0;
+}
+remote_sink* proxy_sink(const actor_cell* proxy) noexcept {
+  return proxy->extras_ ? proxy->extras_->sink : nullptr;
+}
+
 cell_extras& extras_of(actor_cell* c) {
   if (!c->extras_) c->extras_ = new cell_extras();
   return *c->extras_;
@@ -93,7 +101,7 @@ void dead_letter(message* m, errc why, shard* count_on, bool reserved) noexcept 
   actor_cell* c = m->target_;
   if (reserved) c->reserved_.fetch_sub(1, std::memory_order_relaxed);
   if (count_on) count_on->counters().dead_letters.fetch_add(1, std::memory_order_relaxed);
-  m->discard_(m, why);
+  m->ops_->discard(m, why);
 }
 
 namespace {
@@ -107,6 +115,10 @@ boost::system::error_code send_slow(message* m) noexcept {
     // sender's shard, if any; the sender learns of it from the result anyway.
     dead_letter(m, errc::actor_dead, this_shard(), false);
     return make_error_code(errc::actor_dead);
+  }
+  if (c->remote_ && (!m->ops_->encode || (m->ask_base_ && !m->ops_->is_ask_capable))) {
+    dead_letter(m, errc::not_serializable, this_shard(), false);
+    return make_error_code(errc::not_serializable);
   }
   if (reserves(c)) {
     if (c->reserved_.fetch_add(1, std::memory_order_relaxed) >= c->capacity_) {
@@ -128,11 +140,15 @@ void actor_cell::enqueue(message* m) noexcept {
     dead_letter(m, errc::actor_dead, home_, reserves(this));
     return;
   }
+  if (remote_) {
+    extras_->sink->forward(this, m);
+    return;
+  }
   if (capacity_ && policy_ == overflow::drop_oldest && mailbox_len_ >= capacity_) {
     message* oldest = mailbox_.pop();
     --mailbox_len_;
     bump(home_->counters().dropped);
-    oldest->discard_(oldest, errc::message_dropped);
+    oldest->ops_->discard(oldest, errc::message_dropped);
   }
   mailbox_.push(m);
   ++mailbox_len_;
@@ -168,7 +184,7 @@ void run_turn(work_item* w) noexcept {
     ++c->inflight_;
     if (!reentrant) c->set(actor_cell::busy);
     ++handled;
-    m->invoke_(m, c);
+    m->ops_->invoke(m, c);
   }
   set_current_cell(prev);
   c->clear(actor_cell::in_turn);

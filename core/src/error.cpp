@@ -19,6 +19,11 @@ class category final : public boost::system::error_category {
       case errc::name_not_found: return "no actor is registered under that name";
       case errc::wrong_type: return "the actor registered under that name has another type";
       case errc::io_uring_unavailable: return "io_uring is unavailable";
+      case errc::not_serializable: return "the message or reply type has no wire codec (TROUPE_WIRE_MESSAGE)";
+      case errc::node_down: return "the link to the actor's node went down";
+      case errc::bad_reply: return "the remote reply could not be decoded";
+      case errc::remote_error: return "the remote node refused the request";
+      case errc::message_too_large: return "the encoded message exceeds the frame size limit";
     }
     return "unknown troupe error";
   }

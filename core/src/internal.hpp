@@ -24,6 +24,8 @@ struct cell_extras {
   std::unique_ptr<restart_factory> factory;
   std::string name;  // registered name, if any
   std::string what;  // exit text
+  remote_sink* sink = nullptr;  // proxies only
+  std::uint64_t remote_id = 0;  // proxies only
 };
 
 cell_extras& extras_of(actor_cell* c);

@@ -64,6 +64,8 @@ boost::asio::io_context& runtime::io(unsigned shard) {
 
 boost::asio::io_context& runtime::this_io() {
   detail::shard* s = detail::this_shard();
+  // An actor's constructor runs on the spawning thread: give it its home shard's io.
+  if (detail::actor_cell* c = detail::constructing_cell()) s = c->home_;
   TROUPE_ASSERT(s != nullptr, "runtime::this_io() called outside a shard");
   return s->io();
 }
@@ -130,6 +132,25 @@ void runtime::finish_spawn(detail::actor_cell* c, spawn_options& opts, detail::a
   } else {
     detail::post_control(detail::control::live, c, c, exit_reason::none, {});
   }
+}
+
+actor_addr runtime::make_proxy_addr(const detail::actor_type_info* type, unsigned shard,
+                                   detail::remote_sink* sink, std::uint64_t remote_id) {
+  TROUPE_ASSERT(sink != nullptr, "a proxy needs a sink");
+  spawn_options opts;
+  opts.shard = static_cast<int>(shard);
+  detail::actor_cell* c = allocate_cell(type, type->size, type->align, opts);
+  c->remote_ = 1;
+  detail::cell_extras& x = detail::extras_of(c);
+  x.sink = sink;
+  x.remote_id = remote_id;
+  actor_addr a{c};
+  if (detail::this_shard() == c->home_) {
+    c->home_->link_live(c);
+  } else {
+    detail::post_control(detail::control::live, c, c, exit_reason::none, {});
+  }
+  return a;
 }
 
 // --- registry ---

@@ -2,7 +2,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <random>
+#include <set>
 #include <vector>
+
+#include "support.hpp"
 
 using troupe::detail::timer_node;
 using troupe::detail::timer_wheel;
@@ -83,4 +87,54 @@ TEST_CASE("a timer armed in the past fires at the next tick", "[core][timer]") {
   w.add(&a);
   w.expire(101 * ms);
   CHECK(fired == std::vector<int>{1});
+}
+
+TEST_CASE("issue-3: a timer due later in the millisecond just expired still fires", "[core][timer]") {
+  std::vector<int> fired;
+  fired_log = &fired;
+  timer_wheel w{0};
+  tagged a = make(1, 5 * ms + 900'000);  // due at 5.9 ms
+  w.add(&a);
+  w.expire(5 * ms + 100'000);  // 5.1 ms: same tick, not yet due
+  CHECK(fired.empty());
+  w.expire(8 * ms);  // later ticks: it must not wait a whole revolution
+  CHECK(fired == std::vector<int>{1});
+}
+
+TEST_CASE("the wheel never misses or delays a timer under random use", "[core][timer]") {
+  const std::uint64_t seed = troupe::test::seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  std::vector<int> fired;
+  fired_log = &fired;
+  for (int round = 0; round < 50; ++round) {
+    std::int64_t now = static_cast<std::int64_t>(rng() % 1'000'000'000);
+    timer_wheel w{now};
+    std::vector<tagged> nodes(100);
+    for (int step = 0; step < 2000; ++step) {
+      tagged& n = nodes[rng() % nodes.size()];
+      switch (rng() % 4) {
+        case 0:
+          if (!n.linked_) {
+            n.fire_ = &record;
+            n.deadline_ns_ = now + static_cast<std::int64_t>(rng() % 3000) * 1'000'000 / 100 * 3;
+            w.add(&n);
+          }
+          break;
+        case 1:
+          w.remove(&n);
+          break;
+        default:
+          now += static_cast<std::int64_t>(rng() % 3'000'000);
+          w.expire(now);
+          for (auto& x : nodes) REQUIRE_FALSE((x.linked_ && x.deadline_ns_ <= now));  // due => fired
+      }
+      if (auto next = w.next_deadline_ns()) {
+        for (auto& x : nodes) {
+          // next_deadline is never later than an armed timer's tick
+          if (x.linked_) REQUIRE(*next / ms <= std::max(x.deadline_ns_ / ms, now / ms));
+        }
+      }
+    }
+  }
 }

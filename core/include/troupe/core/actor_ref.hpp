@@ -46,7 +46,7 @@ class [[nodiscard]] ask_awaiter {
     if (cell_) cell_->add_wait(st);
     state_ = st;
     auto* e = new envelope<A, M>(target_.cell(), std::move(msg_));
-    e->ask_ = st;
+    e->ask_base_ = st;
     (void)send(e);  // a refused send has already failed the ask and queued the resumption
   }
 

@@ -22,6 +22,11 @@ enum class errc {
   name_not_found,     ///< registry: no actor under that name
   wrong_type,         ///< registry: the actor under that name has another type
   io_uring_unavailable,  ///< start-up: io_uring could not be initialised
+  not_serializable,   ///< a message (or reply) type without a wire codec was sent to a remote actor
+  node_down,          ///< the link to the remote actor's node went down before the reply
+  bad_reply,          ///< the remote reply could not be decoded
+  remote_error,       ///< the remote node refused the request (see its log)
+  message_too_large,  ///< the encoded message exceeds the transport's frame limit
 };
 
 const boost::system::error_category& troupe_category() noexcept;

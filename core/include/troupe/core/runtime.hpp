@@ -87,7 +87,8 @@ class runtime {
   /// The io_context of shard i: Asio objects used inside handlers of actors on
   /// shard i belong there.
   boost::asio::io_context& io(unsigned shard);
-  /// The io_context of the calling shard.
+  /// The io_context of the calling shard — inside an actor's constructor, of
+  /// the shard the actor is being spawned on.
   static boost::asio::io_context& this_io();
 
   // --- registry ---
@@ -119,6 +120,17 @@ class runtime {
   const runtime_options& options() const noexcept { return opts_; }
 
   detail::shard& shard_at(unsigned i) noexcept { return *shards_[i]; }
+
+  /// For transports: a local stand-in for actor `remote_id` on another node.
+  /// Messages sent to it are handed, on `shard`, to `sink` in send order; it
+  /// stops (monitors fire) when the transport stops it. Messages and replies
+  /// need a remote_codec, or the send fails with errc::not_serializable.
+  template <class T>
+  actor_ref<T> make_proxy(unsigned shard, detail::remote_sink* sink, std::uint64_t remote_id) {
+    return actor_ref<T>{make_proxy_addr(&detail::type_info_for<T>::value, shard, sink, remote_id)};
+  }
+  actor_addr make_proxy_addr(const detail::actor_type_info* type, unsigned shard, detail::remote_sink* sink,
+                             std::uint64_t remote_id);
 
  private:
   friend class actor;
@@ -206,7 +218,7 @@ result<detail::reply_t<A, std::decay_t<M>>> runtime::ask_sync(const actor_ref<A>
   auto* st = new detail::ask_state<reply_type>();
   st->blocking_ = &w;
   auto* e = new detail::envelope<A, msg_t>(to.addr().cell(), std::forward<M>(m));
-  e->ask_ = st;
+  e->ask_base_ = st;
   (void)detail::send(e);
   wait_blocking(st, w, timeout);
   result<reply_type> r = st->take();

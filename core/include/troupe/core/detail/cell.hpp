@@ -29,11 +29,13 @@ enum class exit_reason : std::uint8_t {
   linked,            ///< a linked actor stopped abnormally
   parent_stopped,    ///< its parent stopped
   runtime_shutdown,  ///< runtime::stop()
+  node_down,         ///< (proxies) the link to the actor's node went down
 };
 
 /// True for reasons that propagate over links.
 constexpr bool is_abnormal(exit_reason r) noexcept {
-  return r == exit_reason::failure || r == exit_reason::restart_limit || r == exit_reason::linked;
+  return r == exit_reason::failure || r == exit_reason::restart_limit || r == exit_reason::linked ||
+         r == exit_reason::node_down;
 }
 
 const char* to_string(exit_reason r) noexcept;
@@ -44,13 +46,38 @@ class shard;
 struct actor_cell;
 struct cell_extras;
 
+struct message;
+struct ask_state_base;
+
+/// Per (actor type, message type): what the runtime can do with an envelope.
+struct message_ops {
+  /// Runs the handler; called on the target's shard during its turn.
+  void (*invoke)(message*, actor_cell*);
+  /// Drops the message: an ask is completed with `why`; the envelope is freed.
+  void (*discard)(message*, errc why) noexcept;
+  // --- for proxies of remote actors; null / 0 when the types have no codec ---
+  std::uint32_t wire_type;                             ///< remote_codec<M>::type_id
+  void (*encode)(const message*, std::string& out);    ///< the message's payload
+  bool is_ask_capable;                                 ///< the reply type has a codec too
+  /// For an ask: decodes the reply payload and completes the ask; false if
+  /// the payload is malformed (the ask then fails with errc::bad_reply).
+  bool (*complete)(message*, std::string_view payload) noexcept;
+};
+
 /// A message in transit or queued in a mailbox.
 struct message : work_item {
   actor_cell* target_ = nullptr;
-  /// Runs the handler; called on the target's shard during its turn.
-  void (*invoke_)(message*, actor_cell*) = nullptr;
-  /// Drops the message: an ask is completed with `why`; the envelope is freed.
-  void (*discard_)(message*, errc why) noexcept = nullptr;
+  const message_ops* ops_ = nullptr;
+  /// The ask this message carries, if any (completed by reply, error or drop).
+  ask_state_base* ask_base_ = nullptr;
+};
+
+/// Where messages to a proxy cell (a local stand-in for a remote actor) go.
+/// Called on the proxy's home shard, in send order.
+class remote_sink {
+ public:
+  virtual ~remote_sink() = default;
+  virtual void forward(actor_cell* proxy, message* m) noexcept = 0;
 };
 
 /// A suspended await inside a handler, registered so stop() can cut it short.
@@ -94,6 +121,7 @@ struct actor_cell : work_item {
   std::uint8_t flags_ = 0;
   exit_reason reason_ = exit_reason::none;
   overflow policy_ = overflow::reject;
+  std::uint8_t remote_ = 0;  // 1: a proxy of a remote actor (immutable)
   std::uint32_t inflight_ = 0;
   std::uint32_t mailbox_len_ = 0;
   std::uint32_t capacity_ = 0;                // 0 = unbounded
@@ -179,6 +207,10 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 }
 
 const char* demangled_name(const std::type_info& t);
+
+/// For proxy cells: the remote actor's id on its node, and where messages go.
+std::uint64_t proxy_remote_id(const actor_cell* proxy) noexcept;
+remote_sink* proxy_sink(const actor_cell* proxy) noexcept;
 
 }  // namespace detail
 }  // namespace troupe

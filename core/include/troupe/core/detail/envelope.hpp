@@ -13,6 +13,7 @@
 #include <troupe/core/detail/timer_wheel.hpp>
 #include <troupe/core/error.hpp>
 #include <troupe/core/messages.hpp>
+#include <troupe/core/remote_codec.hpp>
 #include <troupe/core/task.hpp>
 
 #include <condition_variable>
@@ -36,6 +37,9 @@ struct blocking_waiter {
 
 struct ask_state_base : work_item, timer_node, wait_node {
   std::atomic<std::uint32_t> refs_{2};  // the asker's and the envelope's
+  /// When set, called instead of resuming a coroutine or waking a thread
+  /// (a remote reply: encode the value and send it back over the link).
+  void (*on_complete_)(ask_state_base*) noexcept = nullptr;
   std::atomic<bool> done_{false};
   errc error_{};                        // set instead of a value when the ask failed
   std::coroutine_handle<> waiter_;
@@ -52,7 +56,13 @@ struct ask_state_base : work_item, timer_node, wait_node {
   bool claim() noexcept { return !done_.exchange(true, std::memory_order_acq_rel); }
   /// Resumes the asker (on its shard) or wakes the blocked thread.
   void notify() noexcept {
-    if (blocking_) blocking_->signal(); else home_->submit(static_cast<work_item*>(this));
+    if (on_complete_) {
+      on_complete_(this);
+    } else if (blocking_) {
+      blocking_->signal();
+    } else {
+      home_->submit(static_cast<work_item*>(this));
+    }
   }
   void fail(errc e) noexcept {
     if (claim()) {
@@ -86,7 +96,7 @@ struct ask_state_base : work_item, timer_node, wait_node {
 };
 
 template <class R>
-struct ask_state final : ask_state_base {
+struct ask_state : ask_state_base {
   std::optional<R> value_;
   ask_state() noexcept { destroy_ = [](ask_state_base* b) noexcept { delete static_cast<ask_state*>(b); }; }
   template <class U>
@@ -105,7 +115,7 @@ struct ask_state final : ask_state_base {
 };
 
 template <>
-struct ask_state<void> final : ask_state_base {
+struct ask_state<void> : ask_state_base {
   ask_state() noexcept { destroy_ = [](ask_state_base* b) noexcept { delete static_cast<ask_state*>(b); }; }
   void succeed() noexcept {
     if (claim()) notify();
@@ -146,16 +156,40 @@ struct envelope final : message, completion_hook {
   static constexpr bool is_coroutine = is_task<handler_type>::value;
 
   M msg_;
-  ask_state<reply_type>* ask_ = nullptr;
 
   template <class U>
   envelope(actor_cell* target, U&& m) : msg_(std::forward<U>(m)) {
     target_ = target;
     run_ = &deliver_from_inbox;
-    invoke_ = &invoke;
-    discard_ = &discard;
+    ops_ = &ops;
     on_done_ = &on_done;
   }
+
+  ask_state<reply_type>* ask() const noexcept { return static_cast<ask_state<reply_type>*>(ask_base_); }
+
+  static constexpr bool message_remote = remote_message<M>;
+  static constexpr bool reply_remote = std::is_void_v<reply_type> || remote_message<reply_type>;
+  static constexpr std::uint32_t wire_type() {
+    if constexpr (message_remote) return remote_codec<M>::type_id; else return 0;
+  }
+  static void encode(const message* m, std::string& out) {
+    if constexpr (message_remote) remote_codec<M>::encode(static_cast<const envelope*>(m)->msg_, out);
+  }
+  static bool complete(message* m, std::string_view payload) noexcept {
+    auto* e = static_cast<envelope*>(m);
+    if constexpr (std::is_void_v<reply_type>) {
+      if (e->ask()) e->ask()->succeed();
+      return true;
+    } else if constexpr (remote_message<reply_type>) {
+      result<reply_type> r = remote_codec<reply_type>::decode(payload);
+      if (!r) return false;
+      if (e->ask()) e->ask()->succeed(std::move(*r));
+      return true;
+    } else {
+      return false;
+    }
+  }
+  static const message_ops ops;
 
   static void* operator new(std::size_t n) { return pool_allocate(n); }
   static void operator delete(void* p, std::size_t n) noexcept { pool_deallocate(p, n); }
@@ -187,10 +221,10 @@ struct envelope final : message, completion_hook {
       try {
         if constexpr (std::is_void_v<reply_type>) {
           a.handle(std::move(e->msg_));
-          if (e->ask_) e->ask_->succeed();
+          if (e->ask()) e->ask()->succeed();
         } else {
           reply_type r = a.handle(std::move(e->msg_));
-          if (e->ask_) e->ask_->succeed(std::move(r));
+          if (e->ask()) e->ask()->succeed(std::move(r));
         }
       } catch (...) {
         finish_failed(e, c, std::current_exception());
@@ -201,16 +235,16 @@ struct envelope final : message, completion_hook {
   }
 
   static void finish_ok(envelope* e, actor_cell* c) noexcept {
-    if (e->ask_) e->ask_->release();
+    if (e->ask()) e->ask()->release();
     delete e;
     c->handler_finished();
   }
 
   static void finish_failed(envelope* e, actor_cell* c, std::exception_ptr failure) noexcept {
     const bool unwound = is_unwind(failure);
-    if (e->ask_) {
-      e->ask_->fail(unwound ? errc::actor_died : errc::handler_failed);
-      e->ask_->release();
+    if (e->ask()) {
+      e->ask()->fail(unwound ? errc::actor_died : errc::handler_failed);
+      e->ask()->release();
     }
     delete e;
     if (unwound) {
@@ -225,11 +259,11 @@ struct envelope final : message, completion_hook {
     actor_cell* c = e->target_;
     auto& p = static_cast<promise<reply_type>&>(*pb);
     if (!p.failed()) {
-      if (e->ask_) {
+      if (e->ask()) {
         if constexpr (std::is_void_v<reply_type>) {
-          e->ask_->succeed();
+          e->ask()->succeed();
         } else {
-          e->ask_->succeed(p.take());
+          e->ask()->succeed(p.take());
         }
       }
       finish_ok(e, c);
@@ -240,13 +274,18 @@ struct envelope final : message, completion_hook {
 
   static void discard(message* base, errc why) noexcept {
     auto* e = static_cast<envelope*>(base);
-    if (e->ask_) {
-      e->ask_->fail(why);
-      e->ask_->release();
+    if (e->ask()) {
+      e->ask()->fail(why);
+      e->ask()->release();
     }
     delete e;
   }
 };
+
+template <class A, class M>
+const message_ops envelope<A, M>::ops{&envelope::invoke, &envelope::discard, envelope::wire_type(),
+                                      envelope::message_remote ? &envelope::encode : nullptr,
+                                      envelope::reply_remote, &envelope::complete};
 
 template <class A, class M>
 void send_system(actor_cell* to, M&& m) {

@@ -159,7 +159,7 @@ class shard {
 /// The common case, an unbounded mailbox on this very shard, is inlined.
 inline boost::system::error_code send(message* m) noexcept {
   actor_cell* c = m->target_;
-  if (c->home_ == this_shard() && c->capacity_ == 0 && c->alive()) {
+  if (c->home_ == this_shard() && (c->capacity_ | c->remote_) == 0 && c->alive()) {
     c->mailbox_.push(m);
     ++c->mailbox_len_;
     constexpr std::uint8_t hold = actor_cell::scheduled | actor_cell::busy | actor_cell::in_turn |

@@ -34,7 +34,7 @@ class timer_wheel {
   void add(timer_node* n) noexcept {
     TROUPE_ASSERT(!n->linked_, "timer armed twice");
     std::int64_t tick = n->deadline_ns_ / tick_ns;
-    if (tick <= last_tick_) tick = last_tick_ + 1;  // already due: fire at the next tick
+    if (tick < last_tick_) tick = last_tick_;  // already due: its slot is visited at the next expire
     n->slot_ = static_cast<std::uint32_t>(static_cast<std::size_t>(tick) & (slots - 1));
     timer_node*& head = slots_[n->slot_];
     n->prev_ = nullptr;
@@ -63,16 +63,18 @@ class timer_wheel {
   std::size_t size() const noexcept { return count_; }
 
   /// Fires every timer whose deadline is <= now_ns. Returns how many fired.
+  /// The slot of the last tick seen is visited again: a timer due later in
+  /// that same millisecond is still there.
   std::size_t expire(std::int64_t now_ns) noexcept {
-    std::int64_t now_tick = now_ns / tick_ns;
-    if (now_tick <= last_tick_ || count_ == 0) {
-      if (now_tick > last_tick_) last_tick_ = now_tick;
+    const std::int64_t now_tick = now_ns / tick_ns;
+    if (now_tick < last_tick_) return 0;
+    if (count_ == 0) {
+      last_tick_ = now_tick;
       return 0;
     }
     std::size_t fired = 0;
-    std::int64_t span = now_tick - last_tick_;
-    if (span > static_cast<std::int64_t>(slots)) span = slots;
-    for (std::int64_t t = now_tick - span + 1; t <= now_tick; ++t) {
+    const std::int64_t first = std::max(last_tick_, now_tick - static_cast<std::int64_t>(slots) + 1);
+    for (std::int64_t t = first; t <= now_tick; ++t) {
       timer_node* n = slots_[static_cast<std::size_t>(t) & (slots - 1)];
       while (n) {
         timer_node* next = n->next_;
@@ -92,7 +94,7 @@ class timer_wheel {
   /// Exact for deadlines within one revolution; otherwise one revolution ahead.
   std::optional<std::int64_t> next_deadline_ns() const noexcept {
     if (count_ == 0) return std::nullopt;
-    for (std::int64_t t = last_tick_ + 1; t <= last_tick_ + static_cast<std::int64_t>(slots); ++t) {
+    for (std::int64_t t = last_tick_; t < last_tick_ + static_cast<std::int64_t>(slots); ++t) {
       for (timer_node* n = slots_[static_cast<std::size_t>(t) & (slots - 1)]; n; n = n->next_) {
         if (n->deadline_ns_ / tick_ns <= t) return std::max(n->deadline_ns_, t * tick_ns);
       }

@@ -1,0 +1,190 @@
+#pragma once
+/// \file
+/// The transport's frames: the wire layout, frame_errc, append_frame and the
+/// incremental frame_reader.
+///
+/// Every message between two nodes travels in one frame. All integers are
+/// little-endian:
+///
+/// ```
+/// u32 length       bytes after this field: 32 header bytes + payload;
+///                  32 <= length <= the reader's max_frame
+/// u8  kind         a frame_kind; any other value is an error
+/// u8  flags        must be 0
+/// u16 reserved     must be 0
+/// u32 type_id      message type id (0 for frames that carry no user message)
+/// u64 target       target actor id on the receiving node (0 = none)
+/// u64 sender       sending actor id (0 = none)
+/// u64 correlation  ask correlation id (0 = none)
+/// payload          length - 32 bytes (see wire.hpp for how messages are encoded)
+/// ```
+///
+/// The reader checks the length prefix as soon as its four bytes arrive, so an
+/// oversized frame is refused before its body is buffered, and it checks kind,
+/// flags and reserved bytes as soon as they arrive, so garbage is refused early.
+/// Errors are sticky: a stream that once went wrong is never trusted again; the
+/// link that owns the reader logs the error and closes.
+
+#include <boost/system/error_code.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <troupe/core/error.hpp>
+
+namespace troupe::net {
+
+/// What a frame is for. The numbering is part of the wire format.
+enum class frame_kind : std::uint8_t {
+  hello = 1,
+  challenge = 2,
+  proof = 3,
+  welcome = 4,
+  heartbeat = 5,
+  tell = 6,
+  ask = 7,
+  reply = 8,
+  reply_error = 9,
+  lookup = 10,
+  lookup_reply = 11,
+  down = 12,
+  goodbye = 13,
+};
+
+/// True if `value` is the number of a frame_kind.
+constexpr bool is_frame_kind(std::uint8_t value) noexcept {
+  return value >= static_cast<std::uint8_t>(frame_kind::hello) &&
+         value <= static_cast<std::uint8_t>(frame_kind::goodbye);
+}
+
+/// The kind's name as written in this header ("tell"), or "unknown".
+std::string_view frame_kind_name(frame_kind kind) noexcept;
+
+/// The decoded fixed part of a frame (length, flags and reserved are implied).
+struct frame_header {
+  frame_kind kind = frame_kind::heartbeat;
+  std::uint32_t type_id = 0;
+  std::uint64_t target = 0;
+  std::uint64_t sender = 0;
+  std::uint64_t correlation = 0;
+  friend bool operator==(const frame_header&, const frame_header&) = default;
+};
+
+/// Bytes of a frame before its payload, the length field included.
+constexpr std::size_t frame_header_bytes = 36;
+/// The largest `length` field a reader accepts unless told otherwise (16 MiB).
+constexpr std::uint32_t default_max_frame = 16u << 20;
+/// The largest payload append_frame writes: one a default reader accepts.
+constexpr std::size_t frame_payload_max = default_max_frame - (frame_header_bytes - 4);
+
+/// Why a frame or its payload was refused. Registered as a boost::system
+/// error category ("troupe.frame").
+enum class frame_errc {
+  frame_too_large = 1,  ///< the length field exceeds the reader's max_frame
+  frame_too_short,      ///< the length field is smaller than the 32 header bytes
+  bad_kind,             ///< the kind byte is not a frame_kind
+  bad_reserved,         ///< the flags byte or the reserved field is not zero
+  truncated,            ///< the stream ended in the middle of a frame
+  bad_payload,          ///< the payload is malformed, truncated or claims impossible sizes
+  trailing_bytes,       ///< the payload has bytes left after the message was decoded
+  unknown_type,         ///< the frame's type_id is not a registered message type
+};
+
+const boost::system::error_category& frame_category() noexcept;
+
+inline boost::system::error_code make_error_code(frame_errc e) noexcept {
+  return {static_cast<int>(e), frame_category()};
+}
+
+/// Appends one encoded frame to `out`. Asserts that `h.kind` is a frame_kind
+/// and that `payload` is at most frame_payload_max bytes.
+void append_frame(std::string& out, const frame_header& h, std::string_view payload);
+
+/// Starts a frame whose payload the caller appends to `out` directly (for
+/// instance with wire::encode), saving a copy. Returns the frame's offset in
+/// `out`, to pass to end_frame. Asserts that `h.kind` is a frame_kind.
+std::size_t begin_frame(std::string& out, const frame_header& h);
+
+/// Finishes the frame begun at `start`: its payload is everything appended to
+/// `out` since begin_frame. A payload larger than frame_payload_max is an
+/// error (frame_too_large), and the frame is removed from `out` again.
+[[nodiscard]] result<void> end_frame(std::string& out, std::size_t start);
+
+/// One complete frame handed out by frame_reader::next(). `payload` points into
+/// the reader's buffer and is valid until the next call of any non-const
+/// member of the reader.
+struct frame_view {
+  frame_header header;
+  std::string_view payload;
+};
+
+/// Cuts a byte stream into frames, incrementally and without copying frames.
+///
+/// Use: give it bytes with feed() (or write them into writable() and commit()),
+/// then call next() until it returns std::nullopt, then feed again. When the
+/// stream ends, finish() tells a clean end from one in the middle of a frame.
+///
+/// Memory is bounded: a frame is only buffered once its length field passed
+/// the max_frame check, consumed bytes are reclaimed without quadratic
+/// copying, and a buffer that grew for a big frame is released once empty. If
+/// the caller drains next() between feeds, the buffer holds at most one
+/// partial frame plus one feed.
+///
+/// A reader is not thread-safe; one link owns one reader.
+class frame_reader {
+ public:
+  /// `max_frame` bounds the length field (header + payload); at least 32.
+  explicit frame_reader(std::uint32_t max_frame = default_max_frame);
+
+  frame_reader(frame_reader&&) noexcept = default;
+  frame_reader& operator=(frame_reader&&) noexcept = default;
+
+  /// Appends `n` bytes of the stream. Ignored once the reader has failed.
+  void feed(const char* data, std::size_t n);
+  void feed(std::string_view bytes) { feed(bytes.data(), bytes.size()); }
+
+  /// Space for at least `n` more bytes at the end of the buffer, for a socket
+  /// read to fill directly; commit() then appends the bytes written.
+  [[nodiscard]] std::span<char> writable(std::size_t n);
+  /// Appends the first `n` bytes of the last writable() span to the stream.
+  void commit(std::size_t n);
+
+  /// The next complete frame; std::nullopt if more bytes are needed; or the
+  /// error that stopped the stream (sticky: every later call returns it too).
+  [[nodiscard]] result<std::optional<frame_view>> next();
+
+  /// Ends the stream: an error if the reader had failed, `truncated` if bytes
+  /// of an unfinished frame are buffered (call it after next() returned
+  /// std::nullopt). Leaves the reader failed if it reports an error.
+  [[nodiscard]] result<void> finish();
+
+  /// Bytes received and not yet handed out as frames.
+  std::size_t buffered() const noexcept { return end_ - begin_; }
+  /// Bytes of memory the buffer holds.
+  std::size_t capacity() const noexcept { return capacity_; }
+  std::uint32_t max_frame() const noexcept { return max_frame_; }
+  bool failed() const noexcept { return static_cast<bool>(error_); }
+  /// The error that stopped the stream, or an empty error_code.
+  boost::system::error_code error() const noexcept { return error_; }
+
+ private:
+  // Makes room for `n` more bytes after end_, reclaiming consumed space first.
+  void reserve_tail(std::size_t n);
+  boost::system::error_code fail(frame_errc e) noexcept;
+
+  std::unique_ptr<char[]> data_;
+  std::size_t capacity_ = 0;
+  std::size_t begin_ = 0;     // first byte not yet handed out
+  std::size_t end_ = 0;       // one past the last byte received
+  std::size_t writable_ = 0;  // size of the span the last writable() returned
+  std::uint32_t max_frame_;
+  boost::system::error_code error_;
+};
+
+}  // namespace troupe::net
+
+template <>
+struct boost::system::is_error_code_enum<troupe::net::frame_errc> : std::true_type {};

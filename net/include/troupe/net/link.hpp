@@ -1,0 +1,117 @@
+#pragma once
+/// \file
+/// peer_link: one authenticated TCP connection to one peer node, as an actor.
+///
+/// A link runs on the shard that owns its socket. It performs the handshake
+/// (handshake.hpp), then reads frames in bulk (many per receive) and hands
+/// each to its listener; outgoing frames are appended to one buffer and
+/// written together (many frames, one send). While idle it sends a heartbeat
+/// every `heartbeat`; a peer silent for `down_after` is declared down. Any
+/// malformed input (oversized, truncated or garbage frames, a frame out of
+/// place) closes this link only, with one logged reason.
+
+#include <troupe/core.hpp>
+#include <troupe/net/frame.hpp>
+#include <troupe/net/handshake.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace troupe::net {
+
+struct link_config {
+  std::string node;     ///< this node's name
+  std::string cluster;  ///< cluster name; peers must match
+  std::optional<std::string> secret;  ///< shared secret; none = loopback peers only
+  std::chrono::milliseconds heartbeat{250};
+  std::chrono::milliseconds down_after{1500};
+  std::chrono::milliseconds handshake_timeout{5000};
+  std::uint32_t max_frame = default_max_frame;
+};
+
+/// Counters of one link, readable by asking it (stats_q).
+struct link_stats {
+  std::string peer;
+  bool up = false;
+  std::uint64_t frames_in = 0, frames_out = 0, bytes_in = 0, bytes_out = 0, writes = 0;
+};
+
+class peer_link;
+
+/// Receives a link's events, on the link's shard. Owned by the node.
+class link_listener {
+ public:
+  virtual ~link_listener() = default;
+  virtual void on_up(const actor_ref<peer_link>& l, const std::string& peer) = 0;
+  virtual void on_frame(const actor_ref<peer_link>& l, const frame_header& h, std::string_view payload) = 0;
+  virtual void on_down(const actor_ref<peer_link>& l, const std::string& peer, const std::string& reason) = 0;
+};
+
+/// Messages a link handles.
+struct link_start {};
+struct link_send {
+  frame_header header;
+  std::string payload;
+};
+struct link_close {
+  std::string reason;
+};
+struct link_stats_q {};
+
+class peer_link : public actor {
+ public:
+  static constexpr bool reentrant = true;  // reading, writing and timers interleave
+  static constexpr const char* type_name = "troupe::net::peer_link";
+  enum class role { dialer, acceptor };
+
+  /// `listener` receives the link's events while `owner` (the actor that owns
+  /// the listener, if any) is alive.
+  peer_link(link_config cfg, boost::asio::ip::tcp::socket socket, role r, link_listener* listener,
+            actor_addr owner = {});
+
+  /// Runs the handshake, then the read loop, until the link closes.
+  task<void> handle(link_start);
+  /// Queues one frame; frames queued while a write is in flight go out together.
+  void handle(link_send f);
+  /// Closes the link with a reason (logged, and sent to the peer when possible).
+  void handle(link_close c);
+  link_stats handle(link_stats_q) const { return stats_; }
+
+ private:
+  struct flush {};
+  struct tick {};
+
+ public:
+  task<void> handle(flush);
+  task<void> handle(tick);
+
+ private:
+  task<bool> handshake();
+  task<result<frame_view>> read_frame();
+  void queue(const frame_header& h, std::string_view payload);
+  void close(std::string reason);
+  bool listening() const noexcept { return !owner_ || owner_.alive(); }
+
+  link_config cfg_;
+  boost::asio::ip::tcp::socket socket_;
+  role role_;
+  link_listener* listener_;
+  actor_addr owner_;
+  frame_reader reader_;
+  std::string out_;       // frames waiting for the next write
+  std::string sending_;   // the frames of the write in flight
+  bool writing_ = false;
+  bool closed_ = false;
+  std::string close_reason_;
+  std::int64_t last_in_ns_ = 0;
+  std::int64_t last_out_ns_ = 0;
+  link_stats stats_;
+  std::array<char, 65536> in_;  // one receive's worth; the reader keeps partial frames
+};
+
+}  // namespace troupe::net

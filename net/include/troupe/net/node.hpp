@@ -1,0 +1,320 @@
+#pragma once
+/// \file
+/// node: this process as a member of a troupe cluster.
+///
+/// A node listens on one TCP endpoint, dials its seeds, and keeps one
+/// authenticated link per peer node (link.hpp). Local actors are published
+/// under a name; a peer looks them up and gets an actor_ref<T> to a local
+/// *proxy* that forwards tells and asks over the link — location transparency:
+/// the ref is used exactly like a local one. Messages (and ask replies) that
+/// cross the wire need TROUPE_WIRE_MESSAGE; a send of anything else to a
+/// remote ref fails at the sender with errc::not_serializable.
+///
+/// Delivery: from one sender to one remote receiver, in send order, at most
+/// once. When a link goes down, asks pending on it fail at once with
+/// errc::node_down, the peer's proxies stop with exit_reason::node_down (their
+/// monitors fire), later sends through them fail with errc::actor_dead, and
+/// the dialing side redials with exponential backoff and jitter. After a
+/// reconnect, look the actors up again.
+///
+/// All of the node's work runs on one shard (node_options::shard).
+
+#include <troupe/core.hpp>
+#include <troupe/net/endpoint.hpp>
+#include <troupe/net/frame.hpp>
+#include <troupe/net/link.hpp>
+#include <troupe/net/wire.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+/// Registers Type for the wire (troupe::net::wire_id) and for remote refs
+/// (troupe::remote_codec). Use at global namespace scope; Id is a stable,
+/// cluster-unique nonzero u32 below 0xFFFF0000.
+#define TROUPE_REMOTE_MESSAGE(Type, Id)                                              \
+  TROUPE_WIRE_MESSAGE(Type, Id);                                                     \
+  template <>                                                                        \
+  struct troupe::remote_codec<Type> : ::troupe::net::detail::wire_codec<Type> {}
+
+namespace troupe::net {
+
+namespace detail {
+/// remote_codec for a registered wire message.
+template <class M>
+struct wire_codec {
+  static constexpr bool enabled = true;
+  static constexpr std::uint32_t type_id = wire_id<M>::value;
+  static void encode(const M& m, std::string& out) { ::troupe::net::encode(m, out); }
+  static result<M> decode(std::string_view bytes) { return ::troupe::net::decode<M>(bytes); }
+};
+}  // namespace detail
+
+/// The message types an actor accepts from other nodes:
+/// `using remote_messages = troupe::net::message_list<deposit, balance>;`
+template <class... Ms>
+struct message_list {};
+
+struct node_options {
+  std::string name;                  ///< this node's name, unique in the cluster
+  std::string cluster = "troupe";    ///< peers must use the same cluster name
+  endpoint listen{"127.0.0.1", 0};   ///< port 0: an ephemeral port (see node::port())
+  std::vector<endpoint> seeds;       ///< nodes to dial at start, and to redial
+  std::optional<std::string> secret; ///< shared cluster secret; none = loopback peers only
+  std::chrono::milliseconds heartbeat{250};
+  std::chrono::milliseconds down_after{1500};  ///< a silent peer is down after this
+  std::chrono::milliseconds redial_min{100};   ///< first redial delay (then x2, with jitter)
+  std::chrono::milliseconds redial_max{5000};
+  std::uint32_t max_frame = default_max_frame;
+  unsigned shard = 0;
+};
+
+/// Delivered to subscribers when a peer's link comes up or goes down.
+struct member_event {
+  std::string node;
+  bool up = false;
+  std::string reason;  ///< why it went down
+};
+
+/// One peer as the node sees it.
+struct member_info {
+  std::string name;
+  bool up = false;
+  link_stats stats;
+};
+
+struct cluster_state {
+  std::string self;
+  std::vector<member_info> members;
+};
+
+// ---------------------------------------------------------------------------
+// Internals the templates above need.
+
+namespace detail {
+
+/// Decodes one message type for one published actor type and sends it in.
+using inbound_fn = boost::system::error_code (*)(troupe::detail::actor_cell* target, std::string_view payload,
+                                                 const actor_ref<peer_link>& from, std::uint64_t correlation);
+
+struct published_actor {
+  actor_addr addr;
+  std::string type_name;
+  std::unordered_map<std::uint32_t, inbound_fn> inbound;
+};
+
+/// An ask that arrived over a link: its reply goes back over that link.
+template <class R>
+struct remote_ask final : troupe::detail::ask_state<R> {
+  actor_ref<peer_link> from;
+  std::uint64_t correlation = 0;
+  remote_ask() {
+    this->destroy_ = [](troupe::detail::ask_state_base* b) noexcept { delete static_cast<remote_ask*>(b); };
+    this->on_complete_ = &reply;
+    this->refs_.store(1);  // only the envelope's: there is no local waiter
+  }
+  static void reply(troupe::detail::ask_state_base* b) noexcept {
+    auto* self = static_cast<remote_ask*>(b);
+    std::string payload;
+    frame_header h{frame_kind::reply, 0, 0, 0, self->correlation};
+    if (self->error_ != errc{}) {
+      h.kind = frame_kind::reply_error;
+      encode(static_cast<std::uint32_t>(self->error_), payload);
+    } else if constexpr (!std::is_void_v<R>) {
+      try {
+        encode(*self->value_, payload);
+      } catch (...) {
+        h.kind = frame_kind::reply_error;
+        payload.clear();
+        encode(static_cast<std::uint32_t>(errc::not_serializable), payload);
+      }
+      if (payload.size() > frame_payload_max) {
+        h.kind = frame_kind::reply_error;
+        payload.clear();
+        encode(static_cast<std::uint32_t>(errc::message_too_large), payload);
+      }
+    }
+    (void)self->from.tell(link_send{h, std::move(payload)});
+  }
+  static void* operator new(std::size_t n) { return troupe::detail::pool_allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { troupe::detail::pool_deallocate(p, n); }
+};
+
+template <class T, class M>
+boost::system::error_code inbound(troupe::detail::actor_cell* target, std::string_view payload, const actor_ref<peer_link>& from,
+                                  std::uint64_t correlation) {
+  result<M> m = remote_codec<M>::decode(payload);
+  if (!m) return m.error();
+  auto* e = new troupe::detail::envelope<T, M>(target, std::move(*m));
+  using R = troupe::detail::reply_t<T, M>;
+  if (correlation != 0) {
+    if constexpr (std::is_void_v<R> || remote_message<R>) {
+      auto* st = new remote_ask<R>();
+      st->from = from;
+      st->correlation = correlation;
+      e->ask_base_ = st;
+    } else {
+      // The reply type cannot cross the wire: refuse the ask, do not run it.
+      troupe::detail::envelope<T, M>::discard(e, errc::not_serializable);
+      std::string p;
+      encode(static_cast<std::uint32_t>(errc::not_serializable), p);
+      (void)from.tell(link_send{frame_header{frame_kind::reply_error, 0, 0, 0, correlation}, std::move(p)});
+      return {};
+    }
+  }
+  (void)troupe::detail::send(e);  // a dead or full target fails the ask, which replies with the error
+  return {};
+}
+
+template <class T, class... Ms>
+void fill_inbound(published_actor& p, message_list<Ms...>) {
+  (
+      [&] {
+        static_assert(remote_message<Ms>, "troupe: remote_messages lists a type without TROUPE_REMOTE_MESSAGE");
+        static_assert(troupe::detail::handles<T, Ms>, "troupe: remote_messages lists a type the actor does not handle");
+        p.inbound.emplace(remote_codec<Ms>::type_id, &inbound<T, Ms>);
+      }(),
+      ...);
+}
+
+struct publish_q {
+  std::string name;
+  published_actor entry;
+};
+struct lookup_q {
+  std::string peer;
+  std::string name;
+  std::string type_name;
+  const troupe::detail::actor_type_info* type = nullptr;
+};
+struct subscribe_q {
+  actor_addr who;
+  std::function<void(const member_event&)> send;
+};
+struct state_q {};
+
+}  // namespace detail
+
+class node_actor;
+
+class node {
+ public:
+  /// Binds the listening socket (throws std::system_error with the endpoint
+  /// on failure, e.g. a port in use) and starts dialing the seeds.
+  node(runtime& rt, node_options opts);
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  /// The port actually listened on.
+  unsigned short port() const noexcept { return port_; }
+  const std::string& name() const noexcept { return name_; }
+  actor_ref<node_actor> ref() const { return actor_; }
+
+  /// Makes `a` reachable from other nodes under `name`. T must list the
+  /// message types it accepts remotely: `using remote_messages =
+  /// troupe::net::message_list<deposit, balance>;` (each TROUPE_REMOTE_MESSAGE).
+  template <class T>
+  void publish(const actor_ref<T>& a, const std::string& name);
+
+  /// From a thread outside the runtime: a ref to actor `name` on node `peer`.
+  /// Errors: node_down (no link to peer), name_not_found, wrong_type,
+  /// ask_timeout.
+  template <class T>
+  result<actor_ref<T>> remote_sync(const std::string& peer, const std::string& name,
+                                   std::chrono::nanoseconds timeout);
+  /// Inside a handler: `auto r = co_await node.remote<bank>("node-b", "bank", 1s);`
+  template <class T>
+  task<result<actor_ref<T>>> remote(std::string peer, std::string name, std::chrono::nanoseconds timeout);
+
+  /// Sends member_event to `a` on every link up / down.
+  template <class T>
+  void subscribe(const actor_ref<T>& a);
+
+  /// Members, their status and link counters (from outside the runtime).
+  result<cluster_state> state(std::chrono::nanoseconds timeout);
+
+ private:
+  void publish_entry(const std::string& name, detail::published_actor entry);
+  result<actor_addr> lookup_sync(detail::lookup_q q, std::chrono::nanoseconds timeout);
+  task<result<actor_addr>> lookup(detail::lookup_q q, std::chrono::nanoseconds timeout);
+  void subscribe_fn(actor_addr who, std::function<void(const member_event&)> send);
+
+  runtime& rt_;
+  std::string name_;
+  unsigned short port_ = 0;
+  actor_ref<node_actor> actor_;
+};
+
+// ---------------------------------------------------------------------------
+// Template bodies.
+
+template <class T>
+void node::publish(const actor_ref<T>& a, const std::string& name) {
+  static_assert(requires { typename T::remote_messages; },
+                "troupe: to publish an actor type, declare `using remote_messages = "
+                "troupe::net::message_list<...>;` in it");
+  detail::published_actor p;
+  p.addr = a.addr();
+  p.type_name = troupe::detail::type_info_for<T>::value.name;
+  detail::fill_inbound<T>(p, typename T::remote_messages{});
+  publish_entry(name, std::move(p));
+}
+
+template <class T>
+result<actor_ref<T>> node::remote_sync(const std::string& peer, const std::string& name,
+                                       std::chrono::nanoseconds timeout) {
+  result<actor_addr> r = lookup_sync(detail::lookup_q{peer, name, troupe::detail::type_info_for<T>::value.name,
+                                                      &troupe::detail::type_info_for<T>::value},
+                                     timeout);
+  if (!r) return failure<actor_ref<T>>(r.error());
+  return actor_ref<T>{std::move(*r)};
+}
+
+template <class T>
+task<result<actor_ref<T>>> node::remote(std::string peer, std::string name, std::chrono::nanoseconds timeout) {
+  detail::lookup_q q{std::move(peer), std::move(name), troupe::detail::type_info_for<T>::value.name,
+                     &troupe::detail::type_info_for<T>::value};
+  task<result<actor_addr>> call = lookup(std::move(q), timeout);
+  result<actor_addr> r = co_await std::move(call);
+  if (!r) co_return failure<actor_ref<T>>(r.error());
+  co_return actor_ref<T>{std::move(*r)};
+}
+
+template <class T>
+void node::subscribe(const actor_ref<T>& a) {
+  static_assert(troupe::detail::handles<T, member_event>, "troupe: a subscriber needs handle(troupe::net::member_event)");
+  subscribe_fn(a.addr(), [a](const member_event& e) { (void)a.tell(e); });
+}
+
+}  // namespace troupe::net
+
+// Replies of plain types (bool, integers, floating point, std::string) cross
+// the wire without registration.
+namespace troupe::net::detail {
+template <class T>
+constexpr std::uint32_t builtin_type_id() {
+  if constexpr (std::is_same_v<T, std::string>) return 0xFFFF1000u;
+  else return 0xFFFF1100u + (std::is_floating_point_v<T> ? 0x80u : 0u) + (std::is_signed_v<T> ? 0x40u : 0u) +
+              static_cast<std::uint32_t>(sizeof(T));
+}
+template <class T>
+struct builtin_codec {
+  static constexpr bool enabled = true;
+  static constexpr std::uint32_t type_id = builtin_type_id<T>();
+  static void encode(const T& v, std::string& out) { ::troupe::net::encode(v, out); }
+  static result<T> decode(std::string_view bytes) { return ::troupe::net::decode<T>(bytes); }
+};
+}  // namespace troupe::net::detail
+
+template <class T>
+  requires(std::is_arithmetic_v<T> && !std::is_same_v<T, long double>)
+struct troupe::remote_codec<T> : troupe::net::detail::builtin_codec<T> {};
+template <>
+struct troupe::remote_codec<std::string> : troupe::net::detail::builtin_codec<std::string> {};

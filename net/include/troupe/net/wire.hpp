@@ -1,0 +1,360 @@
+#pragma once
+/// \file
+/// Message payloads: encode/decode with cereal through a bounded archive pair,
+/// and stable message type ids (wire_id, TROUPE_WIRE_MESSAGE, wire_message).
+///
+/// A payload is the cereal serialization of one value, written with
+/// wire_output_archive and read with bounded_input_archive:
+///
+/// - arithmetic values: their bytes, little-endian (bool is one byte, 0 or 1);
+/// - container sizes (cereal's size tags): u32 little-endian;
+/// - everything else the way cereal's binary archives lay it out (a struct is
+///   its fields in `serialize` order, a string its size then its bytes, ...).
+///
+/// Decoding trusts nothing. Cereal's stock binary archive resizes a container
+/// to whatever size the input claims, so a 100-byte payload could demand
+/// gigabytes. bounded_input_archive instead refuses, before anything is
+/// allocated, any size tag that is larger than the bytes left in the payload,
+/// or that would bring the sum of all size tags above the payload's length
+/// (an element takes at least one byte); std::vector and std::basic_string are
+/// loaded so that memory grows only with bytes actually read; no read passes
+/// the end; nesting is limited to max_depth; a bool byte other than 0 or 1 is
+/// refused. Every refusal is frame_errc::bad_payload.
+///
+/// Consequences for message types: elements that serialize to zero bytes
+/// (empty structs) cannot be put in containers; polymorphic pointers are not
+/// supported (this header registers no archive for them, which is deliberate:
+/// a peer must not pick which type we construct); enums are carried as their
+/// underlying integer, unchecked, so validate them (or use enums with a fixed
+/// underlying type) before trusting their value.
+///
+/// Supported out of the box (their cereal headers are included here):
+/// std::string, vector, array, map, unordered_map, set, unordered_set, optional,
+/// variant, pair, tuple and chrono durations.
+
+#include <algorithm>
+#include <bit>
+#include <cereal/cereal.hpp>
+#include <cereal/types/array.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+#include <concepts>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+#include <string_view>
+#include <troupe/core/assert.hpp>
+#include <troupe/core/error.hpp>
+#include <troupe/net/frame.hpp>
+#include <type_traits>
+
+namespace troupe::net {
+
+static_assert(std::endian::native == std::endian::little,
+              "troupe's wire format is little-endian and is only implemented for "
+              "little-endian hosts");
+
+/// Writes a payload by appending to a std::string. Sizes are written as u32;
+/// a container with more than 2^32 - 1 elements is a bug (it could never fit
+/// in a frame) and asserts.
+class wire_output_archive
+    : public cereal::OutputArchive<wire_output_archive, cereal::AllowEmptyClassElision> {
+ public:
+  explicit wire_output_archive(std::string& out) noexcept
+      : OutputArchive<wire_output_archive, cereal::AllowEmptyClassElision>(this), out_(&out) {}
+
+  void write(const void* data, std::size_t n) {
+    if (n != 0) out_->append(static_cast<const char*>(data), n);
+  }
+  void write_size(std::uint64_t n) {
+    TROUPE_ASSERT(n <= std::numeric_limits<std::uint32_t>::max(),
+                  "wire: container too large for a u32 size tag");
+    const auto v = static_cast<std::uint32_t>(n);
+    write(&v, sizeof v);
+  }
+
+ private:
+  std::string* out_;
+};
+
+/// Reads a payload from a std::string_view, refusing anything the bytes cannot
+/// back (see the file comment). Refusals throw wire_error, which decode()
+/// turns into frame_errc::bad_payload; the view must outlive the archive.
+class bounded_input_archive
+    : public cereal::InputArchive<bounded_input_archive, cereal::AllowEmptyClassElision> {
+ public:
+  /// How deeply values may nest (every struct, container, element and field
+  /// counts one level), so hostile input cannot exhaust the stack.
+  static constexpr unsigned max_depth = 128;
+
+  explicit bounded_input_archive(std::string_view bytes) noexcept
+      : InputArchive<bounded_input_archive, cereal::AllowEmptyClassElision>(this),
+        pos_(bytes.data()),
+        end_(bytes.data() + bytes.size()),
+        size_budget_(bytes.size()) {}
+
+  /// Bytes not read yet.
+  std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - pos_); }
+
+  /// Copies the next `n` bytes to `data`; refuses to read past the end.
+  void read(void* data, std::size_t n) {
+    if (n > remaining()) reject("read past the end of the payload");
+    if (n != 0) std::memcpy(data, pos_, n);
+    pos_ += n;
+  }
+
+  /// Refuses unless the next `n` bytes are there and are each 0 or 1.
+  void check_bools(std::size_t n) {
+    if (n > remaining()) reject("read past the end of the payload");
+    for (std::size_t i = 0; i < n; ++i)
+      if (static_cast<unsigned char>(pos_[i]) > 1) reject("bool byte is neither 0 nor 1");
+  }
+
+  /// Reads a size tag: refused if larger than the bytes left, or if all size
+  /// tags together would claim more elements than the payload has bytes.
+  std::uint64_t read_size();
+
+  /// Refuses `n` elements of `element_bytes` bytes each unless the bytes left
+  /// hold them all (used before sizing a buffer that is then filled in bulk).
+  void require(std::uint64_t n, std::size_t element_bytes) {
+    if (n > remaining() / element_bytes) reject("size tag larger than the bytes left");
+  }
+
+  void enter() {
+    if (++depth_ > max_depth) reject("values nest deeper than max_depth");
+  }
+  void leave() noexcept { --depth_; }
+
+  /// Throws wire_error with `why`.
+  [[noreturn]] static void reject(const char* why);
+
+ private:
+  const char* pos_;
+  const char* end_;
+  std::size_t size_budget_;  // elements the remaining size tags may still claim
+  unsigned depth_ = 0;
+};
+
+/// What bounded_input_archive throws on hostile or malformed input.
+class wire_error : public cereal::Exception {
+ public:
+  using cereal::Exception::Exception;
+};
+
+// ---- How the two archives handle cereal's primitives. Found by argument-
+// dependent lookup; more specialised than cereal's generic overloads, which
+// they therefore replace for these archives.
+
+namespace detail {
+template <class T>
+concept wire_arithmetic = std::is_arithmetic_v<T>;
+
+template <class T>
+constexpr void check_arithmetic() {
+  static_assert(!std::is_same_v<T, long double>, "wire: long double has no portable layout");
+  static_assert(!std::is_floating_point_v<T> || std::numeric_limits<T>::is_iec559,
+                "wire: floating point must be IEEE 754");
+}
+
+/// Initial reservation for a vector being decoded: it then grows with the
+/// elements actually read, never to what the size tag merely claims.
+template <class T>
+constexpr std::size_t vector_reserve_max = std::max<std::size_t>(1, 4096 / sizeof(T));
+}  // namespace detail
+
+template <detail::wire_arithmetic T>
+void CEREAL_SAVE_FUNCTION_NAME(wire_output_archive& ar, const T& v) {
+  detail::check_arithmetic<T>();
+  if constexpr (std::is_same_v<T, bool>) {
+    const std::uint8_t b = v ? 1 : 0;
+    ar.write(&b, 1);
+  } else {
+    ar.write(&v, sizeof v);
+  }
+}
+
+template <detail::wire_arithmetic T>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, T& v) {
+  detail::check_arithmetic<T>();
+  if constexpr (std::is_same_v<T, bool>) {
+    std::uint8_t b;
+    ar.read(&b, 1);
+    if (b > 1) bounded_input_archive::reject("bool byte is neither 0 nor 1");
+    v = b == 1;
+  } else {
+    ar.read(&v, sizeof v);
+  }
+}
+
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(wire_output_archive& ar, const cereal::SizeTag<T>& tag) {
+  ar.write_size(tag.size);
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, cereal::SizeTag<T>& tag) {
+  tag.size = ar.read_size();
+}
+
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(wire_output_archive& ar, const cereal::NameValuePair<T>& nvp) {
+  ar(nvp.value);
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, cereal::NameValuePair<T>& nvp) {
+  ar(nvp.value);
+}
+
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(wire_output_archive& ar, const cereal::BinaryData<T>& bd) {
+  ar.write(bd.data, static_cast<std::size_t>(bd.size));
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, cereal::BinaryData<T>& bd) {
+  // Cereal loads arrays of arithmetic values (bool ones too: std::array<bool, N>,
+  // bool[N]) as raw bytes; a bool byte other than 0 or 1 would be undefined.
+  using element = std::remove_all_extents_t<
+      std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<T>>>>;
+  if constexpr (std::is_same_v<element, bool>) ar.check_bools(static_cast<std::size_t>(bd.size));
+  ar.read(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+/// Strings: the size is checked against the bytes left before the resize.
+template <class C, class Traits, class Alloc>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, std::basic_string<C, Traits, Alloc>& s) {
+  cereal::size_type n;
+  ar(cereal::make_size_tag(n));
+  ar.require(n, sizeof(C));
+  s.resize(static_cast<std::size_t>(n));
+  ar.read(s.data(), static_cast<std::size_t>(n) * sizeof(C));
+}
+
+/// Vectors: arithmetic elements are checked against the bytes left and read in
+/// bulk; other elements are read one by one, so memory follows the bytes read.
+template <class T, class Alloc>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, std::vector<T, Alloc>& v) {
+  cereal::size_type n;
+  ar(cereal::make_size_tag(n));
+  v.clear();
+  if constexpr (std::is_arithmetic_v<T>) {
+    detail::check_arithmetic<T>();
+    ar.require(n, sizeof(T));
+    v.resize(static_cast<std::size_t>(n));
+    ar.read(v.data(), static_cast<std::size_t>(n) * sizeof(T));
+  } else {
+    v.reserve(std::min<std::size_t>(static_cast<std::size_t>(n), detail::vector_reserve_max<T>));
+    for (cereal::size_type i = 0; i < n; ++i) {
+      v.emplace_back();
+      ar(v.back());
+    }
+  }
+}
+template <class Alloc>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, std::vector<bool, Alloc>& v) {
+  cereal::size_type n;
+  ar(cereal::make_size_tag(n));
+  v.clear();
+  for (cereal::size_type i = 0; i < n; ++i) {
+    bool b;
+    ar(b);
+    v.push_back(b);
+  }
+}
+
+/// Counts nesting around every value cereal loads.
+template <class T>
+void prologue(bounded_input_archive& ar, const T&) {
+  ar.enter();
+}
+template <class T>
+void epilogue(bounded_input_archive& ar, const T&) {
+  ar.leave();
+}
+
+// ---- encode / decode
+
+/// Appends the payload encoding of `value` to `out`.
+template <class T>
+void encode(const T& value, std::string& out) {
+  wire_output_archive ar(out);
+  ar(value);
+}
+
+/// Decodes one T that must take exactly all of `bytes`. Errors:
+/// frame_errc::bad_payload (malformed, truncated, impossible sizes, too deep,
+/// or a serialize function that threw) and frame_errc::trailing_bytes (a valid
+/// T followed by more bytes). std::bad_alloc is not caught.
+template <class T>
+result<T> decode(std::string_view bytes) {
+  static_assert(std::is_default_constructible_v<T>, "wire: decode needs a default-constructible T");
+  T value{};
+  bounded_input_archive ar(bytes);
+  try {
+    ar(value);
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception&) {
+    return failure<T>(make_error_code(frame_errc::bad_payload));
+  }
+  if (ar.remaining() != 0) return failure<T>(make_error_code(frame_errc::trailing_bytes));
+  return result<T>(std::move(value));
+}
+
+// ---- message type ids
+
+/// The stable id of a message type on the wire, and its name for logs.
+/// Specialise it with TROUPE_WIRE_MESSAGE; the primary template stays
+/// undefined, so wire_message<T> is false for types that were not registered.
+template <class T>
+struct wire_id;
+
+/// Ids from here up are reserved for troupe's own messages; 0 means "no
+/// message" in a frame header.
+constexpr std::uint32_t wire_id_reserved_min = 0xFFFF0000u;
+
+/// True when T was registered with TROUPE_WIRE_MESSAGE (wire_id<T> is specialised).
+template <class T>
+concept wire_message = requires {
+  { wire_id<T>::value } -> std::convertible_to<std::uint32_t>;
+  { wire_id<T>::name } -> std::convertible_to<const char*>;
+};
+
+}  // namespace troupe::net
+
+/// Registers `Type` as a message that can cross the network, under the stable
+/// id `Id` (a nonzero u32 below 0xFFFF0000, unique across the cluster's
+/// message types; changing it breaks compatibility with running nodes). Use it
+/// at global namespace scope, after Type's serialize function is declared:
+///
+/// ```
+/// struct deposit { std::string account; std::int64_t cents;
+///                  template <class A> void serialize(A& a) { a(account, cents); } };
+/// TROUPE_WIRE_MESSAGE(deposit, 17);
+/// ```
+#define TROUPE_WIRE_MESSAGE(Type, Id)                                                        \
+  template <>                                                                                \
+  struct troupe::net::wire_id<Type> {                                                        \
+    static_assert(static_cast<unsigned long long>(Id) != 0,                                  \
+                  "TROUPE_WIRE_MESSAGE: id 0 means 'no message' and cannot be used");        \
+    static_assert(static_cast<unsigned long long>(Id) < ::troupe::net::wire_id_reserved_min, \
+                  "TROUPE_WIRE_MESSAGE: ids from 0xFFFF0000 up are reserved for troupe");    \
+    static_assert(::cereal::traits::is_output_serializable<                                  \
+                      Type, ::troupe::net::wire_output_archive>::value ||                    \
+                      ::std::is_empty_v<Type>,                                               \
+                  "TROUPE_WIRE_MESSAGE: " #Type                                              \
+                  " has no cereal serialize (or save/load) function");                       \
+    static constexpr std::uint32_t value = static_cast<std::uint32_t>(Id);                   \
+    static constexpr const char* name = #Type;                                               \
+  }
+
+CEREAL_SETUP_ARCHIVE_TRAITS(troupe::net::bounded_input_archive, troupe::net::wire_output_archive)

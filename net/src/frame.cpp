@@ -1,0 +1,240 @@
+#include <algorithm>
+#include <cstring>
+#include <troupe/core/assert.hpp>
+#include <troupe/net/frame.hpp>
+
+namespace troupe::net {
+
+namespace {
+
+// Fields after the length prefix: kind, flags, reserved, type_id, target, sender, correlation.
+constexpr std::size_t length_bytes = 4;
+constexpr std::uint32_t header_after_length = frame_header_bytes - length_bytes;  // 32
+static_assert(header_after_length == 1 + 1 + 2 + 4 + 8 + 8 + 8);
+
+// The buffer starts this small, and is given back once it is empty and grew past
+// release_above for an unusually big frame, so idle links hold little memory.
+constexpr std::size_t initial_capacity = 4096;
+constexpr std::size_t release_above = 1u << 20;
+
+// Explicit byte order, so the format does not depend on the host's.
+void store_le(char* p, std::uint64_t v, std::size_t bytes) noexcept {
+  for (std::size_t i = 0; i < bytes; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+std::uint64_t load_le(const char* p, std::size_t bytes) noexcept {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < bytes; ++i)
+    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+void write_header(char* p, const frame_header& h, std::uint32_t length) noexcept {
+  store_le(p + 0, length, 4);
+  p[4] = static_cast<char>(h.kind);
+  p[5] = 0;  // flags
+  p[6] = 0;  // reserved
+  p[7] = 0;
+  store_le(p + 8, h.type_id, 4);
+  store_le(p + 12, h.target, 8);
+  store_le(p + 20, h.sender, 8);
+  store_le(p + 28, h.correlation, 8);
+}
+
+class category final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "troupe.frame"; }
+  std::string message(int ev) const override {
+    switch (static_cast<frame_errc>(ev)) {
+      case frame_errc::frame_too_large:
+        return "frame length exceeds the maximum frame size";
+      case frame_errc::frame_too_short:
+        return "frame length is shorter than the 32-byte frame header";
+      case frame_errc::bad_kind:
+        return "frame kind byte is not a known frame kind";
+      case frame_errc::bad_reserved:
+        return "frame flags or reserved bytes are not zero";
+      case frame_errc::truncated:
+        return "the stream ended in the middle of a frame";
+      case frame_errc::bad_payload:
+        return "frame payload is malformed, truncated or claims impossible sizes";
+      case frame_errc::trailing_bytes:
+        return "frame payload has bytes left over after the message was decoded";
+      case frame_errc::unknown_type:
+        return "frame carries an unregistered message type id";
+    }
+    return "unknown frame error";
+  }
+};
+
+}  // namespace
+
+const boost::system::error_category& frame_category() noexcept {
+  static const category c;
+  return c;
+}
+
+std::string_view frame_kind_name(frame_kind kind) noexcept {
+  switch (kind) {
+    case frame_kind::hello:
+      return "hello";
+    case frame_kind::challenge:
+      return "challenge";
+    case frame_kind::proof:
+      return "proof";
+    case frame_kind::welcome:
+      return "welcome";
+    case frame_kind::heartbeat:
+      return "heartbeat";
+    case frame_kind::tell:
+      return "tell";
+    case frame_kind::ask:
+      return "ask";
+    case frame_kind::reply:
+      return "reply";
+    case frame_kind::reply_error:
+      return "reply_error";
+    case frame_kind::lookup:
+      return "lookup";
+    case frame_kind::lookup_reply:
+      return "lookup_reply";
+    case frame_kind::down:
+      return "down";
+    case frame_kind::goodbye:
+      return "goodbye";
+  }
+  return "unknown";
+}
+
+void append_frame(std::string& out, const frame_header& h, std::string_view payload) {
+  TROUPE_ASSERT(is_frame_kind(static_cast<std::uint8_t>(h.kind)), "append_frame: bad frame kind");
+  TROUPE_ASSERT(payload.size() <= frame_payload_max,
+                "append_frame: payload larger than frame_payload_max");
+  char header[frame_header_bytes];
+  write_header(header, h, static_cast<std::uint32_t>(header_after_length + payload.size()));
+  out.reserve(out.size() + frame_header_bytes + payload.size());
+  out.append(header, frame_header_bytes);
+  out.append(payload);
+}
+
+std::size_t begin_frame(std::string& out, const frame_header& h) {
+  TROUPE_ASSERT(is_frame_kind(static_cast<std::uint8_t>(h.kind)), "begin_frame: bad frame kind");
+  const std::size_t start = out.size();
+  char header[frame_header_bytes];
+  write_header(header, h, 0);  // end_frame writes the length
+  out.append(header, frame_header_bytes);
+  return start;
+}
+
+result<void> end_frame(std::string& out, std::size_t start) {
+  TROUPE_ASSERT(start + frame_header_bytes <= out.size(), "end_frame: no frame begun there");
+  TROUPE_ASSERT(load_le(out.data() + start, 4) == 0 && is_frame_kind(out[start + 4]),
+                "end_frame: no unfinished frame begun there");
+  const std::size_t payload = out.size() - start - frame_header_bytes;
+  if (payload > frame_payload_max) {
+    out.resize(start);
+    return make_error_code(frame_errc::frame_too_large);
+  }
+  store_le(out.data() + start, header_after_length + payload, 4);
+  return {};
+}
+
+frame_reader::frame_reader(std::uint32_t max_frame) : max_frame_(max_frame) {
+  TROUPE_ASSERT(max_frame >= header_after_length, "frame_reader: max_frame below 32 bytes");
+}
+
+boost::system::error_code frame_reader::fail(frame_errc e) noexcept {
+  error_ = make_error_code(e);
+  // Nothing buffered will ever be read; give the memory back now.
+  data_.reset();
+  capacity_ = begin_ = end_ = writable_ = 0;
+  return error_;
+}
+
+void frame_reader::reserve_tail(std::size_t n) {
+  TROUPE_ASSERT(n <= (std::size_t{1} << 40), "frame_reader: absurd feed size");
+  TROUPE_ASSERT(begin_ <= end_ && end_ <= capacity_, "frame_reader: buffer offsets corrupt");
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+    if (capacity_ > release_above && n <= release_above) {
+      data_.reset();
+      capacity_ = 0;
+    }
+  }
+  if (capacity_ - end_ >= n) return;
+  const std::size_t pending = end_ - begin_;
+  // Slide the pending bytes to the front only when that moves no more bytes than
+  // it reclaims, so every byte is moved O(1) times on average (no O(n^2)).
+  if (begin_ >= pending && capacity_ - pending >= n) {
+    std::memmove(data_.get(), data_.get() + begin_, pending);
+    begin_ = 0;
+    end_ = pending;
+    return;
+  }
+  // Otherwise grow (by doubling, so the copies are amortised too), keeping only
+  // the pending bytes.
+  const std::size_t want = std::max({pending + n, 2 * capacity_, initial_capacity});
+  auto fresh = std::make_unique_for_overwrite<char[]>(want);
+  if (pending != 0) std::memcpy(fresh.get(), data_.get() + begin_, pending);
+  data_ = std::move(fresh);
+  capacity_ = want;
+  begin_ = 0;
+  end_ = pending;
+}
+
+void frame_reader::feed(const char* data, std::size_t n) {
+  writable_ = 0;  // a span handed out earlier may have moved
+  if (error_ || n == 0) return;
+  reserve_tail(n);
+  std::memcpy(data_.get() + end_, data, n);
+  end_ += n;
+}
+
+std::span<char> frame_reader::writable(std::size_t n) {
+  reserve_tail(n);
+  writable_ = n;
+  return {data_.get() + end_, n};
+}
+
+void frame_reader::commit(std::size_t n) {
+  TROUPE_ASSERT(n <= writable_, "frame_reader::commit: more bytes than writable() gave");
+  writable_ = 0;
+  if (error_) return;  // the stream is dead; drop what arrived
+  end_ += n;
+}
+
+result<std::optional<frame_view>> frame_reader::next() {
+  using R = std::optional<frame_view>;
+  if (error_) return failure<R>(error_);
+  const std::size_t avail = end_ - begin_;
+  if (avail < length_bytes) return R{};
+  const char* p = data_.get() + begin_;
+  const auto length = static_cast<std::uint32_t>(load_le(p, 4));
+  // Judge every header byte as soon as it is here: an oversized frame is refused
+  // before its body is buffered, garbage before it can fill the buffer.
+  if (length > max_frame_) return failure<R>(fail(frame_errc::frame_too_large));
+  if (length < header_after_length) return failure<R>(fail(frame_errc::frame_too_short));
+  if (avail > 4 && !is_frame_kind(static_cast<std::uint8_t>(p[4])))
+    return failure<R>(fail(frame_errc::bad_kind));
+  for (std::size_t i = 5; i < 8 && i < avail; ++i)  // flags, then the two reserved bytes
+    if (p[i] != 0) return failure<R>(fail(frame_errc::bad_reserved));
+  if (avail - length_bytes < length) return R{};
+
+  frame_view v;
+  v.header.kind = static_cast<frame_kind>(p[4]);
+  v.header.type_id = static_cast<std::uint32_t>(load_le(p + 8, 4));
+  v.header.target = load_le(p + 12, 8);
+  v.header.sender = load_le(p + 20, 8);
+  v.header.correlation = load_le(p + 28, 8);
+  v.payload = {p + frame_header_bytes, length - header_after_length};
+  begin_ += length_bytes + length;
+  TROUPE_ASSERT(begin_ <= end_, "frame_reader: consumed past the end");
+  return R{v};
+}
+
+result<void> frame_reader::finish() {
+  if (error_) return error_;
+  if (begin_ != end_) return fail(frame_errc::truncated);
+  return {};
+}
+
+}  // namespace troupe::net

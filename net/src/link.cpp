@@ -1,0 +1,222 @@
+// A link's life: handshake, bulk reads, coalesced writes, heartbeats, close.
+
+#include <troupe/net/link.hpp>
+#include <troupe/net/wire.hpp>
+
+#include <boost/asio/write.hpp>
+
+#include <array>
+
+namespace troupe::net {
+
+namespace asio = boost::asio;
+
+namespace {
+bool is_loopback(const asio::ip::tcp::socket& s) {
+  boost::system::error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  return !ec && ep.address().is_loopback();
+}
+std::int64_t ms_of(std::int64_t ns) { return ns / 1'000'000; }
+}  // namespace
+
+peer_link::peer_link(link_config cfg, asio::ip::tcp::socket socket, role r, link_listener* listener,
+                     actor_addr owner)
+    : cfg_(std::move(cfg)),
+      socket_(std::move(socket)),
+      role_(r),
+      listener_(listener),
+      owner_(std::move(owner)),
+      reader_(cfg_.max_frame) {
+  boost::system::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);  // frames are coalesced by us, not Nagle
+}
+
+void peer_link::queue(const frame_header& h, std::string_view payload) {
+  append_frame(out_, h, payload);
+  ++stats_.frames_out;
+  if (!writing_ && !closed_) {
+    writing_ = true;
+    (void)ref_of(this).tell(flush{});
+  }
+}
+
+void peer_link::handle(link_send f) {
+  if (closed_) return;  // the owner learns of the close through on_down
+  queue(f.header, f.payload);
+}
+
+task<void> peer_link::handle(flush) {
+  // Everything queued since the last write goes out in one write.
+  while (!out_.empty() && !closed_) {
+    sending_.swap(out_);
+    out_.clear();
+    result<std::size_t> n = co_await asio::async_write(socket_, asio::buffer(sending_), use_task);
+    if (!n) {
+      close("write failed: " + n.error().message());
+      break;
+    }
+    stats_.bytes_out += *n;
+    ++stats_.writes;
+    last_out_ns_ = system().now_ns();
+    sending_.clear();
+  }
+  writing_ = false;
+}
+
+void peer_link::handle(link_close c) { close(std::move(c.reason)); }
+
+void peer_link::close(std::string reason) {
+  if (closed_) return;
+  closed_ = true;
+  close_reason_ = std::move(reason);
+  system().log("troupe: link " + cfg_.node + " <-> " + (stats_.peer.empty() ? "?" : stats_.peer) +
+               " closed: " + close_reason_);
+  // Best effort: tell the peer why, without waiting for it.
+  std::string bye;
+  append_frame(bye, frame_header{frame_kind::goodbye, 0, 0, 0, 0}, close_reason_);
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
+  socket_.write_some(asio::buffer(bye), ec);
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);  // the read loop's pending read ends; it reports the link down
+}
+
+task<result<frame_view>> peer_link::read_frame() {
+  for (;;) {
+    result<std::optional<frame_view>> f = reader_.next();
+    if (!f) co_return failure<frame_view>(f.error());
+    if (*f) {
+      ++stats_.frames_in;
+      last_in_ns_ = system().now_ns();
+      co_return **f;
+    }
+    result<std::size_t> n = co_await socket_.async_read_some(asio::buffer(in_), use_task);
+    if (!n) co_return failure<frame_view>(n.error());
+    stats_.bytes_in += *n;
+    reader_.feed(in_.data(), *n);
+  }
+}
+
+namespace {
+template <class T>
+std::string encoded(const T& v) {
+  std::string s;
+  encode(v, s);
+  return s;
+}
+}  // namespace
+
+task<bool> peer_link::handshake() {
+  const std::string secret = cfg_.secret.value_or(std::string{});
+  // Each returns false, so a failed step reads `co_return refuse(...)`.
+  auto refuse = [this](const std::string& why) {
+    close("handshake refused: " + why);
+    return false;
+  };
+  auto peer_goodbye = [this](const frame_view& f) {
+    close("peer refused the handshake: " + std::string(f.payload));
+    return false;
+  };
+  if (role_ == role::dialer) {
+    queue({frame_kind::hello, 0, 0, 0, 0}, encoded(hello_msg{handshake_magic, protocol_version, cfg_.cluster, cfg_.node}));
+    result<frame_view> f = co_await read_frame();
+    if (!f) co_return refuse(f.error().message());
+    if (f->header.kind == frame_kind::goodbye) co_return peer_goodbye(*f);
+    if (f->header.kind != frame_kind::challenge) co_return refuse("expected a challenge");
+    result<challenge_msg> c = decode<challenge_msg>(f->payload);
+    if (!c) co_return refuse("malformed challenge");
+    stats_.peer = c->node;
+    const std::string my_nonce = make_nonce();
+    queue({frame_kind::proof, 0, 0, 0, 0},
+          encoded(proof_msg{my_nonce, proof_mac(secret, cfg_.cluster, cfg_.node, c->node, c->nonce)}));
+    result<frame_view> w = co_await read_frame();
+    if (!w) co_return refuse(w.error().message());
+    if (w->header.kind == frame_kind::goodbye) co_return peer_goodbye(*w);
+    if (w->header.kind != frame_kind::welcome) co_return refuse("expected a welcome");
+    result<welcome_msg> m = decode<welcome_msg>(w->payload);
+    if (!m || !mac_equal(m->mac, welcome_mac(secret, cfg_.cluster, c->node, cfg_.node, my_nonce)))
+      co_return refuse(make_error_code(handshake_errc::bad_proof).message());
+    co_return true;
+  }
+  // Acceptor.
+  result<frame_view> f = co_await read_frame();
+  if (!f) co_return refuse(f.error().message());
+  if (f->header.kind != frame_kind::hello) co_return refuse("expected a hello");
+  result<hello_msg> h = decode<hello_msg>(f->payload);
+  if (!h) co_return refuse("malformed hello");
+  if (auto ec = check_hello(*h, cfg_.cluster)) co_return refuse(ec.message());
+  if (!cfg_.secret && !is_loopback(socket_))
+    co_return refuse(make_error_code(handshake_errc::not_loopback).message());
+  stats_.peer = h->node;
+  const std::string my_nonce = make_nonce();
+  queue({frame_kind::challenge, 0, 0, 0, 0}, encoded(challenge_msg{cfg_.node, my_nonce}));
+  result<frame_view> p = co_await read_frame();
+  if (!p) co_return refuse(p.error().message());
+  if (p->header.kind != frame_kind::proof) co_return refuse("expected a proof");
+  result<proof_msg> pr = decode<proof_msg>(p->payload);
+  if (!pr || !mac_equal(pr->mac, proof_mac(secret, cfg_.cluster, h->node, cfg_.node, my_nonce)))
+    co_return refuse(make_error_code(handshake_errc::bad_proof).message());
+  queue({frame_kind::welcome, 0, 0, 0, 0},
+        encoded(welcome_msg{welcome_mac(secret, cfg_.cluster, cfg_.node, h->node, pr->nonce)}));
+  co_return true;
+}
+
+task<void> peer_link::handle(link_start) {
+  last_in_ns_ = last_out_ns_ = system().now_ns();
+  (void)ref_of(this).tell(tick{});
+  bool ok = co_await handshake();
+  if (ok && !closed_) {
+    stats_.up = true;
+    if (listening()) listener_->on_up(ref_of(this), stats_.peer);
+    for (;;) {
+      result<frame_view> f = co_await read_frame();
+      if (!f) {
+        close(f.error() == asio::error::eof ? "peer closed the connection" : f.error().message());
+        break;
+      }
+      switch (f->header.kind) {
+        case frame_kind::heartbeat:
+          break;
+        case frame_kind::goodbye:
+          close("peer said goodbye: " + std::string(f->payload));
+          break;
+        case frame_kind::hello:
+        case frame_kind::challenge:
+        case frame_kind::proof:
+        case frame_kind::welcome:
+          close("handshake frame after the handshake");
+          break;
+        default:
+          if (listening()) listener_->on_frame(ref_of(this), f->header, f->payload);
+      }
+      if (closed_) break;
+    }
+  }
+  stats_.up = false;
+  if (listening()) listener_->on_down(ref_of(this), stats_.peer, close_reason_);
+  stop();
+}
+
+task<void> peer_link::handle(tick) {
+  while (!closed_) {
+    co_await sleep_for(cfg_.heartbeat);
+    if (closed_) break;
+    const std::int64_t now = system().now_ns();
+    if (!stats_.up) {
+      if (now - last_out_ns_ > std::chrono::nanoseconds(cfg_.handshake_timeout).count()) {
+        close("handshake timed out after " + std::to_string(cfg_.handshake_timeout.count()) + " ms");
+      }
+      continue;
+    }
+    if (now - last_in_ns_ > std::chrono::nanoseconds(cfg_.down_after).count()) {
+      close("peer silent for " + std::to_string(ms_of(now - last_in_ns_)) + " ms (limit " +
+            std::to_string(cfg_.down_after.count()) + " ms)");
+      break;
+    }
+    if (now - last_out_ns_ >= std::chrono::nanoseconds(cfg_.heartbeat).count() && !writing_)
+      queue({frame_kind::heartbeat, 0, 0, 0, 0}, {});
+  }
+}
+
+}  // namespace troupe::net
