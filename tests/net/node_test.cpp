@@ -2,7 +2,16 @@
 
 #include <troupe/net/node.hpp>
 
+#include "net/bank_actor.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <condition_variable>
+#include <csignal>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -11,68 +20,8 @@ using namespace std::chrono_literals;
 using troupe::task;
 namespace net = troupe::net;
 
-// Messages that cross the wire.
-struct deposit {
-  std::string account;
-  std::int64_t cents = 0;
-  template <class A>
-  void serialize(A& a) {
-    a(account, cents);
-  }
-};
-struct balance {
-  std::string account;
-  template <class A>
-  void serialize(A& a) {
-    a(account);
-  }
-};
-struct note {
-  int sender = 0;
-  int seq = 0;
-  template <class A>
-  void serialize(A& a) {
-    a(sender, seq);
-  }
-};
-struct notes {
-  std::vector<int> seqs;
-  template <class A>
-  void serialize(A& a) {
-    a(seqs);
-  }
-};
-struct get_notes {
-  template <class A>
-  void serialize(A&) {}
-};
-struct local_only {  // no codec: must never reach the wire
-  int x = 0;
-};
-TROUPE_REMOTE_MESSAGE(deposit, 101);
-TROUPE_REMOTE_MESSAGE(balance, 102);
-TROUPE_REMOTE_MESSAGE(note, 103);
-TROUPE_REMOTE_MESSAGE(notes, 104);
-TROUPE_REMOTE_MESSAGE(get_notes, 105);
-
 namespace {
-
-class bank : public troupe::actor {
- public:
-  using remote_messages = net::message_list<deposit, balance, note, get_notes>;
-  task<void> handle(deposit d) {
-    cents_[d.account] += d.cents;
-    co_return;
-  }
-  std::int64_t handle(balance b) { return cents_[b.account]; }
-  void handle(note n) { seqs_.push_back(n.seq); }
-  notes handle(get_notes) { return notes{seqs_}; }
-  void handle(local_only) {}
-
- private:
-  std::unordered_map<std::string, std::int64_t> cents_;
-  std::vector<int> seqs_;
-};
+using troupe_test::bank;
 
 // Watches proxies and membership; the test waits on what it saw.
 struct watch {
@@ -273,4 +222,215 @@ TEST_CASE("a node that cannot listen says which endpoint and why", "[net][node]"
   } catch (const std::system_error& e) {
     CHECK(std::string(e.what()).find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) != std::string::npos);
   }
+}
+
+namespace {
+// A hand-driven peer: speaks the wire protocol directly, to send what a real
+// node never would.
+class raw_peer {
+ public:
+  explicit raw_peer(unsigned short port) { socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port}); }
+
+  void send(const net::frame_header& h, std::string_view payload) {
+    std::string out;
+    net::append_frame(out, h, payload);
+    boost::asio::write(socket_, boost::asio::buffer(out));
+  }
+  void send_raw(std::string_view bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes)); }
+
+  // The next frame other than a heartbeat; nullopt when the connection ends.
+  std::optional<std::pair<net::frame_header, std::string>> next() {
+    for (;;) {
+      auto f = reader_.next();
+      if (!f) return std::nullopt;
+      if (*f) {
+        if ((*f)->header.kind == net::frame_kind::heartbeat) continue;
+        return std::pair{(*f)->header, std::string((*f)->payload)};
+      }
+      char buf[4096];
+      boost::system::error_code ec;
+      std::size_t n = socket_.read_some(boost::asio::buffer(buf), ec);
+      if (ec) return std::nullopt;
+      reader_.feed(buf, n);
+    }
+  }
+
+  // Runs the dialer's side of the handshake; returns the acceptor's refusal, if any.
+  std::string handshake(const std::string& secret, std::uint16_t version = net::protocol_version) {
+    net::hello_msg h;
+    h.version = version;
+    h.cluster = "test";
+    h.node = "raw";
+    std::string p;
+    net::encode(h, p);
+    send({net::frame_kind::hello, 0, 0, 0, 0}, p);
+    auto c = next();
+    if (!c) return "closed";
+    if (c->first.kind == net::frame_kind::goodbye) return c->second;
+    auto ch = net::decode<net::challenge_msg>(c->second).value();
+    const std::string nonce = net::make_nonce();
+    p.clear();
+    net::encode(net::proof_msg{nonce, net::proof_mac(secret, "test", "raw", ch.node, ch.nonce)}, p);
+    send({net::frame_kind::proof, 0, 0, 0, 0}, p);
+    auto w = next();
+    if (!w) return "closed";
+    if (w->first.kind == net::frame_kind::goodbye) return w->second;
+    return {};
+  }
+
+  // Reads until the node says goodbye (its reason) or closes ("closed").
+  std::string goodbye() {
+    while (auto f = next())
+      if (f->first.kind == net::frame_kind::goodbye) return f->second;
+    return "closed";
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::socket socket_{io_};
+  net::frame_reader reader_;
+};
+}  // namespace
+
+TEST_CASE("bad input closes only the offending link, with its reason", "[net][node][io]") {
+  troupe::test::log_sink log_a, log_b;
+  troupe::runtime rb{troupe::test::threaded(log_b, 1)};
+  net::node b{rb, options("node-b")};
+  auto the_bank = rb.spawn<bank>();
+  b.publish(the_bank, "bank");
+  // A healthy peer stays linked throughout.
+  troupe::runtime ra{troupe::test::threaded(log_a, 1)};
+  net::node a{ra, options("node-a", {{"127.0.0.1", b.port()}})};
+  REQUIRE(eventually([&] { return linked(a, "node-b"); }));
+  auto remote = a.remote_sync<bank>("node-b", "bank", 5s);
+  REQUIRE(remote);
+
+  SECTION("a wrong protocol version") {
+    raw_peer r{b.port()};
+    CHECK(r.handshake("s3cret", net::protocol_version + 1).find("protocol version mismatch") != std::string::npos);
+  }
+  SECTION("a wrong secret") {
+    raw_peer r{b.port()};
+    CHECK(r.handshake("guess").find("cluster secret mismatch") != std::string::npos);
+  }
+  SECTION("an unknown message type id") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    // The bank was published first after the node itself: local id 2.
+    r.send({net::frame_kind::tell, 999, 2, 0, 0}, "");
+    CHECK(r.goodbye().find("unknown message type id 999") != std::string::npos);
+  }
+  SECTION("a payload that fails to decode") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send({net::frame_kind::tell, 101, 2, 0, 0}, "\xff\xff\xff\x7f garbage");
+    CHECK(r.goodbye().find("failed to decode") != std::string::npos);
+  }
+  SECTION("a frame over the size limit") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send_raw(std::string("\xff\xff\xff\x7f", 4) + std::string(64, 'x'));
+    const std::string why = r.goodbye();
+    INFO(why);
+    CHECK(why.find("exceeds the maximum frame size") != std::string::npos);
+  }
+  SECTION("a frame with a bad kind") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    std::string f(36, '\0');
+    f[0] = 32;   // length 32: a header with no payload
+    f[4] = 77;   // no such kind
+    r.send_raw(f);
+    CHECK(r.goodbye() != "");
+  }
+  SECTION("a truncated frame, then the connection ends") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send_raw(std::string("\x40\x00\x00\x00\x06", 5));  // 64 bytes announced, 1 sent
+  }
+  // Whatever the raw peer did, the healthy link still works.
+  (void)remote->tell(deposit{"carol", 3});
+  CHECK(ra.ask_sync(*remote, balance{"carol"}, 5s).value() == 3);
+  CHECK(linked(a, "node-b"));
+}
+
+namespace {
+// A node in a child process (troupe_test_node), fork/exec'ed; killed on scope exit.
+class child_node {
+ public:
+  child_node(const std::string& name, unsigned short port) {
+    int to_child[2], from_child[2];
+    REQUIRE(::pipe(to_child) == 0);
+    REQUIRE(::pipe(from_child) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::dup2(to_child[0], 0);
+      ::dup2(from_child[1], 1);
+      ::close(to_child[1]);
+      ::close(from_child[0]);
+      const std::string p = std::to_string(port);
+      ::execl(TROUPE_TEST_NODE, TROUPE_TEST_NODE, name.c_str(), p.c_str(), "s3cret", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    stdin_ = to_child[1];
+    std::string line;
+    char c;
+    while (::read(from_child[0], &c, 1) == 1 && c != '\n') line += c;
+    ::close(from_child[0]);
+    REQUIRE(line.rfind("port ", 0) == 0);
+    port_ = static_cast<unsigned short>(std::stoi(line.substr(5)));
+  }
+  ~child_node() { kill(); }
+  void kill() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      ::close(stdin_);
+      pid_ = -1;
+    }
+  }
+  unsigned short port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  unsigned short port_ = 0;
+};
+}  // namespace
+
+TEST_CASE("two processes: remote tell and ask, order, kill -9, reconnect after restart",
+          "[net][node][io][process]") {
+  auto b = std::make_unique<child_node>("node-b", 0);
+  const unsigned short port = b->port();
+  troupe::test::log_sink log_a;
+  troupe::runtime ra{troupe::test::threaded(log_a, 2)};
+  observer::shared seen;
+  auto obs = ra.spawn<observer>(&seen);
+  net::node a{ra, options("node-a", {{"127.0.0.1", port}})};
+  a.subscribe(obs);
+  REQUIRE(seen.saw("up:node-b"));
+  auto remote = a.remote_sync<bank>("node-b", "bank", 5s);
+  REQUIRE(remote);
+  for (int i = 0; i < 5000; ++i) (void)remote->tell(note{0, i});
+  (void)remote->tell(deposit{"dave", 42});
+  auto got = ra.ask_sync(*remote, get_notes{}, 10s);
+  REQUIRE(got);
+  REQUIRE(got->seqs.size() == 5000);
+  for (int i = 0; i < 5000; ++i) REQUIRE(got->seqs[i] == i);
+  CHECK(ra.ask_sync(*remote, balance{"dave"}, 5s).value() == 42);
+  (void)obs.tell(watch{remote->addr()});
+
+  b->kill();  // kill -9: no goodbye, the socket just dies
+  REQUIRE(seen.saw("gone:node-b"));
+  REQUIRE(seen.saw("down:node_down"));
+  CHECK(ra.ask_sync(*remote, balance{"dave"}, 5s).error() == troupe::errc::actor_dead);
+
+  b = std::make_unique<child_node>("node-b", port);  // restarted on the same port
+  REQUIRE(eventually([&] { return linked(a, "node-b"); }, 20s));
+  auto again = a.remote_sync<bank>("node-b", "bank", 5s);
+  REQUIRE(again);
+  CHECK(ra.ask_sync(*again, balance{"dave"}, 5s).value() == 0);  // a new process: fresh state
 }
