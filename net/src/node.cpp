@@ -75,6 +75,11 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   ~node_actor() override {
+    // Asks waiting for replies fail now, not at their deadlines.
+    for (auto& [name, p] : peers_) {
+      for (auto& [corr, m] : p.pending) m->ops_->discard(m, errc::node_down);
+      p.pending.clear();
+    }
     // Proxies forward to this object: stop them before it goes.
     for (auto& [cell, target] : proxies_) {
       if (cell->alive()) cell->stop(exit_reason::node_down, "node stopped");

@@ -434,3 +434,27 @@ TEST_CASE("two processes: remote tell and ask, order, kill -9, reconnect after r
   REQUIRE(again);
   CHECK(ra.ask_sync(*again, balance{"dave"}, 5s).value() == 0);  // a new process: fresh state
 }
+
+TEST_CASE("shutting down the asking node fails its pending remote asks at once", "[net][node][io]") {
+  troupe::test::log_sink log_a, log_b;
+  troupe::runtime rb{troupe::test::threaded(log_b, 1)};
+  net::node b{rb, options("node-b")};
+  auto s = rb.spawn<slow>();
+  b.publish(s, "slow");
+  troupe::runtime ra{troupe::test::threaded(log_a, 1)};
+  auto a = std::make_unique<net::node>(ra, options("node-a", {{"127.0.0.1", b.port()}}));
+  REQUIRE(eventually([&] { return linked(*a, "node-b"); }));
+  auto remote = a->remote_sync<slow>("node-b", "slow", 5s);
+  REQUIRE(remote);
+  auto pending = std::async(std::launch::async, [&] { return ra.ask_sync(*remote, balance{"x"}, 60s); });
+  REQUIRE(eventually([&] {
+    auto st = a->state(2s);
+    return st && !st->members.empty() && st->members[0].stats.frames_out >= 2;
+  }));
+  const auto t0 = std::chrono::steady_clock::now();
+  a.reset();
+  auto r = pending.get();
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == troupe::errc::node_down);
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+}
