@@ -1,0 +1,130 @@
+#pragma once
+/// \file
+/// ring: a consistent-hash ring with virtual points, usable on its own.
+///
+/// Each member gets round(points × weight) points on a 64-bit circle (a
+/// 32-bit one in ketama-compatible MD5 mode); a key belongs to the member of
+/// the first point clockwise from the key's hash. Adding or removing a member
+/// moves only the keys of the arcs it gains or loses. The ring depends only on
+/// its set of members and their weights — not on the order they joined — so
+/// every node computes the same answers.
+///
+/// Hashes: xxh3 (default, libxxhash), or MD5 / SHA1 (OpenSSL) for ketama
+/// compatibility: in MD5 mode a member's points are the four little-endian
+/// 32-bit words of md5("member-i") for i < points/4, and a key hashes to the
+/// first word of md5(key), as libketama does.
+///
+/// Not thread-safe: one ring belongs to one actor (the ring-router) or thread.
+
+#include <troupe/core/error.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace troupe::actors {
+
+enum class ring_hash : std::uint8_t { xxh3, md5, sha1 };
+
+struct ring_options {
+  std::uint32_t points = 160;  ///< virtual points per member of weight 1
+  ring_hash hash = ring_hash::xxh3;
+};
+
+/// Why a ring operation was refused.
+enum class ring_errc {
+  empty_key = 1,
+  empty_ring,
+  empty_member,
+  duplicate_member,
+  unknown_member,
+  bad_weight,       ///< zero, negative, not finite, or too large
+  bad_points,       ///< zero points, or more than ring::points_max per member
+  bad_replicas,     ///< owners(key, 0)
+};
+const boost::system::error_category& ring_category() noexcept;
+inline boost::system::error_code make_error_code(ring_errc e) noexcept {
+  return {static_cast<int>(e), ring_category()};
+}
+
+class ring {
+ public:
+  static constexpr std::uint32_t points_max = 1u << 20;  ///< per member, after weighting
+
+  /// Throws std::invalid_argument for zero points (or more than points_max).
+  explicit ring(ring_options opts = {});
+
+  /// Adds a member with a weight (its points are points × weight, rounded, at least 1).
+  boost::system::error_code add(std::string member, double weight = 1.0);
+  /// Removes a member; its keys move to the next points clockwise.
+  boost::system::error_code remove(std::string_view member);
+  bool contains(std::string_view member) const noexcept;
+
+  /// The member that owns key, in O(log points).
+  result<std::string_view> owner(std::string_view key) const;
+  /// r distinct members clockwise from key (fewer if the ring has fewer): a replica set.
+  result<std::vector<std::string_view>> owners(std::string_view key, std::size_t r) const;
+
+  /// The key's position on the circle (what owner() looks up).
+  std::uint64_t hash_key(std::string_view key) const;
+
+  std::size_t size() const noexcept { return members_.size(); }
+  std::size_t point_count() const noexcept { return points_.size(); }
+  /// Increases on every change of the member set or a weight.
+  std::uint64_t epoch() const noexcept { return epoch_; }
+  std::vector<std::string> members() const;
+  const ring_options& options() const noexcept { return opts_; }
+
+  /// Index of the member owning the point at or after position h (internal,
+  /// for bounded_load).
+  std::size_t point_index(std::uint64_t h) const noexcept;
+  std::uint32_t member_at_point(std::size_t i) const noexcept { return owner_of_point_[i]; }
+  const std::string& member_name(std::uint32_t m) const noexcept { return members_[m].name; }
+
+ private:
+  struct member {
+    std::string name;
+    double weight;
+  };
+  void rebuild();
+
+  ring_options opts_;
+  std::vector<member> members_;            // sorted by name
+  std::vector<std::uint64_t> points_;      // sorted positions
+  std::vector<std::uint32_t> owner_of_point_;
+  std::vector<std::uint32_t> prefix_;      // first point index per top-12-bit bucket
+  std::uint64_t epoch_ = 0;
+};
+
+/// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam
+/// 2016): each assigned item goes to the first member clockwise from its key
+/// whose load is below ceil(c × (items + 1) / members), so no member ever holds
+/// more than that. Items are released when done; the ring must not change
+/// while items are assigned (make a new bounded_load for a new ring).
+class bounded_load {
+ public:
+  /// c > 1 (default 1.25). Throws std::invalid_argument otherwise.
+  explicit bounded_load(const ring& r, double c = 1.25);
+
+  /// Assigns one item with this key; returns its member.
+  result<std::string_view> assign(std::string_view key);
+  /// Releases one item previously assigned to member.
+  boost::system::error_code release(std::string_view member);
+
+  std::size_t load(std::string_view member) const noexcept;
+  std::size_t items() const noexcept { return items_; }
+  /// The current per-member cap: ceil(c × items / members).
+  std::size_t capacity() const noexcept;
+
+ private:
+  const ring& ring_;
+  double c_;
+  std::vector<std::size_t> load_;  // per member index
+  std::size_t items_ = 0;
+};
+
+}  // namespace troupe::actors
+
+template <>
+struct boost::system::is_error_code_enum<troupe::actors::ring_errc> : std::true_type {};

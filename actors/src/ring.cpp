@@ -1,0 +1,238 @@
+#include <troupe/actors/ring.hpp>
+#include <troupe/core/assert.hpp>
+
+#include <openssl/evp.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <tuple>
+
+namespace troupe::actors {
+
+namespace {
+class category final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "troupe.ring"; }
+  std::string message(int ev) const override {
+    switch (static_cast<ring_errc>(ev)) {
+      case ring_errc::empty_key: return "the key is empty";
+      case ring_errc::empty_ring: return "the ring has no members";
+      case ring_errc::empty_member: return "a member name must not be empty";
+      case ring_errc::duplicate_member: return "the member is already on the ring";
+      case ring_errc::unknown_member: return "no such member on the ring";
+      case ring_errc::bad_weight: return "a weight must be finite and greater than zero";
+      case ring_errc::bad_points: return "the number of points must be between 1 and 2^20 per member";
+      case ring_errc::bad_replicas: return "a replica set needs at least one member";
+    }
+    return "unknown ring error";
+  }
+};
+
+// Digest of `data` with an OpenSSL digest (MD5 or SHA1). OpenSSL 3's one-shot
+// EVP_Digest looks the algorithm up and builds a context on every call (~400 ns
+// here); a per-thread context and a fetched algorithm make it ~4x cheaper.
+void digest(bool md5, std::string_view data, unsigned char out[20]) {
+  struct cached {
+    EVP_MD* md5 = EVP_MD_fetch(nullptr, "MD5", nullptr);
+    EVP_MD* sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~cached() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md5);
+      EVP_MD_free(sha1);
+    }
+  };
+  thread_local cached c;
+  unsigned int len = 0;
+  if (!c.ctx || !(md5 ? c.md5 : c.sha1) || EVP_DigestInit_ex2(c.ctx, md5 ? c.md5 : c.sha1, nullptr) != 1 ||
+      EVP_DigestUpdate(c.ctx, data.data(), data.size()) != 1 || EVP_DigestFinal_ex(c.ctx, out, &len) != 1)
+    throw std::runtime_error("troupe: ring digest (OpenSSL MD5/SHA1) failed");
+}
+std::uint32_t le32(const unsigned char* p) noexcept {
+  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
+         static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
+}
+constexpr unsigned prefix_bits = 12;
+}  // namespace
+
+const boost::system::error_category& ring_category() noexcept {
+  static const category c;
+  return c;
+}
+
+ring::ring(ring_options opts) : opts_(opts) {
+  if (opts_.points == 0 || opts_.points > points_max)
+    throw std::invalid_argument("troupe: " + make_error_code(ring_errc::bad_points).message());
+}
+
+std::uint64_t ring::hash_key(std::string_view key) const {
+  switch (opts_.hash) {
+    case ring_hash::xxh3:
+      return XXH3_64bits(key.data(), key.size());
+    case ring_hash::md5:
+    case ring_hash::sha1: {
+      unsigned char d[20];
+      digest(opts_.hash == ring_hash::md5, key, d);
+      return le32(d);  // ketama: a 32-bit circle
+    }
+  }
+  return 0;
+}
+
+boost::system::error_code ring::add(std::string name, double weight) {
+  if (name.empty()) return ring_errc::empty_member;
+  if (!std::isfinite(weight) || weight <= 0 || weight * opts_.points > points_max) return ring_errc::bad_weight;
+  auto it = std::lower_bound(members_.begin(), members_.end(), name,
+                             [](const member& m, const std::string& n) { return m.name < n; });
+  if (it != members_.end() && it->name == name) return ring_errc::duplicate_member;
+  members_.insert(it, member{std::move(name), weight});
+  rebuild();
+  return {};
+}
+
+boost::system::error_code ring::remove(std::string_view name) {
+  auto it = std::lower_bound(members_.begin(), members_.end(), name,
+                             [](const member& m, std::string_view n) { return m.name < n; });
+  if (it == members_.end() || it->name != name) return ring_errc::unknown_member;
+  members_.erase(it);
+  rebuild();
+  return {};
+}
+
+bool ring::contains(std::string_view name) const noexcept {
+  auto it = std::lower_bound(members_.begin(), members_.end(), name,
+                             [](const member& m, std::string_view n) { return m.name < n; });
+  return it != members_.end() && it->name == name;
+}
+
+std::vector<std::string> ring::members() const {
+  std::vector<std::string> out;
+  for (auto& m : members_) out.push_back(m.name);
+  return out;
+}
+
+void ring::rebuild() {
+  ++epoch_;
+  // (position, member) for every point; members_ is sorted by name, so ties
+  // on a position resolve the same way on every node.
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> all;
+  for (std::uint32_t m = 0; m < members_.size(); ++m) {
+    const auto n = std::max<std::uint32_t>(
+        1, static_cast<std::uint32_t>(std::lround(opts_.points * members_[m].weight)));
+    const std::string& name = members_[m].name;
+    if (opts_.hash == ring_hash::xxh3) {
+      std::string label;
+      for (std::uint32_t i = 0; i < n; ++i) {
+        label = name;
+        label += '-';
+        label += std::to_string(i);
+        all.emplace_back(XXH3_64bits(label.data(), label.size()), m);
+      }
+    } else {
+      // ketama: four 32-bit points per digest of "name-i".
+      unsigned char d[20];
+      for (std::uint32_t i = 0; i * 4 < n; ++i) {
+        digest(opts_.hash == ring_hash::md5, name + "-" + std::to_string(i), d);
+        for (std::uint32_t k = 0; k < 4 && i * 4 + k < n; ++k) all.emplace_back(le32(d + 4 * k), m);
+      }
+    }
+  }
+  std::sort(all.begin(), all.end());
+  points_.resize(all.size());
+  owner_of_point_.resize(all.size());
+  for (std::size_t i = 0; i < all.size(); ++i) std::tie(points_[i], owner_of_point_[i]) = all[i];
+  // Index: the first point of each top-bits bucket, so a lookup searches a
+  // handful of points instead of the whole ring.
+  const unsigned shift = (opts_.hash == ring_hash::xxh3 ? 64 : 32) - prefix_bits;
+  prefix_.assign((1u << prefix_bits) + 1, static_cast<std::uint32_t>(points_.size()));
+  for (std::size_t i = points_.size(); i-- > 0;) prefix_[points_[i] >> shift] = static_cast<std::uint32_t>(i);
+  for (std::size_t b = prefix_.size() - 1; b-- > 0;) prefix_[b] = std::min(prefix_[b], prefix_[b + 1]);
+}
+
+std::size_t ring::point_index(std::uint64_t h) const noexcept {
+  const unsigned shift = (opts_.hash == ring_hash::xxh3 ? 64 : 32) - prefix_bits;
+  const std::size_t bucket = static_cast<std::size_t>(h >> shift);
+  auto first = points_.begin() + prefix_[bucket];
+  auto last = points_.begin() + prefix_[bucket + 1];
+  auto it = std::lower_bound(first, last, h);
+  if (it == points_.end()) return 0;  // wrap around the circle
+  return static_cast<std::size_t>(it - points_.begin());
+}
+
+result<std::string_view> ring::owner(std::string_view key) const {
+  if (key.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_key));
+  if (points_.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
+  return std::string_view(members_[owner_of_point_[point_index(hash_key(key))]].name);
+}
+
+result<std::vector<std::string_view>> ring::owners(std::string_view key, std::size_t r) const {
+  using out_t = std::vector<std::string_view>;
+  if (key.empty()) return failure<out_t>(make_error_code(ring_errc::empty_key));
+  if (points_.empty()) return failure<out_t>(make_error_code(ring_errc::empty_ring));
+  if (r == 0) return failure<out_t>(make_error_code(ring_errc::bad_replicas));
+  r = std::min(r, members_.size());
+  out_t out;
+  std::vector<bool> taken(members_.size(), false);
+  for (std::size_t i = point_index(hash_key(key)), seen = 0; out.size() < r && seen < points_.size();
+       i = (i + 1) % points_.size(), ++seen) {
+    const std::uint32_t m = owner_of_point_[i];
+    if (!taken[m]) {
+      taken[m] = true;
+      out.push_back(members_[m].name);
+    }
+  }
+  return out;
+}
+
+// --- bounded loads ---
+
+bounded_load::bounded_load(const ring& r, double c) : ring_(r), c_(c), load_(r.size(), 0) {
+  if (!(c > 1.0) || !std::isfinite(c)) throw std::invalid_argument("troupe: bounded_load needs c > 1");
+}
+
+std::size_t bounded_load::capacity() const noexcept {
+  if (load_.empty()) return 0;
+  return static_cast<std::size_t>(std::ceil(c_ * static_cast<double>(items_) / static_cast<double>(load_.size())));
+}
+
+result<std::string_view> bounded_load::assign(std::string_view key) {
+  if (key.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_key));
+  if (ring_.point_count() == 0) return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
+  // The cap counts the item being placed, so some member is always below it.
+  const std::size_t cap =
+      static_cast<std::size_t>(std::ceil(c_ * static_cast<double>(items_ + 1) / static_cast<double>(load_.size())));
+  const std::size_t n = ring_.point_count();
+  for (std::size_t i = ring_.point_index(ring_.hash_key(key)), seen = 0; seen < n; i = (i + 1) % n, ++seen) {
+    const std::uint32_t m = ring_.member_at_point(i);
+    if (load_[m] < cap) {
+      ++load_[m];
+      ++items_;
+      return std::string_view(ring_.member_name(m));
+    }
+  }
+  TROUPE_ASSERT(false, "bounded_load: every member at its cap, which the cap's definition rules out");
+  return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
+}
+
+boost::system::error_code bounded_load::release(std::string_view member) {
+  for (std::uint32_t m = 0; m < load_.size(); ++m) {
+    if (ring_.member_name(m) == member) {
+      if (load_[m] == 0) return ring_errc::unknown_member;
+      --load_[m];
+      --items_;
+      return {};
+    }
+  }
+  return ring_errc::unknown_member;
+}
+
+std::size_t bounded_load::load(std::string_view member) const noexcept {
+  for (std::uint32_t m = 0; m < load_.size(); ++m)
+    if (ring_.member_name(m) == member) return load_[m];
+  return 0;
+}
+
+}  // namespace troupe::actors

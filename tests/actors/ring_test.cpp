@@ -1,0 +1,157 @@
+#include "support.hpp"
+
+#include <troupe/actors/ring.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+
+using troupe::actors::bounded_load;
+using troupe::actors::ring;
+using troupe::actors::ring_errc;
+using troupe::actors::ring_hash;
+using troupe::actors::ring_options;
+
+namespace {
+std::vector<std::string> keys(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::string> out;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) out.push_back("key-" + std::to_string(rng()));
+  return out;
+}
+ring with_members(std::size_t n, ring_options o = {}) {
+  ring r{o};
+  for (std::size_t i = 0; i < n; ++i) REQUIRE_FALSE(r.add("node-" + std::to_string(i)));
+  return r;
+}
+double busiest_over_mean(const ring& r, const std::vector<std::string>& ks) {
+  std::map<std::string, std::size_t> load;
+  for (auto& k : ks) ++load[std::string(r.owner(k).value())];
+  std::size_t most = 0;
+  for (auto& [m, n] : load) most = std::max(most, n);
+  return static_cast<double>(most) / (static_cast<double>(ks.size()) / static_cast<double>(r.size()));
+}
+}  // namespace
+
+TEST_CASE("the same members give the same owners whatever order they joined in", "[actors][ring]") {
+  const auto ks = keys(20000, troupe::test::seed());
+  for (auto h : {ring_hash::xxh3, ring_hash::md5, ring_hash::sha1}) {
+    ring a{{160, h}}, b{{160, h}};
+    std::vector<std::string> names;
+    for (int i = 0; i < 20; ++i) names.push_back("n" + std::to_string(i));
+    for (auto& n : names) REQUIRE_FALSE(a.add(n));
+    std::shuffle(names.begin(), names.end(), std::mt19937_64(troupe::test::seed()));
+    for (auto& n : names) REQUIRE_FALSE(b.add(n));
+    for (auto& k : ks) REQUIRE(a.owner(k).value() == b.owner(k).value());
+  }
+}
+
+TEST_CASE("owners() returns distinct members clockwise, the first being the owner", "[actors][ring]") {
+  ring r = with_members(10);
+  for (auto& k : keys(2000, troupe::test::seed())) {
+    auto set = r.owners(k, 3).value();
+    REQUIRE(set.size() == 3);
+    CHECK(std::set<std::string_view>(set.begin(), set.end()).size() == 3);
+    CHECK(set[0] == r.owner(k).value());
+  }
+  CHECK(r.owners("k", 50).value().size() == 10);  // never more than the members
+}
+
+TEST_CASE("adding a member moves only keys to it; removing moves only its keys", "[actors][ring]") {
+  ring r = with_members(50);
+  const auto ks = keys(50000, troupe::test::seed());
+  std::vector<std::string> before;
+  for (auto& k : ks) before.emplace_back(r.owner(k).value());
+  REQUIRE_FALSE(r.add("newcomer"));
+  std::size_t moved = 0;
+  for (std::size_t i = 0; i < ks.size(); ++i) {
+    std::string now{r.owner(ks[i]).value()};
+    if (now != before[i]) {
+      ++moved;
+      CHECK(now == "newcomer");
+    }
+  }
+  CHECK(moved > 0);
+  CHECK(moved < ks.size() / 20);  // ~1/51 of the keys
+  REQUIRE_FALSE(r.remove("newcomer"));
+  for (std::size_t i = 0; i < ks.size(); ++i) CHECK(r.owner(ks[i]).value() == before[i]);
+}
+
+TEST_CASE("a member's share follows its weight", "[actors][ring]") {
+  ring r;
+  REQUIRE_FALSE(r.add("small", 1.0));
+  REQUIRE_FALSE(r.add("big", 3.0));
+  std::map<std::string, std::size_t> load;
+  for (auto& k : keys(100000, troupe::test::seed())) ++load[std::string(r.owner(k).value())];
+  const double ratio = static_cast<double>(load["big"]) / static_cast<double>(load["small"]);
+  CHECK(ratio > 2.5);
+  CHECK(ratio < 3.6);
+}
+
+TEST_CASE("160 points keep the busiest member near the mean; 1000 keep it closer", "[actors][ring]") {
+  const auto ks = keys(200000, troupe::test::seed());
+  const double b160 = busiest_over_mean(with_members(100), ks);
+  const double b1000 = busiest_over_mean(with_members(100, {1000, ring_hash::xxh3}), ks);
+  INFO("busiest/mean: 160 points " << b160 << ", 1000 points " << b1000);
+  CHECK(b160 < 1.4);
+  CHECK(b1000 < b160);
+}
+
+TEST_CASE("bounded loads cap every member under a zipf-skewed key stream", "[actors][ring]") {
+  ring r = with_members(20);
+  bounded_load bl{r, 1.25};
+  // A zipf(1.1) stream over 1000 keys: the hottest key alone is ~15% of the items.
+  std::vector<double> cdf;
+  double sum = 0;
+  for (int i = 1; i <= 1000; ++i) cdf.push_back(sum += 1.0 / std::pow(i, 1.1));
+  std::mt19937_64 rng(troupe::test::seed());
+  std::uniform_real_distribution<double> u(0, sum);
+  std::map<std::string, std::size_t> load;
+  const std::size_t items = 50000;
+  for (std::size_t i = 0; i < items; ++i) {
+    const auto k = std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin();
+    ++load[std::string(bl.assign("hot-" + std::to_string(k)).value())];
+  }
+  const double cap = std::ceil(1.25 * items / 20.0);
+  for (auto& [m, n] : load) CHECK(static_cast<double>(n) <= cap);
+  CHECK(bl.items() == items);
+  // Without the bound, the hottest key's owner alone would be far above the cap.
+  CHECK(cdf[0] / sum * items > cap);
+  REQUIRE_FALSE(bl.release(load.begin()->first));
+  CHECK(bl.items() == items - 1);
+}
+
+TEST_CASE("bad input to the ring is a clear error each", "[actors][ring]") {
+  ring r;
+  CHECK(r.owner("k").error() == ring_errc::empty_ring);
+  CHECK(r.add("") == ring_errc::empty_member);
+  CHECK(r.add("a", 0.0) == ring_errc::bad_weight);
+  CHECK(r.add("a", -1.0) == ring_errc::bad_weight);
+  CHECK(r.add("a", std::nan("")) == ring_errc::bad_weight);
+  REQUIRE_FALSE(r.add("a"));
+  CHECK(r.add("a") == ring_errc::duplicate_member);
+  CHECK(r.remove("nobody") == ring_errc::unknown_member);
+  CHECK(r.owner("").error() == ring_errc::empty_key);
+  CHECK(r.owners("k", 0).error() == ring_errc::bad_replicas);
+  CHECK_THROWS_AS(ring(ring_options{0, ring_hash::xxh3}), std::invalid_argument);
+  CHECK(troupe::actors::make_error_code(ring_errc::bad_weight).message() ==
+        "a weight must be finite and greater than zero");
+  bounded_load bl{r};
+  CHECK(bl.release("a") == ring_errc::unknown_member);  // nothing assigned to it
+  CHECK_THROWS_AS(bounded_load(r, 1.0), std::invalid_argument);
+}
+
+TEST_CASE("every change of the ring bumps its epoch", "[actors][ring]") {
+  ring r;
+  const auto e0 = r.epoch();
+  REQUIRE_FALSE(r.add("a"));
+  const auto e1 = r.epoch();
+  REQUIRE_FALSE(r.remove("a"));
+  CHECK(e0 < e1);
+  CHECK(e1 < r.epoch());
+  CHECK(r.add("") == ring_errc::empty_member);
+  CHECK(r.epoch() == e1 + 1);  // a refused change changes nothing
+}
