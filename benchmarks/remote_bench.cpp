@@ -534,7 +534,8 @@ double raw_stream(int fd, std::uint64_t n, bool& both_uring) {
   std::uint64_t sent = 0;
   auto t0 = std::chrono::steady_clock::now();
   while (sent < total) {
-    const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), total - sent));
+    const std::size_t k =
+        static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), total - sent));
     ssize_t w;
     if (u.ok) {
       w = u.run(fd, buf.data(), k, true);
@@ -709,8 +710,7 @@ void bench_pipelined(const troupe::bench::args& a, int runs) {
   {
     fd_guard s = connect_loopback(static_cast<std::uint16_t>(child.receive(10s, "raw port")));
     raw_pipelined(s.fd, std::min<std::uint64_t>(n, 10'000), pipelined_window);  // warm-up
-    raw = troupe::bench::median_of(runs,
-                                   [&] { return raw_pipelined(s.fd, n, pipelined_window); });
+    raw = troupe::bench::median_of(runs, [&] { return raw_pipelined(s.fd, n, pipelined_window); });
   }
   child.command(cmd_start_node);
   double v = 0;
@@ -848,8 +848,9 @@ void bench_idle(const troupe::bench::args& a) {
           ",\"child_percent_proc_stat\":" + fmt(v.child_percent_proc_stat) +
           ",\"child_cpu_source\":\"clock_getcpuclockid(child), ns; proc_stat = /proc/pid/stat "
           "utime+stime in 10 ms ticks\",\"window_ms\":" +
-          std::to_string(window.count()) + ",\"heartbeat_ms\":250,\"link_frames_in_window\":" +
-          std::to_string(frames) + ",\"shards_per_node\":2");
+          std::to_string(window.count()) +
+          ",\"heartbeat_ms\":" + std::to_string(node_options_for(node_a_name).heartbeat.count()) +
+          ",\"link_frames_in_window\":" + std::to_string(frames) + ",\"shards_per_node\":2");
 }
 
 }  // namespace

@@ -111,7 +111,6 @@ void append_frame(std::string& out, const frame_header& h, std::string_view payl
                 "append_frame: payload larger than frame_payload_max");
   char header[frame_header_bytes];
   write_header(header, h, static_cast<std::uint32_t>(header_after_length + payload.size()));
-  out.reserve(out.size() + frame_header_bytes + payload.size());
   out.append(header, frame_header_bytes);
   out.append(payload);
 }
