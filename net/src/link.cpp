@@ -88,11 +88,11 @@ task<result<frame_view>> peer_link::read_frame() {
     if (!f) co_return failure<frame_view>(f.error());
     if (*f) {
       ++stats_.frames_in;
-      last_in_ns_ = system().now_ns();
       co_return **f;
     }
     result<std::size_t> n = co_await socket_.async_read_some(asio::buffer(in_), use_task);
     if (!n) co_return failure<frame_view>(n.error());
+    last_in_ns_ = system().now_ns();  // any bytes show the peer alive: stamp once per read, not per frame
     stats_.bytes_in += *n;
     reader_.feed(in_.data(), *n);
   }

@@ -96,6 +96,22 @@ bool linked(net::node& n, const std::string& peer) {
   return false;
 }
 
+// node-b with a published bank, node-a linked to it, and a remote ref.
+struct linked_bank {
+  troupe::test::log_sink log_a, log_b;
+  troupe::runtime rb{troupe::test::threaded(log_b, 1)};
+  net::node b{rb, options("node-b")};
+  troupe::actor_ref<bank> the_bank = rb.spawn<bank>();
+  troupe::runtime ra{troupe::test::threaded(log_a, 1)};
+  net::node a{ra, options("node-a", {{"127.0.0.1", b.port()}})};
+  troupe::actor_ref<bank> remote;
+  linked_bank() {
+    b.publish(the_bank, "bank");
+    REQUIRE(eventually([&] { return linked(a, "node-b"); }));
+    remote = a.remote_sync<bank>("node-b", "bank", 5s).value();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a remote ref tells and asks exactly like a local one", "[net][node][io]") {
@@ -295,17 +311,8 @@ class raw_peer {
 }  // namespace
 
 TEST_CASE("bad input closes only the offending link, with its reason", "[net][node][io]") {
-  troupe::test::log_sink log_a, log_b;
-  troupe::runtime rb{troupe::test::threaded(log_b, 1)};
-  net::node b{rb, options("node-b")};
-  auto the_bank = rb.spawn<bank>();
-  b.publish(the_bank, "bank");
-  // A healthy peer stays linked throughout.
-  troupe::runtime ra{troupe::test::threaded(log_a, 1)};
-  net::node a{ra, options("node-a", {{"127.0.0.1", b.port()}})};
-  REQUIRE(eventually([&] { return linked(a, "node-b"); }));
-  auto remote = a.remote_sync<bank>("node-b", "bank", 5s);
-  REQUIRE(remote);
+  linked_bank n;  // a healthy peer stays linked throughout
+  auto& b = n.b;
 
   SECTION("a wrong protocol version") {
     raw_peer r{b.port()};
@@ -351,9 +358,9 @@ TEST_CASE("bad input closes only the offending link, with its reason", "[net][no
     r.send_raw(std::string("\x40\x00\x00\x00\x06", 5));  // 64 bytes announced, 1 sent
   }
   // Whatever the raw peer did, the healthy link still works.
-  (void)remote->tell(deposit{"carol", 3});
-  CHECK(ra.ask_sync(*remote, balance{"carol"}, 5s).value() == 3);
-  CHECK(linked(a, "node-b"));
+  (void)n.remote.tell(deposit{"carol", 3});
+  CHECK(n.ra.ask_sync(n.remote, balance{"carol"}, 5s).value() == 3);
+  CHECK(linked(n.a, "node-b"));
 }
 
 namespace {
@@ -463,20 +470,11 @@ TEST_CASE("issue-3: tens of thousands of asks over one link arrive intact", "[ne
   // Regression: Asio 1.26's io_uring backend left user_data unset on some
   // submissions; once the ring wrapped (16384 entries) a stale completion
   // corrupted a link's reads. core/src/asio_impl.cpp clears it.
-  troupe::test::log_sink log_a, log_b;
-  troupe::runtime rb{troupe::test::threaded(log_b, 1)};
-  net::node b{rb, options("node-b")};
-  auto the_bank = rb.spawn<bank>();
-  b.publish(the_bank, "bank");
-  troupe::runtime ra{troupe::test::threaded(log_a, 1)};
-  net::node a{ra, options("node-a", {{"127.0.0.1", b.port()}})};
-  REQUIRE(eventually([&] { return linked(a, "node-b"); }));
-  auto remote = a.remote_sync<bank>("node-b", "bank", 5s);
-  REQUIRE(remote);
+  linked_bank n;
   for (int i = 0; i < 25000; ++i) {
-    auto r = ra.ask_sync(*remote, balance{"x"}, 5s);
+    auto r = n.ra.ask_sync(n.remote, balance{"x"}, 5s);
     if (!r) FAIL("ask " << i << " failed: " << r.error().message());
   }
-  CHECK(linked(a, "node-b"));
-  CHECK_FALSE(log_a.contains("closed"));
+  CHECK(linked(n.a, "node-b"));
+  CHECK_FALSE(n.log_a.contains("closed"));
 }
