@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   o.listen = {"127.0.0.1", static_cast<std::uint16_t>(std::atoi(argv[2]))};
   if (argc > 3) o.secret = argv[3];
   o.heartbeat = std::chrono::milliseconds(20);
-  o.down_after = std::chrono::milliseconds(400);
+  o.down_after = std::chrono::milliseconds(3000);
   troupe::net::node n{rt, o};
   auto b = rt.spawn<troupe_test::bank>();
   n.publish(b, "bank");

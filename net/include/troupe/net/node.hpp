@@ -208,6 +208,8 @@ class node {
   /// Binds the listening socket (throws std::system_error with the endpoint
   /// on failure, e.g. a port in use) and starts dialing the seeds.
   node(runtime& rt, node_options opts);
+  /// Closes every link (peers see a goodbye) and stops the node's actor.
+  /// Destroy a node before its runtime.
   ~node();
   node(const node&) = delete;
   node& operator=(const node&) = delete;
