@@ -2,11 +2,10 @@
 // outstanding at a time. Baseline: the bare coroutine hand-off (a round trip
 // is two hand-offs).
 
-#include "bench.hpp"
-
+#include <future>
 #include <troupe/core.hpp>
 
-#include <future>
+#include "bench.hpp"
 
 using namespace std::chrono_literals;
 using troupe::task;
@@ -55,8 +54,9 @@ int main(int argc, char** argv) {
   auto a = troupe::bench::args::parse(argc, argv);
   const int runs = a.smoke ? 1 : 5;
   const std::uint64_t n = a.scale(10'000'000);
-  double raw = troupe::bench::median_of(runs, [&] { return troupe::bench::raw::handoffs_per_second(2 * n) / 2; });
+  double raw = troupe::bench::median_of(
+      runs, [&] { return troupe::bench::raw::handoffs_per_second(2 * n) / 2; });
   double v = troupe::bench::median_of(runs, [&] { return asks_per_second(n); });
-  troupe::bench::report("ask_same_shard", v, "roundtrips/s", raw, "raw coroutine hand-off, one thread",
-                        ">= 10000000", a);
+  troupe::bench::report("ask_same_shard", v, "roundtrips/s", raw,
+                        "raw coroutine hand-off, one thread", ">= 10000000", a);
 }

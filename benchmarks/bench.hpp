@@ -2,6 +2,10 @@
 // Shared by every benchmark program: timing, JSON-lines output, the in-run
 // baselines, and --smoke (a short run, for CI).
 
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -10,14 +14,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-#include <algorithm>
-#include <iterator>
-#include <time.h>
-#include <unistd.h>
 
 namespace troupe::bench {
 
@@ -40,7 +41,9 @@ struct args {
   }
   bool wants(const std::string& workload) const { return only.empty() || only == workload; }
   /// n for a full run, n / 100 (at least 1000) for a smoke run.
-  std::uint64_t scale(std::uint64_t n) const { return smoke ? std::max<std::uint64_t>(n / 100, 1000) : n; }
+  std::uint64_t scale(std::uint64_t n) const {
+    return smoke ? std::max<std::uint64_t>(n / 100, 1000) : n;
+  }
 };
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -79,17 +82,20 @@ inline std::string json_escape(const std::string& s) {
 }
 
 /// Prints one JSON line. ratio = value / baseline.
-inline void report(const std::string& workload, double value, const std::string& unit, double baseline,
-                   const std::string& baseline_name, const std::string& target, const args& a,
-                   const std::string& extra = {}) {
+inline void report(const std::string& workload, double value, const std::string& unit,
+                   double baseline, const std::string& baseline_name, const std::string& target,
+                   const args& a, const std::string& extra = {}) {
   std::ostringstream os;
   os.precision(6);
   os << "{\"workload\":\"" << workload << "\",\"value\":" << value << ",\"unit\":\"" << unit
      << "\",\"baseline\":" << baseline << ",\"baseline_name\":\"" << json_escape(baseline_name)
      << "\",\"ratio\":";
-  if (baseline != 0) os << value / baseline; else os << "null";  // no meaningful ratio to zero
-  os << ",\"target\":\"" << json_escape(target)
-     << "\",\"smoke\":" << (a.smoke ? "true" : "false") << ",\"machine\":\"" << json_escape(machine()) << "\"";
+  if (baseline != 0)
+    os << value / baseline;
+  else
+    os << "null";  // no meaningful ratio to zero
+  os << ",\"target\":\"" << json_escape(target) << "\",\"smoke\":" << (a.smoke ? "true" : "false")
+     << ",\"machine\":\"" << json_escape(machine()) << "\"";
   if (!extra.empty()) os << "," << extra;
   os << "}\n";
   std::fputs(os.str().c_str(), stdout);

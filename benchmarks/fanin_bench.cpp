@@ -3,11 +3,10 @@
 // fanin_cross_shard (the senders on the other shard). Baseline: the bare
 // coroutine hand-off (one message per hand-off).
 
-#include "bench.hpp"
-
+#include <future>
 #include <troupe/core.hpp>
 
-#include <future>
+#include "bench.hpp"
 
 using namespace std::chrono_literals;
 
@@ -56,15 +55,19 @@ int main(int argc, char** argv) {
   auto a = troupe::bench::args::parse(argc, argv);
   const int runs = a.smoke ? 1 : 5;
   const std::uint64_t per_sender = a.scale(4'000'000);
-  double raw = troupe::bench::median_of(runs, [&] { return troupe::bench::raw::handoffs_per_second(8 * per_sender); });
+  double raw = troupe::bench::median_of(
+      runs, [&] { return troupe::bench::raw::handoffs_per_second(8 * per_sender); });
   if (a.wants("fanin")) {
-    double same = troupe::bench::median_of(runs, [&] { return messages_per_second(0, per_sender); });
-    troupe::bench::report("fanin", same, "msgs/s", raw, "raw coroutine hand-off, one thread", ">= 30000000", a,
-                          "\"senders\":8,\"placement\":\"one shard\"");
+    double same =
+        troupe::bench::median_of(runs, [&] { return messages_per_second(0, per_sender); });
+    troupe::bench::report("fanin", same, "msgs/s", raw, "raw coroutine hand-off, one thread",
+                          ">= 30000000", a, "\"senders\":8,\"placement\":\"one shard\"");
   }
   if (a.wants("fanin_cross_shard")) {
-    double cross = troupe::bench::median_of(runs, [&] { return messages_per_second(1, per_sender / 4); });
-    troupe::bench::report("fanin_cross_shard", cross, "msgs/s", raw, "raw coroutine hand-off, one thread", "report",
-                          a, "\"senders\":8,\"placement\":\"senders on shard 1, receiver on shard 0\"");
+    double cross =
+        troupe::bench::median_of(runs, [&] { return messages_per_second(1, per_sender / 4); });
+    troupe::bench::report(
+        "fanin_cross_shard", cross, "msgs/s", raw, "raw coroutine hand-off, one thread", "report",
+        a, "\"senders\":8,\"placement\":\"senders on shard 1, receiver on shard 0\"");
   }
 }

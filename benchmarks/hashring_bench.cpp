@@ -3,15 +3,14 @@
 // 1 M keys. Baselines, in the same run: the key hash alone (lookup floor) and
 // plain modulo hashing (balance and movement).
 
-#include "bench.hpp"
-
-#include <troupe/actors/ring.hpp>
-
 #include <xxhash.h>
 
 #include <cmath>
 #include <map>
 #include <random>
+#include <troupe/actors/ring.hpp>
+
+#include "bench.hpp"
 
 using troupe::actors::bounded_load;
 using troupe::actors::ring;
@@ -27,7 +26,8 @@ std::vector<std::string> make_keys(std::size_t n) {
 }
 ring make_ring(std::uint32_t points, ring_hash h, std::size_t members) {
   ring r{{points, h}};
-  for (std::size_t i = 0; i < members; ++i) (void)r.add("10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ":11211");
+  for (std::size_t i = 0; i < members; ++i)
+    (void)r.add("10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ":11211");
   return r;
 }
 template <class F>
@@ -67,29 +67,37 @@ int main(int argc, char** argv) {
   if (a.wants("ring_lookup_ns")) {
     ring r = make_ring(160, ring_hash::xxh3, 100);
     double hash_only = troupe::bench::median_of(runs, [&] {
-      return ns_per(keys, [](const std::string& k) { return static_cast<std::size_t>(XXH3_64bits(k.data(), k.size())); });
+      return ns_per(keys, [](const std::string& k) {
+        return static_cast<std::size_t>(XXH3_64bits(k.data(), k.size()));
+      });
     });
-    double v = troupe::bench::median_of(runs, [&] { return ns_per(keys, [&](const std::string& k) { return r.owner(k).value().size(); }); });
-    troupe::bench::report("ring_lookup_ns", v, "ns/lookup", hash_only, "xxh3 of the key alone", "<= 60", a,
-                          "\"members\":100,\"points\":160");
+    double v = troupe::bench::median_of(runs, [&] {
+      return ns_per(keys, [&](const std::string& k) { return r.owner(k).value().size(); });
+    });
+    troupe::bench::report("ring_lookup_ns", v, "ns/lookup", hash_only, "xxh3 of the key alone",
+                          "<= 60", a, "\"members\":100,\"points\":160");
   }
   if (a.wants("ring_lookup_ns_md5")) {
     ring r = make_ring(160, ring_hash::md5, 100);
     double hash_only = troupe::bench::median_of(runs, [&] {
-      return ns_per(keys, [&](const std::string& k) { return static_cast<std::size_t>(r.hash_key(k)); });
+      return ns_per(keys,
+                    [&](const std::string& k) { return static_cast<std::size_t>(r.hash_key(k)); });
     });
-    double v = troupe::bench::median_of(runs, [&] { return ns_per(keys, [&](const std::string& k) { return r.owner(k).value().size(); }); });
-    troupe::bench::report("ring_lookup_ns_md5", v, "ns/lookup", hash_only, "MD5 of the key alone", "report", a,
-                          "\"members\":100,\"points\":160");
+    double v = troupe::bench::median_of(runs, [&] {
+      return ns_per(keys, [&](const std::string& k) { return r.owner(k).value().size(); });
+    });
+    troupe::bench::report("ring_lookup_ns_md5", v, "ns/lookup", hash_only, "MD5 of the key alone",
+                          "report", a, "\"members\":100,\"points\":160");
   }
   const double modulo = modulo_balance(100, keys);
   for (std::uint32_t points : {160u, 1000u}) {
     const std::string name = "ring_balance_" + std::to_string(points);
     if (!a.wants(name)) continue;
     double v = ring_balance(make_ring(points, ring_hash::xxh3, 100), keys);
-    troupe::bench::report(name, v, "busiest/mean", modulo, "modulo hashing (hash % members)",
-                          points == 160 ? "<= 1.20" : "<= 1.08", a,
-                          "\"theory\":" + std::to_string(1.0 + 2.5 / std::sqrt(static_cast<double>(points))));
+    troupe::bench::report(
+        name, v, "busiest/mean", modulo, "modulo hashing (hash % members)",
+        points == 160 ? "<= 1.20" : "<= 1.08", a,
+        "\"theory\":" + std::to_string(1.0 + 2.5 / std::sqrt(static_cast<double>(points))));
   }
   if (a.wants("ring_moved_over_optimal")) {
     ring r = make_ring(160, ring_hash::xxh3, 100);
@@ -106,20 +114,24 @@ int main(int argc, char** argv) {
     }
     const double optimal = static_cast<double>(keys.size()) / 101.0;
     troupe::bench::report("ring_moved_over_optimal", static_cast<double>(moved) / optimal, "ratio",
-                          static_cast<double>(moved_mod) / optimal, "modulo hashing, 100 -> 101 members", "<= 1.10", a);
+                          static_cast<double>(moved_mod) / optimal,
+                          "modulo hashing, 100 -> 101 members", "<= 1.10", a);
   }
   if (a.wants("ring_bounded_balance_zipf")) {
     ring r = make_ring(160, ring_hash::xxh3, 100);
     std::vector<double> cdf;
     double sum = 0;
     const std::size_t distinct = 100000;
-    for (std::size_t i = 1; i <= distinct; ++i) cdf.push_back(sum += 1.0 / std::pow(static_cast<double>(i), 1.1));
+    for (std::size_t i = 1; i <= distinct; ++i)
+      cdf.push_back(sum += 1.0 / std::pow(static_cast<double>(i), 1.1));
     std::mt19937_64 rng(7);
     std::uniform_real_distribution<double> u(0, sum);
     bounded_load bl{r, 1.25};
     std::map<std::string_view, std::size_t> bounded, plain;
     for (std::size_t i = 0; i < n_keys; ++i) {
-      const auto k = keys[static_cast<std::size_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin()) % keys.size()];
+      const auto k = keys[static_cast<std::size_t>(
+                              std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin()) %
+                          keys.size()];
       ++bounded[bl.assign(k).value()];
       ++plain[r.owner(k).value()];
     }
@@ -130,6 +142,7 @@ int main(int argc, char** argv) {
       return busiest_over_mean(l, n_keys);
     };
     troupe::bench::report("ring_bounded_balance_zipf", ratio(bounded), "busiest/mean", ratio(plain),
-                          "the same ring without the bound", "<= 1.25", a, "\"c\":1.25,\"zipf\":1.1");
+                          "the same ring without the bound", "<= 1.25", a,
+                          "\"c\":1.25,\"zipf\":1.1");
   }
 }

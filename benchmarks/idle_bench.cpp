@@ -2,9 +2,9 @@
 // for 2 s once its spin window has passed: CPU used, in % of one core.
 // Baseline: the same process measured over 2 s with no runtime at all.
 
-#include "bench.hpp"
-
 #include <troupe/core.hpp>
+
+#include "bench.hpp"
 
 using namespace std::chrono_literals;
 
@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(50ms);  // let the spin window pass
   const auto wake0 = rt.stats().wakeups;
   double v = cpu_percent_over(window);
-  troupe::bench::report("idle_cpu_percent", v, "% of one core", baseline, "same process, no runtime", "<= 1", a,
-                        "\"shards\":" + std::to_string(rt.shard_count()) +
-                            ",\"wakeups_while_idle\":" + std::to_string(rt.stats().wakeups - wake0));
+  troupe::bench::report(
+      "idle_cpu_percent", v, "% of one core", baseline, "same process, no runtime", "<= 1", a,
+      "\"shards\":" + std::to_string(rt.shard_count()) +
+          ",\"wakeups_while_idle\":" + std::to_string(rt.stats().wakeups - wake0));
 }

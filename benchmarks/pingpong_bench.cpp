@@ -2,11 +2,10 @@
 // and forth. Baselines: the bare coroutine hand-off (same shard) and a
 // busy-waiting SPSC ping-pong between two threads (cross shard).
 
-#include "bench.hpp"
-
+#include <future>
 #include <troupe/core.hpp>
 
-#include <future>
+#include "bench.hpp"
 
 using namespace std::chrono_literals;
 using troupe::task;
@@ -81,24 +80,30 @@ int main(int argc, char** argv) {
   const std::uint64_t same_n = a.scale(20'000'000);
   double raw = 0;
   if (a.wants("pingpong_same_shard") || a.wants("pingpong_same_shard_plain"))
-    raw = troupe::bench::median_of(runs, [&] { return troupe::bench::raw::handoffs_per_second(2 * same_n) / 2; });
+    raw = troupe::bench::median_of(
+        runs, [&] { return troupe::bench::raw::handoffs_per_second(2 * same_n) / 2; });
   if (a.wants("pingpong_same_shard")) {
-    double same = troupe::bench::median_of(runs, [&] { return roundtrips_per_second<player>(0, 0, same_n, set_coro); });
-    troupe::bench::report("pingpong_same_shard", same, "roundtrips/s", raw, "raw coroutine hand-off, one thread",
-                          ">= 20000000", a, "\"handlers\":\"coroutine\"");
+    double same = troupe::bench::median_of(
+        runs, [&] { return roundtrips_per_second<player>(0, 0, same_n, set_coro); });
+    troupe::bench::report("pingpong_same_shard", same, "roundtrips/s", raw,
+                          "raw coroutine hand-off, one thread", ">= 20000000", a,
+                          "\"handlers\":\"coroutine\"");
   }
   if (a.wants("pingpong_same_shard_plain")) {
-    double same_plain =
-        troupe::bench::median_of(runs, [&] { return roundtrips_per_second<plain_player>(0, 0, same_n, set_plain); });
+    double same_plain = troupe::bench::median_of(
+        runs, [&] { return roundtrips_per_second<plain_player>(0, 0, same_n, set_plain); });
     troupe::bench::report("pingpong_same_shard_plain", same_plain, "roundtrips/s", raw,
-                          "raw coroutine hand-off, one thread", "report", a, "\"handlers\":\"plain\"");
+                          "raw coroutine hand-off, one thread", "report", a,
+                          "\"handlers\":\"plain\"");
   }
   if (a.wants("pingpong_cross_shard")) {
     const std::uint64_t cross_n = a.scale(2'000'000);
-    double spsc = troupe::bench::median_of(runs, [&] { return troupe::bench::spsc_roundtrips_per_second(cross_n); });
-    double cross =
-        troupe::bench::median_of(runs, [&] { return roundtrips_per_second<player>(0, 1, cross_n, set_coro); });
+    double spsc = troupe::bench::median_of(
+        runs, [&] { return troupe::bench::spsc_roundtrips_per_second(cross_n); });
+    double cross = troupe::bench::median_of(
+        runs, [&] { return roundtrips_per_second<player>(0, 1, cross_n, set_coro); });
     troupe::bench::report("pingpong_cross_shard", cross, "roundtrips/s", spsc,
-                          "busy-wait SPSC ping-pong, two threads", ">= 1000000", a, "\"handlers\":\"coroutine\"");
+                          "busy-wait SPSC ping-pong, two threads", ">= 1000000", a,
+                          "\"handlers\":\"coroutine\"");
   }
 }

@@ -1,11 +1,10 @@
 // ring: 1000 actors in a ring pass one token 10 M hops (coroutine handlers).
 // Baseline: the bare coroutine hand-off (one hop per hand-off).
 
-#include "bench.hpp"
-
+#include <future>
 #include <troupe/core.hpp>
 
-#include <future>
+#include "bench.hpp"
 
 using troupe::task;
 
@@ -47,8 +46,9 @@ int main(int argc, char** argv) {
   auto a = troupe::bench::args::parse(argc, argv);
   const int runs = a.smoke ? 1 : 5;
   const std::uint64_t hops = a.scale(10'000'000);
-  double raw = troupe::bench::median_of(runs, [&] { return troupe::bench::raw::handoffs_per_second(hops); });
+  double raw =
+      troupe::bench::median_of(runs, [&] { return troupe::bench::raw::handoffs_per_second(hops); });
   double v = troupe::bench::median_of(runs, [&] { return hops_per_second(hops); });
-  troupe::bench::report("ring", v, "hops/s", raw, "raw coroutine hand-off, one thread", ">= 30000000", a,
-                        "\"actors\":1000");
+  troupe::bench::report("ring", v, "hops/s", raw, "raw coroutine hand-off, one thread",
+                        ">= 30000000", a, "\"actors\":1000");
 }

@@ -3,11 +3,10 @@
 // object of the same size as the actor (what spawning cannot beat), and the
 // RSS that 1 M such objects take.
 
-#include "bench.hpp"
-
+#include <memory>
 #include <troupe/core.hpp>
 
-#include <memory>
+#include "bench.hpp"
 
 using namespace std::chrono_literals;
 using troupe::task;
@@ -59,9 +58,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "spawn_bench: actors missing\n");
     return 1;
   }
-  troupe::bench::report("spawn", static_cast<double>(n) / *secs, "actors/s", static_cast<double>(n) / base_secs,
-                        "operator new of an actor-sized object", ">= 2000000", a);
-  troupe::bench::report("spawn_bytes_per_actor", static_cast<double>(after - before) / static_cast<double>(n), "bytes",
-                        static_cast<double>(base_bytes), "RSS per operator-new'd actor-sized object", "<= 256", a,
-                        "\"live_actors\":" + std::to_string(rt.stats().live_actors));
+  troupe::bench::report("spawn", static_cast<double>(n) / *secs, "actors/s",
+                        static_cast<double>(n) / base_secs, "operator new of an actor-sized object",
+                        ">= 2000000", a);
+  troupe::bench::report(
+      "spawn_bytes_per_actor", static_cast<double>(after - before) / static_cast<double>(n),
+      "bytes", static_cast<double>(base_bytes), "RSS per operator-new'd actor-sized object",
+      "<= 256", a, "\"live_actors\":" + std::to_string(rt.stats().live_actors));
 }

@@ -1,16 +1,14 @@
 #pragma once
 // Helpers shared by the tests: the replayable seed, quiet runtimes, a log sink.
 
-#include <troupe/core.hpp>
-
 #include <catch2/catch.hpp>
-
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <random>
 #include <string>
+#include <troupe/core.hpp>
 #include <vector>
 
 // Catch prints results as their error message or "a value" (values need not be printable).

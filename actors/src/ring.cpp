@@ -1,6 +1,3 @@
-#include <troupe/actors/ring.hpp>
-#include <troupe/core/assert.hpp>
-
 #include <openssl/evp.h>
 #include <xxhash.h>
 
@@ -8,6 +5,8 @@
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
+#include <troupe/actors/ring.hpp>
+#include <troupe/core/assert.hpp>
 #include <tuple>
 
 namespace troupe::actors {
@@ -18,14 +17,22 @@ class category final : public boost::system::error_category {
   const char* name() const noexcept override { return "troupe.ring"; }
   std::string message(int ev) const override {
     switch (static_cast<ring_errc>(ev)) {
-      case ring_errc::empty_key: return "the key is empty";
-      case ring_errc::empty_ring: return "the ring has no members";
-      case ring_errc::empty_member: return "a member name must not be empty";
-      case ring_errc::duplicate_member: return "the member is already on the ring";
-      case ring_errc::unknown_member: return "no such member on the ring";
-      case ring_errc::bad_weight: return "a weight must be finite and greater than zero";
-      case ring_errc::bad_points: return "the number of points must be between 1 and 2^20 per member";
-      case ring_errc::bad_replicas: return "a replica set needs at least one member";
+      case ring_errc::empty_key:
+        return "the key is empty";
+      case ring_errc::empty_ring:
+        return "the ring has no members";
+      case ring_errc::empty_member:
+        return "a member name must not be empty";
+      case ring_errc::duplicate_member:
+        return "the member is already on the ring";
+      case ring_errc::unknown_member:
+        return "no such member on the ring";
+      case ring_errc::bad_weight:
+        return "a weight must be finite and greater than zero";
+      case ring_errc::bad_points:
+        return "the number of points must be between 1 and 2^20 per member";
+      case ring_errc::bad_replicas:
+        return "a replica set needs at least one member";
     }
     return "unknown ring error";
   }
@@ -47,8 +54,10 @@ void digest(bool md5, std::string_view data, unsigned char out[20]) {
   };
   thread_local cached c;
   unsigned int len = 0;
-  if (!c.ctx || !(md5 ? c.md5 : c.sha1) || EVP_DigestInit_ex2(c.ctx, md5 ? c.md5 : c.sha1, nullptr) != 1 ||
-      EVP_DigestUpdate(c.ctx, data.data(), data.size()) != 1 || EVP_DigestFinal_ex(c.ctx, out, &len) != 1)
+  if (!c.ctx || !(md5 ? c.md5 : c.sha1) ||
+      EVP_DigestInit_ex2(c.ctx, md5 ? c.md5 : c.sha1, nullptr) != 1 ||
+      EVP_DigestUpdate(c.ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(c.ctx, out, &len) != 1)
     throw std::runtime_error("troupe: ring digest (OpenSSL MD5/SHA1) failed");
 }
 std::uint32_t le32(const unsigned char* p) noexcept {
@@ -84,7 +93,8 @@ std::uint64_t ring::hash_key(std::string_view key) const {
 
 boost::system::error_code ring::add(std::string name, double weight) {
   if (name.empty()) return ring_errc::empty_member;
-  if (!std::isfinite(weight) || weight <= 0 || weight * opts_.points > points_max) return ring_errc::bad_weight;
+  if (!std::isfinite(weight) || weight <= 0 || weight * opts_.points > points_max)
+    return ring_errc::bad_weight;
   auto it = std::lower_bound(members_.begin(), members_.end(), name,
                              [](const member& m, const std::string& n) { return m.name < n; });
   if (it != members_.end() && it->name == name) return ring_errc::duplicate_member;
@@ -148,8 +158,10 @@ void ring::rebuild() {
   // handful of points instead of the whole ring.
   const unsigned shift = (opts_.hash == ring_hash::xxh3 ? 64 : 32) - prefix_bits;
   prefix_.assign((1u << prefix_bits) + 1, static_cast<std::uint32_t>(points_.size()));
-  for (std::size_t i = points_.size(); i-- > 0;) prefix_[points_[i] >> shift] = static_cast<std::uint32_t>(i);
-  for (std::size_t b = prefix_.size() - 1; b-- > 0;) prefix_[b] = std::min(prefix_[b], prefix_[b + 1]);
+  for (std::size_t i = points_.size(); i-- > 0;)
+    prefix_[points_[i] >> shift] = static_cast<std::uint32_t>(i);
+  for (std::size_t b = prefix_.size() - 1; b-- > 0;)
+    prefix_[b] = std::min(prefix_[b], prefix_[b + 1]);
 }
 
 std::size_t ring::point_index(std::uint64_t h) const noexcept {
@@ -176,8 +188,8 @@ result<std::vector<std::string_view>> ring::owners(std::string_view key, std::si
   r = std::min(r, members_.size());
   out_t out;
   std::vector<bool> taken(members_.size(), false);
-  for (std::size_t i = point_index(hash_key(key)), seen = 0; out.size() < r && seen < points_.size();
-       i = (i + 1) % points_.size(), ++seen) {
+  for (std::size_t i = point_index(hash_key(key)), seen = 0;
+       out.size() < r && seen < points_.size(); i = (i + 1) % points_.size(), ++seen) {
     const std::uint32_t m = owner_of_point_[i];
     if (!taken[m]) {
       taken[m] = true;
@@ -190,22 +202,26 @@ result<std::vector<std::string_view>> ring::owners(std::string_view key, std::si
 // --- bounded loads ---
 
 bounded_load::bounded_load(const ring& r, double c) : ring_(r), c_(c), load_(r.size(), 0) {
-  if (!(c > 1.0) || !std::isfinite(c)) throw std::invalid_argument("troupe: bounded_load needs c > 1");
+  if (!(c > 1.0) || !std::isfinite(c))
+    throw std::invalid_argument("troupe: bounded_load needs c > 1");
 }
 
 std::size_t bounded_load::capacity() const noexcept {
   if (load_.empty()) return 0;
-  return static_cast<std::size_t>(std::ceil(c_ * static_cast<double>(items_) / static_cast<double>(load_.size())));
+  return static_cast<std::size_t>(
+      std::ceil(c_ * static_cast<double>(items_) / static_cast<double>(load_.size())));
 }
 
 result<std::string_view> bounded_load::assign(std::string_view key) {
   if (key.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_key));
-  if (ring_.point_count() == 0) return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
+  if (ring_.point_count() == 0)
+    return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
   // The cap counts the item being placed, so some member is always below it.
-  const std::size_t cap =
-      static_cast<std::size_t>(std::ceil(c_ * static_cast<double>(items_ + 1) / static_cast<double>(load_.size())));
+  const std::size_t cap = static_cast<std::size_t>(
+      std::ceil(c_ * static_cast<double>(items_ + 1) / static_cast<double>(load_.size())));
   const std::size_t n = ring_.point_count();
-  for (std::size_t i = ring_.point_index(ring_.hash_key(key)), seen = 0; seen < n; i = (i + 1) % n, ++seen) {
+  for (std::size_t i = ring_.point_index(ring_.hash_key(key)), seen = 0; seen < n;
+       i = (i + 1) % n, ++seen) {
     const std::uint32_t m = ring_.member_at_point(i);
     if (load_[m] < cap) {
       ++load_[m];
@@ -213,7 +229,8 @@ result<std::string_view> bounded_load::assign(std::string_view key) {
       return std::string_view(ring_.member_name(m));
     }
   }
-  TROUPE_ASSERT(false, "bounded_load: every member at its cap, which the cap's definition rules out");
+  TROUPE_ASSERT(false,
+                "bounded_load: every member at its cap, which the cap's definition rules out");
   return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
 }
 

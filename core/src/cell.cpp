@@ -1,10 +1,6 @@
 // The life of an actor on its home shard: enqueue, turns, handler completion,
 // failure and supervision, stop, monitors and links.
 
-#include "internal.hpp"
-
-#include <troupe/core/runtime.hpp>
-
 #include <cxxabi.h>
 
 #include <algorithm>
@@ -12,19 +8,30 @@
 #include <cstdlib>
 #include <memory>
 #include <sstream>
+#include <troupe/core/runtime.hpp>
+
+#include "internal.hpp"
 
 namespace troupe {
 
 const char* to_string(exit_reason r) noexcept {
   switch (r) {
-    case exit_reason::none: return "running";
-    case exit_reason::normal: return "normal";
-    case exit_reason::failure: return "failure";
-    case exit_reason::restart_limit: return "restart_limit";
-    case exit_reason::linked: return "linked";
-    case exit_reason::parent_stopped: return "parent_stopped";
-    case exit_reason::runtime_shutdown: return "runtime_shutdown";
-    case exit_reason::node_down: return "node_down";
+    case exit_reason::none:
+      return "running";
+    case exit_reason::normal:
+      return "normal";
+    case exit_reason::failure:
+      return "failure";
+    case exit_reason::restart_limit:
+      return "restart_limit";
+    case exit_reason::linked:
+      return "linked";
+    case exit_reason::parent_stopped:
+      return "parent_stopped";
+    case exit_reason::runtime_shutdown:
+      return "runtime_shutdown";
+    case exit_reason::node_down:
+      return "node_down";
   }
   return "unknown";
 }
@@ -51,7 +58,8 @@ std::string name_of(const actor_cell* c) {
 }
 }  // namespace
 
-[[noreturn]] void assert_fail(const char* expr, const char* msg, const char* file, int line) noexcept {
+[[noreturn]] void assert_fail(const char* expr, const char* msg, const char* file,
+                              int line) noexcept {
   std::fprintf(stderr, "troupe: assertion failed: %s (%s) at %s:%d\n", expr, msg, file, line);
   std::fflush(stderr);
   std::abort();
@@ -105,7 +113,9 @@ void dead_letter(message* m, errc why, shard* count_on, bool reserved) noexcept 
 }
 
 namespace {
-bool reserves(const actor_cell* c) noexcept { return c->capacity_ != 0 && c->policy_ == overflow::reject; }
+bool reserves(const actor_cell* c) noexcept {
+  return c->capacity_ != 0 && c->policy_ == overflow::reject;
+}
 }  // namespace
 
 boost::system::error_code send_slow(message* m) noexcept {
@@ -188,16 +198,15 @@ void run_turn(work_item* w) noexcept {
   }
   set_current_cell(prev);
   c->clear(actor_cell::in_turn);
-  home->counters().messages.store(home->counters().messages.load(std::memory_order_relaxed) + handled,
-                                  std::memory_order_relaxed);
+  home->counters().messages.store(
+      home->counters().messages.load(std::memory_order_relaxed) + handled,
+      std::memory_order_relaxed);
   if (!c->alive()) {
     if (c->has(actor_cell::release_deferred)) c->release();
     return;
   }
   if (!c->has(actor_cell::busy) && !c->unwinding() && !c->mailbox_.empty()) home->schedule_cell(c);
 }
-
-void actor_cell::start_handler(std::coroutine_handle<> h) noexcept { h.resume(); }
 
 void actor_cell::handler_failed(std::exception_ptr failure) noexcept {
   TROUPE_ASSERT(inflight_ > 0, "handler failed after it finished");
@@ -303,7 +312,10 @@ void actor_cell::add_wait(wait_node* w) noexcept {
 }
 
 void actor_cell::remove_wait(wait_node* w) noexcept {
-  if (w->prev_) w->prev_->next_ = w->next_; else if (waits_ == w) waits_ = w->next_;
+  if (w->prev_)
+    w->prev_->next_ = w->next_;
+  else if (waits_ == w)
+    waits_ = w->next_;
   if (w->next_) w->next_->prev_ = w->prev_;
   w->prev_ = w->next_ = nullptr;
 }
@@ -353,7 +365,10 @@ void actor_cell::finish_stop() noexcept {
     std::exchange(parent_, nullptr)->release();
   }
   home_->unlink_live(this);
-  if (has(scheduled) || has(in_turn)) set(release_deferred); else release();
+  if (has(scheduled) || has(in_turn))
+    set(release_deferred);
+  else
+    release();
 }
 
 // --- control items: operations on a cell performed on its home shard ---

@@ -2,14 +2,13 @@
 // Private to core/src: what the runtime keeps beside a cell, and the control
 // items that carry operations on a cell to its home shard.
 
+#include <memory>
+#include <string>
 #include <troupe/core/actor_addr.hpp>
 #include <troupe/core/detail/cell.hpp>
 #include <troupe/core/detail/shard.hpp>
 #include <troupe/core/options.hpp>
 #include <troupe/core/runtime.hpp>
-
-#include <memory>
-#include <string>
 #include <vector>
 
 namespace troupe::detail {
@@ -22,8 +21,8 @@ struct cell_extras {
   supervision sup{};
   std::vector<std::int64_t> restarts;  // times of recent restarts (at most sup.max_restarts)
   std::unique_ptr<restart_factory> factory;
-  std::string name;  // registered name, if any
-  std::string what;  // exit text
+  std::string name;             // registered name, if any
+  std::string what;             // exit text
   remote_sink* sink = nullptr;  // proxies only
   std::uint64_t remote_id = 0;  // proxies only
 };
@@ -38,7 +37,15 @@ inline std::size_t cell_block_size(const actor_type_info* t) noexcept {
 void run_turn(work_item* w) noexcept;
 
 struct control final : work_item {
-  enum kind : std::uint8_t { live, stop, add_monitor, add_link, linked_exit, child_failed, child_exited };
+  enum kind : std::uint8_t {
+    live,
+    stop,
+    add_monitor,
+    add_link,
+    linked_exit,
+    child_failed,
+    child_exited
+  };
   control(kind k_, actor_cell* t, actor_cell* o, exit_reason r, std::string w)
       : target(t), other(o), reason(r), what(std::move(w)), k(k_) {
     run_ = &run;

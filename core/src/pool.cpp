@@ -33,7 +33,7 @@ void register_cleanup() noexcept {
 void* pool_allocate_slow(std::size_t k) {
   register_cleanup();
   if (k == 0) k = 1;
-  return ::operator new(k * pool_lists::class_bytes);
+  return ::operator new(k* pool_lists::class_bytes);
 }
 
 void pool_deallocate_slow(void* ptr, std::size_t k) noexcept {

@@ -1,17 +1,27 @@
 // runtime: shards, spawn bookkeeping, registry, shutdown, simulated mode.
 
-#include "internal.hpp"
-
-#include <troupe/core/runtime.hpp>
-
 #include <boost/asio/io_context.hpp>
-
 #include <chrono>
 #include <iostream>
 #include <system_error>
 #include <thread>
+#include <troupe/core/runtime.hpp>
+
+#include "internal.hpp"
 
 namespace troupe {
+
+namespace {
+// Puts a new cell on its home shard's live list: directly on that shard,
+// through its inbox (ordered before any message sent after spawn) elsewhere.
+void register_live(detail::actor_cell* c) {
+  if (detail::this_shard() == c->home_) {
+    c->home_->link_live(c);
+  } else {
+    detail::post_control(detail::control::live, c, c, exit_reason::none, {});
+  }
+}
+}  // namespace
 
 namespace {
 std::int64_t steady_ns() noexcept {
@@ -78,8 +88,8 @@ detail::actor_cell* runtime::allocate_cell(const detail::actor_type_info* type, 
   unsigned home;
   if (opts.shard >= 0) {
     if (static_cast<unsigned>(opts.shard) >= shards_.size())
-      throw std::invalid_argument("troupe: spawn on shard " + std::to_string(opts.shard) + ", but the runtime has " +
-                                  std::to_string(shards_.size()));
+      throw std::invalid_argument("troupe: spawn on shard " + std::to_string(opts.shard) +
+                                  ", but the runtime has " + std::to_string(shards_.size()));
     home = static_cast<unsigned>(opts.shard);
   } else if (detail::shard* here = detail::this_shard(); here && &here->rt() == this) {
     home = here->index();
@@ -127,15 +137,11 @@ void runtime::finish_spawn(detail::actor_cell* c, spawn_options& opts, detail::a
     c->parent_ = parent;
     detail::extras_of(parent).children.emplace_back(c);
   }
-  if (detail::this_shard() == c->home_) {
-    c->home_->link_live(c);
-  } else {
-    detail::post_control(detail::control::live, c, c, exit_reason::none, {});
-  }
+  register_live(c);
 }
 
 actor_addr runtime::make_proxy_addr(const detail::actor_type_info* type, unsigned shard,
-                                   detail::remote_sink* sink, std::uint64_t remote_id) {
+                                    detail::remote_sink* sink, std::uint64_t remote_id) {
   TROUPE_ASSERT(sink != nullptr, "a proxy needs a sink");
   spawn_options opts;
   opts.shard = static_cast<int>(shard);
@@ -145,11 +151,7 @@ actor_addr runtime::make_proxy_addr(const detail::actor_type_info* type, unsigne
   x.sink = sink;
   x.remote_id = remote_id;
   actor_addr a{c};
-  if (detail::this_shard() == c->home_) {
-    c->home_->link_live(c);
-  } else {
-    detail::post_control(detail::control::live, c, c, exit_reason::none, {});
-  }
+  register_live(c);
   return a;
 }
 

@@ -1,12 +1,11 @@
 // The shard loop: inbox, run queue, timers, io poll; spin, then park.
 
-#include "internal.hpp"
-
-#include <troupe/core/runtime.hpp>
-
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <troupe/core/runtime.hpp>
+
+#include "internal.hpp"
 #if TROUPE_IO_URING
 #include <boost/asio/detail/io_uring_service.hpp>
 #endif
@@ -39,16 +38,19 @@ struct shard::work_guard {
 };
 
 shard::shard(runtime& rt, unsigned index)
-    : rt_(rt), index_(index), io_(std::make_unique<boost::asio::io_context>(1)), timers_(rt.now_ns()) {
+    : rt_(rt),
+      index_(index),
+      io_(std::make_unique<boost::asio::io_context>(1)),
+      timers_(rt.now_ns()) {
 #if TROUPE_IO_URING
   // Asio creates its io_uring lazily; create it now so a host that forbids
   // io_uring is reported at start-up, in one line, with the way out.
   try {
     boost::asio::use_service<boost::asio::detail::io_uring_service>(*io_);
   } catch (const boost::system::system_error& e) {
-    throw startup_error(
-        "troupe: io_uring is unavailable on this host (" + std::string(e.what()) +
-        "); allow io_uring (kernel.io_uring_disabled=0, seccomp) or rebuild with -DTROUPE_IO=epoll");
+    throw startup_error("troupe: io_uring is unavailable on this host (" + std::string(e.what()) +
+                        "); allow io_uring (kernel.io_uring_disabled=0, seccomp) or rebuild with "
+                        "-DTROUPE_IO=epoll");
   }
 #endif
   simulated_ = rt.simulated();
@@ -71,7 +73,8 @@ std::int64_t shard::refresh_clock() noexcept {
 
 namespace {
 void bump_size(std::atomic<std::size_t>& v, int d) noexcept {
-  v.store(v.load(std::memory_order_relaxed) + static_cast<std::size_t>(d), std::memory_order_relaxed);
+  v.store(v.load(std::memory_order_relaxed) + static_cast<std::size_t>(d),
+          std::memory_order_relaxed);
 }
 }  // namespace
 
@@ -84,9 +87,12 @@ void shard::link_live(actor_cell* c) noexcept {
 }
 
 void shard::unlink_live(actor_cell* c) noexcept {
-  if (c->live_prev_) c->live_prev_->live_next_ = c->live_next_;
-  else if (live_head_ == c) live_head_ = c->live_next_;
-  else return;  // never linked (stopped before its registration arrived)
+  if (c->live_prev_)
+    c->live_prev_->live_next_ = c->live_next_;
+  else if (live_head_ == c)
+    live_head_ = c->live_next_;
+  else
+    return;  // never linked (stopped before its registration arrived)
   if (c->live_next_) c->live_next_->live_prev_ = c->live_prev_;
   c->live_prev_ = c->live_next_ = nullptr;
   bump_size(live_count_, -1);
@@ -162,7 +168,8 @@ void shard::park() {
   }
   std::int64_t now = now_ns();
   std::chrono::nanoseconds wait = std::chrono::hours(1);
-  if (auto next = timers_.next_deadline_ns()) wait = std::chrono::nanoseconds(std::max<std::int64_t>(*next - now, 0));
+  if (auto next = timers_.next_deadline_ns())
+    wait = std::chrono::nanoseconds(std::max<std::int64_t>(*next - now, 0));
   io_->run_one_for(wait);
   sleeping_.store(false, std::memory_order_seq_cst);
   refresh_clock();

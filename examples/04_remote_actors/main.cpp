@@ -4,10 +4,9 @@
 // bank, node-a looks it up and uses the remote ref exactly like a local one.
 // Everything that crosses the wire is registered with TROUPE_REMOTE_MESSAGE.
 
-#include <troupe/net/node.hpp>
-
 #include <cstdio>
 #include <thread>
+#include <troupe/net/node.hpp>
 
 using namespace std::chrono_literals;
 
@@ -74,6 +73,7 @@ int main() {
   (void)remote->tell(deposit{"alice", 500});
   (void)remote->tell(deposit{"alice", 250});
   troupe::result<std::int64_t> c = ra.ask_sync(*remote, balance{"alice"}, 2s);
-  std::printf("node-a asked node-b's bank: alice has %lld cents\n", static_cast<long long>(c.value()));
+  std::printf("node-a asked node-b's bank: alice has %lld cents\n",
+              static_cast<long long>(c.value()));
   return c.value() == 750 ? 0 : 1;
 }

@@ -1,6 +1,5 @@
-#include <troupe/net/endpoint.hpp>
-
 #include <charconv>
+#include <troupe/net/endpoint.hpp>
 
 namespace troupe::net {
 

@@ -1,11 +1,10 @@
-#include <troupe/net/handshake.hpp>
-
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <stdexcept>
+#include <troupe/net/handshake.hpp>
 
 namespace troupe::net {
 
@@ -15,12 +14,18 @@ class category final : public boost::system::error_category {
   const char* name() const noexcept override { return "troupe.handshake"; }
   std::string message(int ev) const override {
     switch (static_cast<handshake_errc>(ev)) {
-      case handshake_errc::bad_magic: return "not a troupe node (bad magic)";
-      case handshake_errc::version_mismatch: return "protocol version mismatch";
-      case handshake_errc::cluster_mismatch: return "cluster name mismatch";
-      case handshake_errc::bad_proof: return "cluster secret mismatch (bad proof)";
-      case handshake_errc::duplicate_name: return "a node with this name is already linked";
-      case handshake_errc::not_loopback: return "no cluster secret configured: only loopback peers are accepted";
+      case handshake_errc::bad_magic:
+        return "not a troupe node (bad magic)";
+      case handshake_errc::version_mismatch:
+        return "protocol version mismatch";
+      case handshake_errc::cluster_mismatch:
+        return "cluster name mismatch";
+      case handshake_errc::bad_proof:
+        return "cluster secret mismatch (bad proof)";
+      case handshake_errc::duplicate_name:
+        return "a node with this name is already linked";
+      case handshake_errc::not_loopback:
+        return "no cluster secret configured: only loopback peers are accepted";
     }
     return "unknown handshake error";
   }
@@ -69,8 +74,9 @@ std::string proof_mac(std::string_view secret, std::string_view cluster, std::st
   return std::string(reinterpret_cast<const char*>(m.data()), m.size());
 }
 
-std::string welcome_mac(std::string_view secret, std::string_view cluster, std::string_view acceptor,
-                        std::string_view dialer, std::string_view dialer_nonce) {
+std::string welcome_mac(std::string_view secret, std::string_view cluster,
+                        std::string_view acceptor, std::string_view dialer,
+                        std::string_view dialer_nonce) {
   auto m = hmac_sha256(secret, joined("troupe-welcome", {cluster, acceptor, dialer, dialer_nonce}));
   return std::string(reinterpret_cast<const char*>(m.data()), m.size());
 }

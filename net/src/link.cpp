@@ -1,11 +1,9 @@
 // A link's life: handshake, bulk reads, coalesced writes, heartbeats, close.
 
+#include <array>
+#include <boost/asio/write.hpp>
 #include <troupe/net/link.hpp>
 #include <troupe/net/wire.hpp>
-
-#include <boost/asio/write.hpp>
-
-#include <array>
 
 namespace troupe::net {
 
@@ -92,7 +90,8 @@ task<result<frame_view>> peer_link::read_frame() {
     }
     result<std::size_t> n = co_await socket_.async_read_some(asio::buffer(in_), use_task);
     if (!n) co_return failure<frame_view>(n.error());
-    last_in_ns_ = system().now_ns();  // any bytes show the peer alive: stamp once per read, not per frame
+    last_in_ns_ =
+        system().now_ns();  // any bytes show the peer alive: stamp once per read, not per frame
     stats_.bytes_in += *n;
     reader_.feed(in_.data(), *n);
   }
@@ -119,7 +118,8 @@ task<bool> peer_link::handshake() {
     return false;
   };
   if (role_ == role::dialer) {
-    queue({frame_kind::hello, 0, 0, 0, 0}, encoded(hello_msg{handshake_magic, protocol_version, cfg_.cluster, cfg_.node}));
+    queue({frame_kind::hello, 0, 0, 0, 0},
+          encoded(hello_msg{handshake_magic, protocol_version, cfg_.cluster, cfg_.node}));
     result<frame_view> f = co_await read_frame();
     if (!f) co_return refuse(f.error().message());
     if (f->header.kind == frame_kind::goodbye) co_return peer_goodbye(*f);
@@ -129,7 +129,8 @@ task<bool> peer_link::handshake() {
     stats_.peer = c->node;
     const std::string my_nonce = make_nonce();
     queue({frame_kind::proof, 0, 0, 0, 0},
-          encoded(proof_msg{my_nonce, proof_mac(secret, cfg_.cluster, cfg_.node, c->node, c->nonce)}));
+          encoded(
+              proof_msg{my_nonce, proof_mac(secret, cfg_.cluster, cfg_.node, c->node, c->nonce)}));
     result<frame_view> w = co_await read_frame();
     if (!w) co_return refuse(w.error().message());
     if (w->header.kind == frame_kind::goodbye) co_return peer_goodbye(*w);
@@ -205,7 +206,8 @@ task<void> peer_link::handle(tick) {
     const std::int64_t now = system().now_ns();
     if (!stats_.up) {
       if (now - last_out_ns_ > std::chrono::nanoseconds(cfg_.handshake_timeout).count()) {
-        close("handshake timed out after " + std::to_string(cfg_.handshake_timeout.count()) + " ms");
+        close("handshake timed out after " + std::to_string(cfg_.handshake_timeout.count()) +
+              " ms");
       }
       continue;
     }

@@ -1,11 +1,9 @@
 // The node actor: links, published actors, proxies, remote asks, membership.
 
-#include <troupe/net/node.hpp>
-
 #include <boost/asio/ip/tcp.hpp>
-
 #include <random>
 #include <sstream>
+#include <troupe/net/node.hpp>
 
 namespace troupe::net {
 
@@ -42,9 +40,11 @@ struct troupe::net::wire_id<troupe::net::lookup_res> {
   static constexpr const char* name = "troupe::net::lookup_res";
 };
 template <>
-struct troupe::remote_codec<troupe::net::lookup_req> : troupe::net::detail::wire_codec<troupe::net::lookup_req> {};
+struct troupe::remote_codec<troupe::net::lookup_req>
+    : troupe::net::detail::wire_codec<troupe::net::lookup_req> {};
 template <>
-struct troupe::remote_codec<troupe::net::lookup_res> : troupe::net::detail::wire_codec<troupe::net::lookup_res> {};
+struct troupe::remote_codec<troupe::net::lookup_res>
+    : troupe::net::detail::wire_codec<troupe::net::lookup_res> {};
 
 namespace troupe::net {
 
@@ -93,19 +93,21 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     detail::fill_inbound<node_actor>(me, remote_messages{});
     published_.emplace(node_actor_id, std::move(me));
     if (!opts_.secret)
-      system().log("troupe: node " + opts_.name +
-                   " has no cluster secret: it accepts loopback peers only (set one with --secret-file)");
+      system().log(
+          "troupe: node " + opts_.name +
+          " has no cluster secret: it accepts loopback peers only (set one with --secret-file)");
     for (const endpoint& s : opts_.seeds) (void)ref_of(this).tell(dial_q{s, 0});
     for (;;) {
       result<asio::ip::tcp::socket> s = co_await acceptor_.async_accept(use_task);
       if (!s) {
         if (s.error() == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
         system().log("troupe: node " + opts_.name + ": accept failed: " + s.error().message());
-        co_await sleep_for(std::chrono::milliseconds(10));  // e.g. out of file descriptors: do not spin
+        co_await sleep_for(
+            std::chrono::milliseconds(10));  // e.g. out of file descriptors: do not spin
         continue;
       }
-      auto l = spawn<peer_link>(cfg_, std::move(*s), peer_link::role::acceptor, static_cast<link_listener*>(this),
-                                    self());
+      auto l = spawn<peer_link>(cfg_, std::move(*s), peer_link::role::acceptor,
+                                static_cast<link_listener*>(this), self());
       (void)l.tell(link_start{});
     }
   }
@@ -114,8 +116,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     if (stopping_) co_return;
     if (d.attempt > 0) {
       // Exponential backoff with full jitter, capped.
-      const auto base = std::min<std::int64_t>(opts_.redial_max.count(),
-                                               opts_.redial_min.count() << std::min(d.attempt - 1, 16u));
+      const auto base = std::min<std::int64_t>(
+          opts_.redial_max.count(), opts_.redial_min.count() << std::min(d.attempt - 1, 16u));
       std::uniform_int_distribution<std::int64_t> jitter(base / 2, base);
       co_await sleep_for(std::chrono::milliseconds(jitter(rng_)));
       if (stopping_) co_return;
@@ -124,19 +126,21 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(d.to.host, ec);
     if (ec) {
-      system().log("troupe: node " + opts_.name + ": seed " + d.to.host + ":" + std::to_string(d.to.port) +
-                   " is not an IP address; not dialing it");
+      system().log("troupe: node " + opts_.name + ": seed " + d.to.host + ":" +
+                   std::to_string(d.to.port) + " is not an IP address; not dialing it");
       co_return;
     }
     ec = co_await s.async_connect(asio::ip::tcp::endpoint{addr, d.to.port}, use_task);
     if (ec) {
       if (d.attempt == 0 || d.attempt % 10 == 0)
-        system().log("troupe: node " + opts_.name + ": dialing " + d.to.host + ":" + std::to_string(d.to.port) +
-                     " failed (" + ec.message() + "), retrying with backoff");
+        system().log("troupe: node " + opts_.name + ": dialing " + d.to.host + ":" +
+                     std::to_string(d.to.port) + " failed (" + ec.message() +
+                     "), retrying with backoff");
       (void)ref_of(this).tell(dial_q{d.to, d.attempt + 1});
       co_return;
     }
-    auto l = spawn<peer_link>(cfg_, std::move(s), peer_link::role::dialer, static_cast<link_listener*>(this), self());
+    auto l = spawn<peer_link>(cfg_, std::move(s), peer_link::role::dialer,
+                              static_cast<link_listener*>(this), self());
     dialed_.emplace(l.addr().cell(), d.to);
     (void)l.tell(link_start{});
   }
@@ -155,7 +159,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     auto p = published_.find(n->second);
     if (p == published_.end() || !p->second.addr.alive())
       return {0, static_cast<std::uint32_t>(errc::name_not_found)};
-    if (p->second.type_name != q.type_name) return {0, static_cast<std::uint32_t>(errc::wrong_type)};
+    if (p->second.type_name != q.type_name)
+      return {0, static_cast<std::uint32_t>(errc::wrong_type)};
     return {n->second, 0};
   }
 
@@ -215,7 +220,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         encode(static_cast<std::uint8_t>(d.reason), payload);
         encode(d.what, payload);
         for (auto& [name, p] : peers_)
-          if (p.link) (void)p.link.tell(link_send{frame_header{frame_kind::down, 0, id, 0, 0}, payload});
+          if (p.link)
+            (void)p.link.tell(link_send{frame_header{frame_kind::down, 0, id, 0, 0}, payload});
         break;
       }
     }
@@ -234,7 +240,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     notify(member_event{name, true, {}});
   }
 
-  void on_down(const actor_ref<peer_link>& l, const std::string& name, const std::string& reason) override {
+  void on_down(const actor_ref<peer_link>& l, const std::string& name,
+               const std::string& reason) override {
     detail_down(l, name, reason);
     if (auto d = dialed_.find(l.addr().cell()); d != dialed_.end()) {
       endpoint to = d->second;
@@ -243,7 +250,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     }
   }
 
-  void on_frame(const actor_ref<peer_link>& l, const frame_header& h, std::string_view payload) override {
+  void on_frame(const actor_ref<peer_link>& l, const frame_header& h,
+                std::string_view payload) override {
     auto lp = link_peer_.find(l.addr().cell());
     if (lp == link_peer_.end()) return;
     peer_state& p = peers_[lp->second];
@@ -261,10 +269,11 @@ class node_actor final : public actor, public link_listener, public troupe::deta
                                   pub->second.type_name});
           return;
         }
-        boost::system::error_code ec = fn->second(pub->second.addr.cell(), payload, l, h.correlation);
+        boost::system::error_code ec =
+            fn->second(pub->second.addr.cell(), payload, l, h.correlation);
         if (ec)
-          (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) + " failed to decode (" +
-                                  ec.message() + ")"});
+          (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) +
+                                  " failed to decode (" + ec.message() + ")"});
         return;
       }
       case frame_kind::reply:
@@ -274,13 +283,16 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         troupe::detail::message* m = it->second;
         p.pending.erase(it);
         if (h.kind == frame_kind::reply) {
-          if (!m->ops_->complete(m, payload)) m->ops_->discard(m, errc::bad_reply);
-          else m->ops_->discard(m, errc::bad_reply);  // already completed: this only frees it
+          if (!m->ops_->complete(m, payload))
+            m->ops_->discard(m, errc::bad_reply);
+          else
+            m->ops_->discard(m, errc::bad_reply);  // already completed: this only frees it
         } else {
           result<std::uint32_t> code = decode<std::uint32_t>(payload);
-          errc e = code && *code >= 1 && *code <= static_cast<std::uint32_t>(errc::message_too_large)
-                       ? static_cast<errc>(*code)
-                       : errc::remote_error;
+          errc e =
+              code && *code >= 1 && *code <= static_cast<std::uint32_t>(errc::message_too_large)
+                  ? static_cast<errc>(*code)
+                  : errc::remote_error;
           m->ops_->discard(m, e);
         }
         return;
@@ -299,8 +311,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
           actor_cell* c = proxy.cell();
           auto t = proxies_.find(c);
           if (t != proxies_.end() && t->second.remote_id == h.target && c->alive())
-            c->stop(reason <= static_cast<std::uint8_t>(exit_reason::node_down) ? static_cast<exit_reason>(reason)
-                                                                                : exit_reason::failure,
+            c->stop(reason <= static_cast<std::uint8_t>(exit_reason::node_down)
+                        ? static_cast<exit_reason>(reason)
+                        : exit_reason::failure,
                     what);
         }
         return;
@@ -319,7 +332,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       m->ops_->discard(m, errc::node_down);
       return;
     }
-    frame_header h{m->ask_base_ ? frame_kind::ask : frame_kind::tell, m->ops_->wire_type, t->second.remote_id, 0, 0};
+    frame_header h{m->ask_base_ ? frame_kind::ask : frame_kind::tell, m->ops_->wire_type,
+                   t->second.remote_id, 0, 0};
     std::string payload;
     try {
       m->ops_->encode(m, payload);
@@ -327,9 +341,10 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       m->ops_->discard(m, errc::not_serializable);
       return;
     }
-    if (payload.size() > std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_bytes - 4))) {
-      system().log("troupe: node " + opts_.name + ": a message of " + std::to_string(payload.size()) +
-                   " bytes exceeds the frame limit; not sent");
+    if (payload.size() >
+        std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_bytes - 4))) {
+      system().log("troupe: node " + opts_.name + ": a message of " +
+                   std::to_string(payload.size()) + " bytes exceeds the frame limit; not sent");
       m->ops_->discard(m, errc::message_too_large);
       return;
     }
@@ -366,8 +381,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     return actor_ref<T>{make_proxy_addr(&troupe::detail::type_info_for<T>::value, peer_name, id)};
   }
 
-  actor_addr make_proxy_addr(const troupe::detail::actor_type_info* type, const std::string& peer_name,
-                             std::uint64_t id) {
+  actor_addr make_proxy_addr(const troupe::detail::actor_type_info* type,
+                             const std::string& peer_name, std::uint64_t id) {
     actor_addr a = system().make_proxy_addr(type, opts_.shard, this, id);
     proxies_.emplace(a.cell(), proxy_target{peer_name, id});
     peer_state& p = peers_[peer_name];
@@ -391,7 +406,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     p.sweep_at = std::max<std::size_t>(1024, p.pending.size() * 2);
   }
 
-  void detail_down(const actor_ref<peer_link>& l, const std::string& name, const std::string& reason) {
+  void detail_down(const actor_ref<peer_link>& l, const std::string& name,
+                   const std::string& reason) {
     link_peer_.erase(l.addr().cell());
     peer_state* p = peer(name);
     if (!p || p->link != l) return;  // a refused duplicate, or never up
@@ -416,7 +432,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   void reply_error(const actor_ref<peer_link>& l, std::uint64_t correlation, errc e) {
     std::string payload;
     encode(static_cast<std::uint32_t>(e), payload);
-    (void)l.tell(link_send{frame_header{frame_kind::reply_error, 0, 0, 0, correlation}, std::move(payload)});
+    (void)l.tell(
+        link_send{frame_header{frame_kind::reply_error, 0, 0, 0, correlation}, std::move(payload)});
   }
 
   using actor_cell = troupe::detail::actor_cell;
@@ -439,10 +456,13 @@ class node_actor final : public actor, public link_listener, public troupe::deta
 
 node::node(runtime& rt, node_options opts) : rt_(rt), name_(opts.name) {
   if (opts.name.empty()) throw std::invalid_argument("troupe: a node needs a name");
-  if (opts.shard >= rt.shard_count()) throw std::invalid_argument("troupe: node shard out of range");
+  if (opts.shard >= rt.shard_count())
+    throw std::invalid_argument("troupe: node shard out of range");
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(opts.listen.host, ec);
-  if (ec) throw std::invalid_argument("troupe: --listen host '" + opts.listen.host + "' is not an IP address");
+  if (ec)
+    throw std::invalid_argument("troupe: --listen host '" + opts.listen.host +
+                                "' is not an IP address");
   asio::ip::tcp::acceptor acceptor{rt.io(opts.shard)};
   asio::ip::tcp::endpoint ep{addr, opts.listen.port};
   acceptor.open(ep.protocol(), ec);

@@ -1,12 +1,11 @@
-#include "support.hpp"
-
-#include <troupe/actors/ring.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
 #include <set>
+#include <troupe/actors/ring.hpp>
+
+#include "support.hpp"
 
 using troupe::actors::bounded_load;
 using troupe::actors::ring;
@@ -32,7 +31,8 @@ double busiest_over_mean(const ring& r, const std::vector<std::string>& ks) {
   for (auto& k : ks) ++load[std::string(r.owner(k).value())];
   std::size_t most = 0;
   for (auto& [m, n] : load) most = std::max(most, n);
-  return static_cast<double>(most) / (static_cast<double>(ks.size()) / static_cast<double>(r.size()));
+  return static_cast<double>(most) /
+         (static_cast<double>(ks.size()) / static_cast<double>(r.size()));
 }
 }  // namespace
 
@@ -49,7 +49,8 @@ TEST_CASE("the same members give the same owners whatever order they joined in",
   }
 }
 
-TEST_CASE("owners() returns distinct members clockwise, the first being the owner", "[actors][ring]") {
+TEST_CASE("owners() returns distinct members clockwise, the first being the owner",
+          "[actors][ring]") {
   ring r = with_members(10);
   for (auto& k : keys(2000, troupe::test::seed())) {
     auto set = r.owners(k, 3).value();
@@ -91,7 +92,8 @@ TEST_CASE("a member's share follows its weight", "[actors][ring]") {
   CHECK(ratio < 3.6);
 }
 
-TEST_CASE("160 points keep the busiest member near the mean; 1000 keep it closer", "[actors][ring]") {
+TEST_CASE("160 points keep the busiest member near the mean; 1000 keep it closer",
+          "[actors][ring]") {
   const auto ks = keys(200000, troupe::test::seed());
   const double b160 = busiest_over_mean(with_members(100), ks);
   const double b1000 = busiest_over_mean(with_members(100, {1000, ring_hash::xxh3}), ks);

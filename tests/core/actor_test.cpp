@@ -1,6 +1,6 @@
-#include "support.hpp"
-
 #include <thread>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using troupe::task;
@@ -200,7 +200,8 @@ TEST_CASE("an actor handles one message at a time by default", "[core][actor][re
   CHECK(*t == std::vector<std::string>{"begin 1", "end 1", "begin 2", "end 2"});
 }
 
-TEST_CASE("a reentrant actor interleaves handlers at suspension points", "[core][actor][reentrancy]") {
+TEST_CASE("a reentrant actor interleaves handlers at suspension points",
+          "[core][actor][reentrancy]") {
   troupe::test::log_sink sink;
   troupe::runtime rt{troupe::test::sim(sink)};
   auto a = rt.spawn<interleaving>();

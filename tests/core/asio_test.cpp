@@ -1,12 +1,11 @@
-#include "support.hpp"
-
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-
 #include <future>
 #include <thread>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using troupe::task;
@@ -27,7 +26,9 @@ class io_user : public troupe::actor {
     auto start = std::chrono::steady_clock::now();
     boost::system::error_code ec = co_await t.async_wait(troupe::use_task);
     if (ec) co_return -1;
-    co_return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+    co_return std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start)
+        .count();
   }
   // Connects to a loopback port, reads 5 bytes, writes them back reversed and
   // returns what it read. Each step is an awaited Asio operation.
@@ -37,14 +38,15 @@ class io_user : public troupe::actor {
     boost::system::error_code ec = co_await s.async_connect(to, troupe::use_task);
     if (ec) co_return "connect failed: " + ec.message();
     std::string buf(5, '\0');
-    troupe::result<std::size_t> n = co_await asio::async_read(s, asio::buffer(buf), troupe::use_task);
+    troupe::result<std::size_t> n =
+        co_await asio::async_read(s, asio::buffer(buf), troupe::use_task);
     if (!n) co_return "read failed: " + n.error().message();
     std::string rev(buf.rbegin(), buf.rend());
-    troupe::result<std::size_t> w = co_await asio::async_write(s, asio::buffer(rev), troupe::use_task);
+    troupe::result<std::size_t> w =
+        co_await asio::async_write(s, asio::buffer(rev), troupe::use_task);
     if (!w) co_return "write failed: " + w.error().message();
     co_return buf;
   }
-
 };
 }  // namespace
 
@@ -101,7 +103,8 @@ TEST_CASE("stopping an actor cancels the Asio operation it awaits", "[core][asio
   troupe::test::log_sink sink;
   troupe::runtime rt{troupe::test::threaded(sink, 1)};
   auto a = rt.spawn<cancellable>();
-  auto pending = std::async(std::launch::async, [&] { return rt.ask_sync(a, wait_timer{std::chrono::hours(1)}, 60s); });
+  auto pending = std::async(std::launch::async,
+                            [&] { return rt.ask_sync(a, wait_timer{std::chrono::hours(1)}, 60s); });
   // Wait (on the actor's own answer) until the hour-long timer wait is in flight.
   int in_flight = 0;
   for (int i = 0; i < 100000 && in_flight == 0; ++i) {

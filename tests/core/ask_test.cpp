@@ -1,6 +1,6 @@
-#include "support.hpp"
-
 #include <set>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using troupe::errc;
@@ -142,7 +142,8 @@ TEST_CASE("the four ask failures are distinct error codes", "[core][ask]") {
   std::set<int> codes{static_cast<int>(errc::actor_dead), static_cast<int>(errc::ask_timeout),
                       static_cast<int>(errc::actor_died), static_cast<int>(errc::handler_failed)};
   CHECK(codes.size() == 4);
-  CHECK(troupe::make_error_code(errc::ask_timeout).message() == "no reply within the ask's deadline");
+  CHECK(troupe::make_error_code(errc::ask_timeout).message() ==
+        "no reply within the ask's deadline");
   CHECK(std::string(troupe::make_error_code(errc::actor_dead).category().name()) == "troupe");
 }
 

@@ -1,6 +1,6 @@
-#include "support.hpp"
-
 #include <thread>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using troupe::task;
@@ -30,7 +30,10 @@ struct add {
 struct total {};
 class summer : public troupe::actor {
  public:
-  void handle(add a) { sum_ += a.n; ++count_; }
+  void handle(add a) {
+    sum_ += a.n;
+    ++count_;
+  }
   std::pair<long, long> handle(total) { return {sum_, count_}; }
 
  private:

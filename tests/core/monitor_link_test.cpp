@@ -24,7 +24,9 @@ class watcher : public troupe::actor {
   void handle(watch w) { monitor(w.who); }
   void handle(link_to l) { link(l.who); }
   void handle(crash) { throw std::runtime_error("watcher broke"); }
-  void handle(troupe::down_msg d) { seen_.push_back(std::string(troupe::to_string(d.reason)) + ":" + d.what); }
+  void handle(troupe::down_msg d) {
+    seen_.push_back(std::string(troupe::to_string(d.reason)) + ":" + d.what);
+  }
   std::vector<std::string> handle(downs) { return seen_; }
 
  private:

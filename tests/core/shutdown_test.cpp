@@ -1,6 +1,6 @@
-#include "support.hpp"
-
 #include <future>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using troupe::task;
@@ -43,7 +43,8 @@ TEST_CASE("stop() with handlers suspended mid-way returns promptly and fails the
     waiters.push_back(rt->spawn<waiter>(o));
     (void)sleepers.back().tell(nap{});
   }
-  auto outside = std::async(std::launch::async, [&] { return rt->ask_sync(waiters[0], chain{sleepers[1]}, 1h); });
+  auto outside = std::async(std::launch::async,
+                            [&] { return rt->ask_sync(waiters[0], chain{sleepers[1]}, 1h); });
   for (int i = 1; i < 50; ++i) (void)waiters[i].tell(chain{sleepers[i]});
   // sleepers[0] is mid-handler: a ping queues behind its nap.
   REQUIRE(rt->ask_sync(sleepers[0], ping{}, 50ms).error() == troupe::errc::ask_timeout);

@@ -1,5 +1,3 @@
-#include "support.hpp"
-
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
@@ -10,6 +8,8 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+
+#include "support.hpp"
 
 namespace {
 // In a child process: forbid io_uring_setup (as Docker's default seccomp
@@ -29,7 +29,8 @@ std::string start_runtime_without_io_uring() {
     };
     sock_fprog prog{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
     std::string out;
-    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
       out = std::string("seccomp unavailable: ") + std::strerror(errno);
     } else {
       try {
@@ -49,7 +50,8 @@ std::string start_runtime_without_io_uring() {
   ::close(fds[1]);
   std::string got;
   char buf[512];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+    got.append(buf, static_cast<std::size_t>(n));
   ::close(fds[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);

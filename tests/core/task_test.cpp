@@ -1,8 +1,6 @@
-#include <troupe/core/task.hpp>
-
 #include <catch2/catch.hpp>
-
 #include <stdexcept>
+#include <troupe/core/task.hpp>
 
 using troupe::task;
 
@@ -12,7 +10,9 @@ namespace {
 template <class T>
 T run(task<T> t) {
   struct driver {
-    static task<void> wrap(task<T> inner, std::optional<T>& out) { out.emplace(co_await std::move(inner)); }
+    static task<void> wrap(task<T> inner, std::optional<T>& out) {
+      out.emplace(co_await std::move(inner));
+    }
   };
   std::optional<T> out;
   task<void> w = driver::wrap(std::move(t), out);

@@ -1,9 +1,7 @@
-#include <troupe/core/detail/timer_wheel.hpp>
-
 #include <catch2/catch.hpp>
-
 #include <random>
 #include <set>
+#include <troupe/core/detail/timer_wheel.hpp>
 #include <vector>
 
 #include "support.hpp"
@@ -89,7 +87,8 @@ TEST_CASE("a timer armed in the past fires at the next tick", "[core][timer]") {
   CHECK(fired == std::vector<int>{1});
 }
 
-TEST_CASE("issue-3: a timer due later in the millisecond just expired still fires", "[core][timer]") {
+TEST_CASE("issue-3: a timer due later in the millisecond just expired still fires",
+          "[core][timer]") {
   std::vector<int> fired;
   fired_log = &fired;
   timer_wheel w{0};
@@ -127,7 +126,8 @@ TEST_CASE("the wheel never misses or delays a timer under random use", "[core][t
         default:
           now += static_cast<std::int64_t>(rng() % 3'000'000);
           w.expire(now);
-          for (auto& x : nodes) REQUIRE_FALSE((x.linked_ && x.deadline_ns_ <= now));  // due => fired
+          for (auto& x : nodes)
+            REQUIRE_FALSE((x.linked_ && x.deadline_ns_ <= now));  // due => fired
       }
       if (auto next = w.next_deadline_ns()) {
         for (auto& x : nodes) {

@@ -2,9 +2,8 @@
 // The bank the transport tests talk to, in-process and in a child process
 // (troupe_test_node): one definition, so its type name matches on both sides.
 
-#include <troupe/net/node.hpp>
-
 #include <string>
+#include <troupe/net/node.hpp>
 #include <unordered_map>
 #include <vector>
 

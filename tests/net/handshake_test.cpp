@@ -1,15 +1,16 @@
-#include "support.hpp"
-
 #include <troupe/net/handshake.hpp>
+
+#include "support.hpp"
 
 using namespace troupe::net;
 
 TEST_CASE("HMAC-SHA256 matches the RFC 4231 test vector", "[net][handshake]") {
   // RFC 4231, test case 2.
   auto mac = hmac_sha256("Jefe", "what do ya want for nothing?");
-  static const unsigned char expected[32] = {
-      0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
-      0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
+  static const unsigned char expected[32] = {0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e,
+                                             0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
+                                             0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83,
+                                             0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
   CHECK(std::equal(mac.begin(), mac.end(), expected));
 }
 
@@ -32,7 +33,8 @@ TEST_CASE("nonces are fresh 32-byte values", "[net][handshake]") {
   CHECK(a != b);
 }
 
-TEST_CASE("a hello from another cluster, version or protocol is refused with its reason", "[net][handshake]") {
+TEST_CASE("a hello from another cluster, version or protocol is refused with its reason",
+          "[net][handshake]") {
   hello_msg h;
   h.cluster = "prod";
   h.node = "a";
@@ -44,5 +46,6 @@ TEST_CASE("a hello from another cluster, version or protocol is refused with its
   hello_msg m = h;
   m.magic = 0x50545448;  // "HTTP"
   CHECK(check_hello(m, "prod") == handshake_errc::bad_magic);
-  CHECK(troupe::net::make_error_code(handshake_errc::bad_proof).message() == "cluster secret mismatch (bad proof)");
+  CHECK(troupe::net::make_error_code(handshake_errc::bad_proof).message() ==
+        "cluster secret mismatch (bad proof)");
 }

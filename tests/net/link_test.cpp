@@ -1,14 +1,12 @@
-#include "support.hpp"
-
-#include <troupe/net/link.hpp>
-
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
-
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <troupe/net/link.hpp>
+
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using troupe::task;
@@ -27,12 +25,14 @@ class recorder final : public net::link_listener {
     up_ = true;
     cv_.notify_all();
   }
-  void on_frame(const troupe::actor_ref<net::peer_link>&, const net::frame_header& h, std::string_view payload) override {
+  void on_frame(const troupe::actor_ref<net::peer_link>&, const net::frame_header& h,
+                std::string_view payload) override {
     std::lock_guard lock(m_);
     frames_.push_back(std::to_string(h.correlation) + ":" + std::string(payload));
     cv_.notify_all();
   }
-  void on_down(const troupe::actor_ref<net::peer_link>&, const std::string&, const std::string& reason) override {
+  void on_down(const troupe::actor_ref<net::peer_link>&, const std::string&,
+               const std::string& reason) override {
     std::lock_guard lock(m_);
     down_ = true;
     reason_ = reason;
@@ -95,7 +95,8 @@ class listener_actor : public troupe::actor {
   task<void> handle(accept_one a) {
     troupe::result<asio::ip::tcp::socket> s = co_await acc_.async_accept(troupe::use_task);
     if (!s) co_return;
-    auto l = spawn<net::peer_link>(a.cfg, std::move(*s), net::peer_link::role::acceptor, a.listener);
+    auto l =
+        spawn<net::peer_link>(a.cfg, std::move(*s), net::peer_link::role::acceptor, a.listener);
     (void)l.tell(net::link_start{});
   }
 
@@ -115,7 +116,8 @@ class dialer_actor : public troupe::actor {
   }
 };
 
-net::link_config config(std::string node, std::string cluster = "test", std::optional<std::string> secret = "s3cret") {
+net::link_config config(std::string node, std::string cluster = "test",
+                        std::optional<std::string> secret = "s3cret") {
   net::link_config c;
   c.node = std::move(node);
   c.cluster = std::move(cluster);

@@ -1,21 +1,18 @@
-#include "support.hpp"
-
-#include <troupe/net/node.hpp>
-
-#include "net/bank_actor.hpp"
-
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
-
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <condition_variable>
 #include <csignal>
 #include <future>
 #include <mutex>
 #include <thread>
+#include <troupe/net/node.hpp>
+
+#include "net/bank_actor.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using troupe::task;
@@ -36,7 +33,8 @@ class observer : public troupe::actor {
     std::vector<std::string> events;
     bool saw(const std::string& e) {
       std::unique_lock lock(m);
-      return cv.wait_for(lock, 10s, [&] { return std::find(events.begin(), events.end(), e) != events.end(); });
+      return cv.wait_for(
+          lock, 10s, [&] { return std::find(events.begin(), events.end(), e) != events.end(); });
     }
     void add(std::string e) {
       std::lock_guard lock(m);
@@ -64,7 +62,8 @@ struct slow : troupe::actor {
   }
 };
 
-net::node_options options(std::string name, std::vector<net::endpoint> seeds = {}, std::string secret = "s3cret") {
+net::node_options options(std::string name, std::vector<net::endpoint> seeds = {},
+                          std::string secret = "s3cret") {
   net::node_options o;
   o.name = std::move(name);
   o.cluster = "test";
@@ -192,7 +191,8 @@ TEST_CASE("a node going down fails pending asks, fires monitors and redials when
   CHECK(ra.ask_sync(*fresh, balance{"bob"}, 5s).value() == 9);
 }
 
-TEST_CASE("an ask pending when the link drops fails with node_down, not at its deadline", "[net][node][io]") {
+TEST_CASE("an ask pending when the link drops fails with node_down, not at its deadline",
+          "[net][node][io]") {
   troupe::test::log_sink log_a, log_b;
   troupe::runtime ra{troupe::test::threaded(log_a, 1)};
   auto rb = std::make_unique<troupe::runtime>(troupe::test::threaded(log_b, 1));
@@ -205,7 +205,8 @@ TEST_CASE("an ask pending when the link drops fails with node_down, not at its d
   auto remote = a.remote_sync<slow>("node-b", "slow", 5s);
   REQUIRE(remote);
   const int started = slow_started.load();
-  auto pending = std::async(std::launch::async, [&] { return ra.ask_sync(*remote, balance{"x"}, 60s); });
+  auto pending =
+      std::async(std::launch::async, [&] { return ra.ask_sync(*remote, balance{"x"}, 60s); });
   // Let the ask reach node-b's handler, then kill node-b.
   REQUIRE(eventually([&] { return slow_started.load() > started; }));
   const auto t0 = std::chrono::steady_clock::now();
@@ -239,7 +240,8 @@ TEST_CASE("a node that cannot listen says which endpoint and why", "[net][node]"
     net::node second{rt, o};
     FAIL("binding a port in use succeeded");
   } catch (const std::system_error& e) {
-    CHECK(std::string(e.what()).find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) != std::string::npos);
+    CHECK(std::string(e.what()).find("cannot listen on 127.0.0.1:" +
+                                     std::to_string(first.port())) != std::string::npos);
   }
 }
 
@@ -248,7 +250,9 @@ namespace {
 // node never would.
 class raw_peer {
  public:
-  explicit raw_peer(unsigned short port) { socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port}); }
+  explicit raw_peer(unsigned short port) {
+    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  }
 
   void send(const net::frame_header& h, std::string_view payload) {
     std::string out;
@@ -317,7 +321,8 @@ TEST_CASE("bad input closes only the offending link, with its reason", "[net][no
 
   SECTION("a wrong protocol version") {
     raw_peer r{b.port()};
-    CHECK(r.handshake("s3cret", net::protocol_version + 1).find("protocol version mismatch") != std::string::npos);
+    CHECK(r.handshake("s3cret", net::protocol_version + 1).find("protocol version mismatch") !=
+          std::string::npos);
   }
   SECTION("a wrong secret") {
     raw_peer r{b.port()};
@@ -348,8 +353,8 @@ TEST_CASE("bad input closes only the offending link, with its reason", "[net][no
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());
     std::string f(36, '\0');
-    f[0] = 32;   // length 32: a header with no payload
-    f[4] = 77;   // no such kind
+    f[0] = 32;  // length 32: a header with no payload
+    f[4] = 77;  // no such kind
     r.send_raw(f);
     CHECK(r.goodbye() != "");
   }
@@ -380,7 +385,8 @@ class child_node {
       ::close(to_child[1]);
       ::close(from_child[0]);
       const std::string p = std::to_string(port);
-      ::execl(TROUPE_TEST_NODE, TROUPE_TEST_NODE, name.c_str(), p.c_str(), "s3cret", static_cast<char*>(nullptr));
+      ::execl(TROUPE_TEST_NODE, TROUPE_TEST_NODE, name.c_str(), p.c_str(), "s3cret",
+              static_cast<char*>(nullptr));
       ::_exit(127);
     }
     ::close(to_child[0]);
@@ -445,7 +451,8 @@ TEST_CASE("two processes: remote tell and ask, order, kill -9, reconnect after r
   CHECK(ra.ask_sync(*again, balance{"dave"}, 5s).value() == 0);  // a new process: fresh state
 }
 
-TEST_CASE("shutting down the asking node fails its pending remote asks at once", "[net][node][io]") {
+TEST_CASE("shutting down the asking node fails its pending remote asks at once",
+          "[net][node][io]") {
   troupe::test::log_sink log_a, log_b;
   troupe::runtime rb{troupe::test::threaded(log_b, 1)};
   net::node b{rb, options("node-b")};
@@ -457,8 +464,10 @@ TEST_CASE("shutting down the asking node fails its pending remote asks at once",
   auto remote = a->remote_sync<slow>("node-b", "slow", 5s);
   REQUIRE(remote);
   const int started = slow_started.load();
-  auto pending = std::async(std::launch::async, [&] { return ra.ask_sync(*remote, balance{"x"}, 60s); });
-  REQUIRE(eventually([&] { return slow_started.load() > started; }));  // the ask is in node-b's handler
+  auto pending =
+      std::async(std::launch::async, [&] { return ra.ask_sync(*remote, balance{"x"}, 60s); });
+  REQUIRE(
+      eventually([&] { return slow_started.load() > started; }));  // the ask is in node-b's handler
   const auto t0 = std::chrono::steady_clock::now();
   a.reset();
   auto r = pending.get();

@@ -3,14 +3,14 @@
 // Listens on 127.0.0.1:PORT (0 = any), publishes a bank as "bank", writes
 // "port N\n" to stdout, and runs until its stdin closes (or it is killed).
 
-#include <troupe/net/node.hpp>
-
-#include "net/bank_actor.hpp"
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <unistd.h>
+#include <troupe/net/node.hpp>
+
+#include "net/bank_actor.hpp"
 
 int main(int argc, char** argv) {
   if (argc < 3) {

@@ -16,11 +16,10 @@
 ///
 /// Not thread-safe: one ring belongs to one actor (the ring-router) or thread.
 
-#include <troupe/core/error.hpp>
-
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <troupe/core/error.hpp>
 #include <vector>
 
 namespace troupe::actors {
@@ -39,9 +38,9 @@ enum class ring_errc {
   empty_member,
   duplicate_member,
   unknown_member,
-  bad_weight,       ///< zero, negative, not finite, or too large
-  bad_points,       ///< zero points, or more than ring::points_max per member
-  bad_replicas,     ///< owners(key, 0)
+  bad_weight,    ///< zero, negative, not finite, or too large
+  bad_points,    ///< zero points, or more than ring::points_max per member
+  bad_replicas,  ///< owners(key, 0)
 };
 const boost::system::error_category& ring_category() noexcept;
 inline boost::system::error_code make_error_code(ring_errc e) noexcept {
@@ -90,10 +89,10 @@ class ring {
   void rebuild();
 
   ring_options opts_;
-  std::vector<member> members_;            // sorted by name
-  std::vector<std::uint64_t> points_;      // sorted positions
+  std::vector<member> members_;        // sorted by name
+  std::vector<std::uint64_t> points_;  // sorted positions
   std::vector<std::uint32_t> owner_of_point_;
-  std::vector<std::uint32_t> prefix_;      // first point index per top-12-bit bucket
+  std::vector<std::uint32_t> prefix_;  // first point index per top-12-bit bucket
   std::uint64_t epoch_ = 0;
 };
 

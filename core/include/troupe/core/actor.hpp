@@ -42,8 +42,8 @@ class actor {
   /// supervises it: the child stops when this actor stops, and a child with
   /// on_failure::escalate makes this actor fail.
   template <class T, class... Args>
-    requires(!std::is_same_v<std::decay_t<Args>, spawn_options> && ...)
-  actor_ref<T> spawn(Args&&... args);
+  requires(!std::is_same_v<std::decay_t<Args>, spawn_options> &&
+           ...) actor_ref<T> spawn(Args&&... args);
   template <class T, class... Args>
   actor_ref<T> spawn(spawn_options opts, Args&&... args);
 

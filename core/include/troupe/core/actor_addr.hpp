@@ -3,11 +3,10 @@
 /// actor_addr: an untyped, counted reference to an actor. Comparable, hashable,
 /// printable; the type down_msg and exit_msg use to name an actor.
 
-#include <troupe/core/detail/cell.hpp>
-
 #include <cstddef>
 #include <functional>
 #include <ostream>
+#include <troupe/core/detail/cell.hpp>
 #include <utility>
 
 namespace troupe {
@@ -46,7 +45,9 @@ class actor_addr {
 
   detail::actor_cell* cell() const noexcept { return cell_; }
 
-  friend bool operator==(const actor_addr& a, const actor_addr& b) noexcept { return a.cell_ == b.cell_; }
+  friend bool operator==(const actor_addr& a, const actor_addr& b) noexcept {
+    return a.cell_ == b.cell_;
+  }
   friend std::ostream& operator<<(std::ostream& os, const actor_addr& a) {
     return os << a.type_name() << '#' << a.id();
   }

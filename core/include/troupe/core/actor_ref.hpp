@@ -2,10 +2,9 @@
 /// \file
 /// actor_ref<A>: a typed, counted reference to an actor of type A; tell and ask.
 
+#include <chrono>
 #include <troupe/core/actor_addr.hpp>
 #include <troupe/core/detail/envelope.hpp>
-
-#include <chrono>
 #include <type_traits>
 
 namespace troupe {
@@ -36,7 +35,8 @@ class [[nodiscard]] ask_awaiter {
 
   void await_suspend(std::coroutine_handle<> h) {
     shard* s = this_shard();
-    TROUPE_ASSERT(s != nullptr, "co_await ask() outside a shard; use runtime::ask_sync from other threads");
+    TROUPE_ASSERT(s != nullptr,
+                  "co_await ask() outside a shard; use runtime::ask_sync from other threads");
     auto* st = new ask_state<reply_type>();
     st->waiter_ = h;
     st->home_ = s;
@@ -111,7 +111,8 @@ class actor_ref {
   template <class M>
   auto ask(M&& m, std::chrono::nanoseconds timeout) const {
     using msg_t = std::decay_t<M>;
-    static_assert(detail::handles<A, msg_t>, "troupe: this actor type has no handle() for the message type");
+    static_assert(detail::handles<A, msg_t>,
+                  "troupe: this actor type has no handle() for the message type");
     return detail::ask_awaiter<A, msg_t>(addr_, std::forward<M>(m), timeout);
   }
 
@@ -122,7 +123,9 @@ class actor_ref {
   std::uint64_t id() const noexcept { return addr_.id(); }
   void stop() const { addr_.stop(); }
 
-  friend bool operator==(const actor_ref& a, const actor_ref& b) noexcept { return a.addr_ == b.addr_; }
+  friend bool operator==(const actor_ref& a, const actor_ref& b) noexcept {
+    return a.addr_ == b.addr_;
+  }
 
  private:
   actor_addr addr_;

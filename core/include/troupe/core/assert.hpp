@@ -4,7 +4,8 @@
 
 namespace troupe::detail {
 /// Prints "troupe: assertion failed: <expr> (<msg>) at <file>:<line>" and aborts.
-[[noreturn]] void assert_fail(const char* expr, const char* msg, const char* file, int line) noexcept;
+[[noreturn]] void assert_fail(const char* expr, const char* msg, const char* file,
+                              int line) noexcept;
 }  // namespace troupe::detail
 
 /// Checks an invariant; on failure prints where and why, then aborts. Always on.

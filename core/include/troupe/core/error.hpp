@@ -11,16 +11,16 @@ namespace troupe {
 
 /// Why a send, an ask or a start-up did not succeed.
 enum class errc {
-  actor_dead = 1,     ///< the target had stopped before the message reached it
-  ask_timeout,        ///< no reply within the ask's deadline
-  actor_died,         ///< the target stopped after taking the request, before replying
-  handler_failed,     ///< the target's handler threw while serving the request
-  mailbox_full,       ///< the target's bounded mailbox rejected the message
-  message_dropped,    ///< a bounded drop-oldest mailbox evicted the request
-  runtime_stopped,    ///< the runtime is stopping or stopped
-  name_taken,         ///< registry: the name is already registered
-  name_not_found,     ///< registry: no actor under that name
-  wrong_type,         ///< registry: the actor under that name has another type
+  actor_dead = 1,        ///< the target had stopped before the message reached it
+  ask_timeout,           ///< no reply within the ask's deadline
+  actor_died,            ///< the target stopped after taking the request, before replying
+  handler_failed,        ///< the target's handler threw while serving the request
+  mailbox_full,          ///< the target's bounded mailbox rejected the message
+  message_dropped,       ///< a bounded drop-oldest mailbox evicted the request
+  runtime_stopped,       ///< the runtime is stopping or stopped
+  name_taken,            ///< registry: the name is already registered
+  name_not_found,        ///< registry: no actor under that name
+  wrong_type,            ///< registry: the actor under that name has another type
   io_uring_unavailable,  ///< start-up: io_uring could not be initialised
   not_serializable,   ///< a message (or reply) type without a wire codec was sent to a remote actor
   node_down,          ///< the link to the remote actor's node went down before the reply

@@ -3,9 +3,8 @@
 /// System messages the runtime delivers to actors: down_msg (monitors) and
 /// exit_msg (links, for actors that trap exits).
 
-#include <troupe/core/actor_addr.hpp>
-
 #include <string>
+#include <troupe/core/actor_addr.hpp>
 
 namespace troupe {
 

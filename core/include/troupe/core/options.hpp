@@ -29,7 +29,8 @@ struct supervision {
 /// What a bounded mailbox does with a message that does not fit.
 enum class overflow : std::uint8_t {
   reject,       ///< the sender gets errc::mailbox_full (tell's return value, or the ask's result)
-  drop_oldest,  ///< the oldest queued message is evicted and counted; an evicted ask fails with errc::message_dropped
+  drop_oldest,  ///< the oldest queued message is evicted and counted; an evicted ask fails with
+                ///< errc::message_dropped
 };
 
 struct mailbox_options {

@@ -5,11 +5,10 @@
 /// transport (troupe::net, TROUPE_WIRE_MESSAGE) provides the specialisations.
 /// Local messages are never encoded.
 
-#include <troupe/core/error.hpp>
-
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <troupe/core/error.hpp>
 
 namespace troupe {
 

@@ -7,16 +7,15 @@
 /// actor is stopped, handlers suspended mid-way unwind at their await, queued
 /// asks fail with actor_died, and the threads join.
 
-#include <troupe/core/actor.hpp>
-#include <troupe/core/actor_ref.hpp>
-#include <troupe/core/detail/shard.hpp>
-#include <troupe/core/options.hpp>
-
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <troupe/core/actor.hpp>
+#include <troupe/core/actor_ref.hpp>
+#include <troupe/core/detail/shard.hpp>
+#include <troupe/core/options.hpp>
 #include <tuple>
 #include <typeinfo>
 #include <unordered_map>
@@ -64,8 +63,8 @@ class runtime {
   /// Spawns an actor of type T constructed from args, on the calling shard
   /// (shard 0 from outside the runtime). Callable from any thread.
   template <class T, class... Args>
-    requires(!std::is_same_v<std::decay_t<Args>, spawn_options> && ...)
-  actor_ref<T> spawn(Args&&... args) {
+  requires(!std::is_same_v<std::decay_t<Args>, spawn_options> &&
+           ...) actor_ref<T> spawn(Args&&... args) {
     return spawn_impl<T>(spawn_options{}, detail::current_cell(), std::forward<Args>(args)...);
   }
   template <class T, class... Args>
@@ -100,7 +99,8 @@ class runtime {
   result<actor_ref<T>> lookup(const std::string& name) const {
     actor_addr a = lookup_addr(name);
     if (!a) return failure<actor_ref<T>>(errc::name_not_found);
-    if (a.cell()->type_ != &detail::type_info_for<T>::value) return failure<actor_ref<T>>(errc::wrong_type);
+    if (a.cell()->type_ != &detail::type_info_for<T>::value)
+      return failure<actor_ref<T>>(errc::wrong_type);
     return actor_ref<T>{std::move(a)};
   }
   actor_addr lookup_addr(const std::string& name) const;
@@ -129,8 +129,8 @@ class runtime {
   actor_ref<T> make_proxy(unsigned shard, detail::remote_sink* sink, std::uint64_t remote_id) {
     return actor_ref<T>{make_proxy_addr(&detail::type_info_for<T>::value, shard, sink, remote_id)};
   }
-  actor_addr make_proxy_addr(const detail::actor_type_info* type, unsigned shard, detail::remote_sink* sink,
-                             std::uint64_t remote_id);
+  actor_addr make_proxy_addr(const detail::actor_type_info* type, unsigned shard,
+                             detail::remote_sink* sink, std::uint64_t remote_id);
 
  private:
   friend class actor;
@@ -186,7 +186,8 @@ actor_ref<T> runtime::spawn_impl(spawn_options opts, detail::actor_cell* parent,
       factory = std::make_unique<detail::restart_factory_for<T, tuple_t>>(tuple_t(args...));
     } else {
       abandon_cell(c);
-      throw std::invalid_argument("troupe: on_failure::restart needs copyable constructor arguments");
+      throw std::invalid_argument(
+          "troupe: on_failure::restart needs copyable constructor arguments");
     }
   }
   detail::actor_cell* outer = detail::constructing_cell();
@@ -210,8 +211,10 @@ result<detail::reply_t<A, std::decay_t<M>>> runtime::ask_sync(const actor_ref<A>
                                                               std::chrono::nanoseconds timeout) {
   using msg_t = std::decay_t<M>;
   using reply_type = detail::reply_t<A, msg_t>;
-  static_assert(detail::handles<A, msg_t>, "troupe: this actor type has no handle() for the message type");
-  TROUPE_ASSERT(detail::this_shard() == nullptr, "ask_sync() called on a shard thread: co_await ask() instead");
+  static_assert(detail::handles<A, msg_t>,
+                "troupe: this actor type has no handle() for the message type");
+  TROUPE_ASSERT(detail::this_shard() == nullptr,
+                "ask_sync() called on a shard thread: co_await ask() instead");
   if (stopping()) return failure<reply_type>(errc::runtime_stopped);
   if (!to.alive()) return failure<reply_type>(errc::actor_dead);
   detail::blocking_waiter w;
@@ -227,8 +230,8 @@ result<detail::reply_t<A, std::decay_t<M>>> runtime::ask_sync(const actor_ref<A>
 }
 
 template <class T, class... Args>
-  requires(!std::is_same_v<std::decay_t<Args>, spawn_options> && ...)
-actor_ref<T> actor::spawn(Args&&... args) {
+requires(!std::is_same_v<std::decay_t<Args>, spawn_options> &&
+         ...) actor_ref<T> actor::spawn(Args&&... args) {
   return system().template spawn_impl<T>(spawn_options{}, cell_, std::forward<Args>(args)...);
 }
 template <class T, class... Args>

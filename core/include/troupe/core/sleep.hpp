@@ -2,11 +2,10 @@
 /// \file
 /// sleep_for: suspend the calling coroutine on the shard's timer wheel.
 
-#include <troupe/core/detail/cell.hpp>
-#include <troupe/core/detail/shard.hpp>
-
 #include <chrono>
 #include <coroutine>
+#include <troupe/core/detail/cell.hpp>
+#include <troupe/core/detail/shard.hpp>
 
 namespace troupe {
 

@@ -9,12 +9,11 @@
 ///
 /// Message handlers return task<R>; R is the reply type an ask receives.
 
-#include <troupe/core/assert.hpp>
-#include <troupe/core/detail/pool.hpp>
-
 #include <coroutine>
 #include <exception>
 #include <optional>
+#include <troupe/core/assert.hpp>
+#include <troupe/core/detail/pool.hpp>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -74,7 +73,7 @@ class promise final : public promise_base {
   task<T> get_return_object() noexcept;
   void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
   template <class U>
-    requires std::is_convertible_v<U&&, T>
+  requires std::is_convertible_v<U&&, T>
   void return_value(U&& value) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
     result_.template emplace<1>(std::forward<U>(value));
   }

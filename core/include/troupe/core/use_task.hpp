@@ -14,18 +14,16 @@
 /// (runtime::this_io()). If the actor stops while the operation is pending, the
 /// operation is cancelled through its cancellation slot and the handler unwinds.
 
-#include <troupe/core/detail/cell.hpp>
-#include <troupe/core/detail/shard.hpp>
-#include <troupe/core/error.hpp>
-
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
-
 #include <coroutine>
 #include <optional>
+#include <troupe/core/detail/cell.hpp>
+#include <troupe/core/detail/shard.hpp>
+#include <troupe/core/error.hpp>
 #include <tuple>
 #include <type_traits>
 
@@ -129,8 +127,8 @@ template <class R, class... Args>
 struct boost::asio::async_result<troupe::use_task_t, R(Args...)> {
   template <class Initiation, class... InitArgs>
   static auto initiate(Initiation&& init, troupe::use_task_t, InitArgs&&... args) {
-    return troupe::detail::asio_awaiter<std::decay_t<Initiation>, std::tuple<std::decay_t<InitArgs>...>,
-                                        std::decay_t<Args>...>(std::forward<Initiation>(init),
-                                                               std::forward<InitArgs>(args)...);
+    return troupe::detail::asio_awaiter<
+        std::decay_t<Initiation>, std::tuple<std::decay_t<InitArgs>...>, std::decay_t<Args>...>(
+        std::forward<Initiation>(init), std::forward<InitArgs>(args)...);
   }
 };

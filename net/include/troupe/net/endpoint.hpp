@@ -2,11 +2,10 @@
 /// \file
 /// endpoint: a HOST:PORT pair as the node flags spell it (--listen, --seeds).
 
-#include <troupe/core/error.hpp>
-
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <troupe/core/error.hpp>
 
 namespace troupe::net {
 

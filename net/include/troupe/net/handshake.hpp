@@ -7,19 +7,19 @@
 ///   hello {magic, version, cluster, name} -->
 ///                                         <-- challenge {name, nonce_a}
 ///   proof {nonce_b, HMAC(secret, "troupe-proof" | cluster | dialer | acceptor | nonce_a)} -->
-///                                         <-- welcome {HMAC(secret, "troupe-welcome" | cluster | acceptor | dialer | nonce_b)}
+///                                         <-- welcome {HMAC(secret, "troupe-welcome" | cluster |
+///                                         acceptor | dialer | nonce_b)}
 ///
 /// Each side proves the secret over a fresh nonce chosen by the other, so a
 /// recorded exchange cannot be replayed, and the secret never crosses the
 /// wire. A mismatch at any step ends the link with one clear reason on both
 /// sides (a goodbye frame carries it to the peer). HMAC-SHA256 is OpenSSL's.
 
-#include <troupe/core/error.hpp>
-
 #include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <troupe/core/error.hpp>
 
 namespace troupe::net {
 
@@ -88,8 +88,9 @@ std::string make_nonce();
 std::string proof_mac(std::string_view secret, std::string_view cluster, std::string_view dialer,
                       std::string_view acceptor, std::string_view acceptor_nonce);
 /// The acceptor's proof over the dialer's nonce.
-std::string welcome_mac(std::string_view secret, std::string_view cluster, std::string_view acceptor,
-                        std::string_view dialer, std::string_view dialer_nonce);
+std::string welcome_mac(std::string_view secret, std::string_view cluster,
+                        std::string_view acceptor, std::string_view dialer,
+                        std::string_view dialer_nonce);
 /// Compares two MACs in constant time.
 bool mac_equal(std::string_view a, std::string_view b) noexcept;
 

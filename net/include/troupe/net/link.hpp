@@ -10,23 +10,21 @@
 /// malformed input (oversized, truncated or garbage frames, a frame out of
 /// place) closes this link only, with one logged reason.
 
-#include <troupe/core.hpp>
-#include <troupe/net/frame.hpp>
-#include <troupe/net/handshake.hpp>
-
-#include <boost/asio/ip/tcp.hpp>
-
 #include <array>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <troupe/core.hpp>
+#include <troupe/net/frame.hpp>
+#include <troupe/net/handshake.hpp>
 
 namespace troupe::net {
 
 struct link_config {
-  std::string node;     ///< this node's name
-  std::string cluster;  ///< cluster name; peers must match
+  std::string node;                   ///< this node's name
+  std::string cluster;                ///< cluster name; peers must match
   std::optional<std::string> secret;  ///< shared secret; none = loopback peers only
   std::chrono::milliseconds heartbeat{250};
   std::chrono::milliseconds down_after{1500};
@@ -48,8 +46,10 @@ class link_listener {
  public:
   virtual ~link_listener() = default;
   virtual void on_up(const actor_ref<peer_link>& l, const std::string& peer) = 0;
-  virtual void on_frame(const actor_ref<peer_link>& l, const frame_header& h, std::string_view payload) = 0;
-  virtual void on_down(const actor_ref<peer_link>& l, const std::string& peer, const std::string& reason) = 0;
+  virtual void on_frame(const actor_ref<peer_link>& l, const frame_header& h,
+                        std::string_view payload) = 0;
+  virtual void on_down(const actor_ref<peer_link>& l, const std::string& peer,
+                       const std::string& reason) = 0;
 };
 
 /// Messages a link handles.
@@ -103,8 +103,8 @@ class peer_link : public actor {
   link_listener* listener_;
   actor_addr owner_;
   frame_reader reader_;
-  std::string out_;       // frames waiting for the next write
-  std::string sending_;   // the frames of the write in flight
+  std::string out_;      // frames waiting for the next write
+  std::string sending_;  // the frames of the write in flight
   bool writing_ = false;
   bool closed_ = false;
   std::string close_reason_;

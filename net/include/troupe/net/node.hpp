@@ -19,12 +19,6 @@
 ///
 /// All of the node's work runs on one shard (node_options::shard).
 
-#include <troupe/core.hpp>
-#include <troupe/net/endpoint.hpp>
-#include <troupe/net/frame.hpp>
-#include <troupe/net/link.hpp>
-#include <troupe/net/wire.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -32,15 +26,20 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <troupe/core.hpp>
+#include <troupe/net/endpoint.hpp>
+#include <troupe/net/frame.hpp>
+#include <troupe/net/link.hpp>
+#include <troupe/net/wire.hpp>
 #include <unordered_map>
 #include <vector>
 
 /// Registers Type for the wire (troupe::net::wire_id) and for remote refs
 /// (troupe::remote_codec). Use at global namespace scope; Id is a stable,
 /// cluster-unique nonzero u32 below 0xFFFF0000.
-#define TROUPE_REMOTE_MESSAGE(Type, Id)                                              \
-  TROUPE_WIRE_MESSAGE(Type, Id);                                                     \
-  template <>                                                                        \
+#define TROUPE_REMOTE_MESSAGE(Type, Id) \
+  TROUPE_WIRE_MESSAGE(Type, Id);        \
+  template <>                           \
   struct troupe::remote_codec<Type> : ::troupe::net::detail::wire_codec<Type> {}
 
 namespace troupe::net {
@@ -62,11 +61,11 @@ template <class... Ms>
 struct message_list {};
 
 struct node_options {
-  std::string name;                  ///< this node's name, unique in the cluster
-  std::string cluster = "troupe";    ///< peers must use the same cluster name
-  endpoint listen{"127.0.0.1", 0};   ///< port 0: an ephemeral port (see node::port())
-  std::vector<endpoint> seeds;       ///< nodes to dial at start, and to redial
-  std::optional<std::string> secret; ///< shared cluster secret; none = loopback peers only
+  std::string name;                   ///< this node's name, unique in the cluster
+  std::string cluster = "troupe";     ///< peers must use the same cluster name
+  endpoint listen{"127.0.0.1", 0};    ///< port 0: an ephemeral port (see node::port())
+  std::vector<endpoint> seeds;        ///< nodes to dial at start, and to redial
+  std::optional<std::string> secret;  ///< shared cluster secret; none = loopback peers only
   std::chrono::milliseconds heartbeat{250};
   std::chrono::milliseconds down_after{1500};  ///< a silent peer is down after this
   std::chrono::milliseconds redial_min{100};   ///< first redial delay (then x2, with jitter)
@@ -100,8 +99,10 @@ struct cluster_state {
 namespace detail {
 
 /// Decodes one message type for one published actor type and sends it in.
-using inbound_fn = boost::system::error_code (*)(troupe::detail::actor_cell* target, std::string_view payload,
-                                                 const actor_ref<peer_link>& from, std::uint64_t correlation);
+using inbound_fn = boost::system::error_code (*)(troupe::detail::actor_cell* target,
+                                                 std::string_view payload,
+                                                 const actor_ref<peer_link>& from,
+                                                 std::uint64_t correlation);
 
 struct published_actor {
   actor_addr addr;
@@ -115,7 +116,9 @@ struct remote_ask final : troupe::detail::ask_state<R> {
   actor_ref<peer_link> from;
   std::uint64_t correlation = 0;
   remote_ask() {
-    this->destroy_ = [](troupe::detail::ask_state_base* b) noexcept { delete static_cast<remote_ask*>(b); };
+    this->destroy_ = [](troupe::detail::ask_state_base* b) noexcept {
+      delete static_cast<remote_ask*>(b);
+    };
     this->on_complete_ = &reply;
     this->refs_.store(1);  // only the envelope's: there is no local waiter
   }
@@ -143,12 +146,14 @@ struct remote_ask final : troupe::detail::ask_state<R> {
     (void)self->from.tell(link_send{h, std::move(payload)});
   }
   static void* operator new(std::size_t n) { return troupe::detail::pool_allocate(n); }
-  static void operator delete(void* p, std::size_t n) noexcept { troupe::detail::pool_deallocate(p, n); }
+  static void operator delete(void* p, std::size_t n) noexcept {
+    troupe::detail::pool_deallocate(p, n);
+  }
 };
 
 template <class T, class M>
-boost::system::error_code inbound(troupe::detail::actor_cell* target, std::string_view payload, const actor_ref<peer_link>& from,
-                                  std::uint64_t correlation) {
+boost::system::error_code inbound(troupe::detail::actor_cell* target, std::string_view payload,
+                                  const actor_ref<peer_link>& from, std::uint64_t correlation) {
   result<M> m = remote_codec<M>::decode(payload);
   if (!m) return m.error();
   auto* e = new troupe::detail::envelope<T, M>(target, std::move(*m));
@@ -164,11 +169,13 @@ boost::system::error_code inbound(troupe::detail::actor_cell* target, std::strin
       troupe::detail::envelope<T, M>::discard(e, errc::not_serializable);
       std::string p;
       encode(static_cast<std::uint32_t>(errc::not_serializable), p);
-      (void)from.tell(link_send{frame_header{frame_kind::reply_error, 0, 0, 0, correlation}, std::move(p)});
+      (void)from.tell(
+          link_send{frame_header{frame_kind::reply_error, 0, 0, 0, correlation}, std::move(p)});
       return {};
     }
   }
-  (void)troupe::detail::send(e);  // a dead or full target fails the ask, which replies with the error
+  (void)troupe::detail::send(
+      e);  // a dead or full target fails the ask, which replies with the error
   return {};
 }
 
@@ -176,8 +183,10 @@ template <class T, class... Ms>
 void fill_inbound(published_actor& p, message_list<Ms...>) {
   (
       [&] {
-        static_assert(remote_message<Ms>, "troupe: remote_messages lists a type without TROUPE_REMOTE_MESSAGE");
-        static_assert(troupe::detail::handles<T, Ms>, "troupe: remote_messages lists a type the actor does not handle");
+        static_assert(remote_message<Ms>,
+                      "troupe: remote_messages lists a type without TROUPE_REMOTE_MESSAGE");
+        static_assert(troupe::detail::handles<T, Ms>,
+                      "troupe: remote_messages lists a type the actor does not handle");
         p.inbound.emplace(remote_codec<Ms>::type_id, &inbound<T, Ms>);
       }(),
       ...);
@@ -233,7 +242,8 @@ class node {
                                    std::chrono::nanoseconds timeout);
   /// Inside a handler: `auto r = co_await node.remote<bank>("node-b", "bank", 1s);`
   template <class T>
-  task<result<actor_ref<T>>> remote(std::string peer, std::string name, std::chrono::nanoseconds timeout);
+  task<result<actor_ref<T>>> remote(std::string peer, std::string name,
+                                    std::chrono::nanoseconds timeout);
 
   /// Sends member_event to `a` on every link up / down.
   template <class T>
@@ -259,9 +269,10 @@ class node {
 
 template <class T>
 void node::publish(const actor_ref<T>& a, const std::string& name) {
-  static_assert(requires { typename T::remote_messages; },
-                "troupe: to publish an actor type, declare `using remote_messages = "
-                "troupe::net::message_list<...>;` in it");
+  static_assert(
+      requires { typename T::remote_messages; },
+      "troupe: to publish an actor type, declare `using remote_messages = "
+      "troupe::net::message_list<...>;` in it");
   detail::published_actor p;
   p.addr = a.addr();
   p.type_name = troupe::detail::type_info_for<T>::value.name;
@@ -272,15 +283,17 @@ void node::publish(const actor_ref<T>& a, const std::string& name) {
 template <class T>
 result<actor_ref<T>> node::remote_sync(const std::string& peer, const std::string& name,
                                        std::chrono::nanoseconds timeout) {
-  result<actor_addr> r = lookup_sync(detail::lookup_q{peer, name, troupe::detail::type_info_for<T>::value.name,
-                                                      &troupe::detail::type_info_for<T>::value},
-                                     timeout);
+  result<actor_addr> r =
+      lookup_sync(detail::lookup_q{peer, name, troupe::detail::type_info_for<T>::value.name,
+                                   &troupe::detail::type_info_for<T>::value},
+                  timeout);
   if (!r) return failure<actor_ref<T>>(r.error());
   return actor_ref<T>{std::move(*r)};
 }
 
 template <class T>
-task<result<actor_ref<T>>> node::remote(std::string peer, std::string name, std::chrono::nanoseconds timeout) {
+task<result<actor_ref<T>>> node::remote(std::string peer, std::string name,
+                                        std::chrono::nanoseconds timeout) {
   detail::lookup_q q{std::move(peer), std::move(name), troupe::detail::type_info_for<T>::value.name,
                      &troupe::detail::type_info_for<T>::value};
   task<result<actor_addr>> call = lookup(std::move(q), timeout);
@@ -291,7 +304,8 @@ task<result<actor_ref<T>>> node::remote(std::string peer, std::string name, std:
 
 template <class T>
 void node::subscribe(const actor_ref<T>& a) {
-  static_assert(troupe::detail::handles<T, member_event>, "troupe: a subscriber needs handle(troupe::net::member_event)");
+  static_assert(troupe::detail::handles<T, member_event>,
+                "troupe: a subscriber needs handle(troupe::net::member_event)");
   subscribe_fn(a.addr(), [a](const member_event& e) { (void)a.tell(e); });
 }
 
@@ -302,9 +316,11 @@ void node::subscribe(const actor_ref<T>& a) {
 namespace troupe::net::detail {
 template <class T>
 constexpr std::uint32_t builtin_type_id() {
-  if constexpr (std::is_same_v<T, std::string>) return 0xFFFF1000u;
-  else return 0xFFFF1100u + (std::is_floating_point_v<T> ? 0x80u : 0u) + (std::is_signed_v<T> ? 0x40u : 0u) +
-              static_cast<std::uint32_t>(sizeof(T));
+  if constexpr (std::is_same_v<T, std::string>)
+    return 0xFFFF1000u;
+  else
+    return 0xFFFF1100u + (std::is_floating_point_v<T> ? 0x80u : 0u) +
+           (std::is_signed_v<T> ? 0x40u : 0u) + static_cast<std::uint32_t>(sizeof(T));
 }
 template <class T>
 struct builtin_codec {
@@ -316,7 +332,8 @@ struct builtin_codec {
 }  // namespace troupe::net::detail
 
 template <class T>
-  requires(std::is_arithmetic_v<T> && !std::is_same_v<T, long double>)
-struct troupe::remote_codec<T> : troupe::net::detail::builtin_codec<T> {};
+requires(std::is_arithmetic_v<T> && !std::is_same_v<T, long double>) struct troupe::remote_codec<T>
+    : troupe::net::detail::builtin_codec<T> {
+};
 template <>
 struct troupe::remote_codec<std::string> : troupe::net::detail::builtin_codec<std::string> {};

@@ -4,15 +4,14 @@
 /// reference count), allocated together with the actor object itself.
 /// message: the envelope every tell and ask travels in.
 
-#include <troupe/core/detail/work_item.hpp>
-#include <troupe/core/error.hpp>
-#include <troupe/core/options.hpp>
-
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
 #include <exception>
 #include <string>
+#include <troupe/core/detail/work_item.hpp>
+#include <troupe/core/error.hpp>
+#include <troupe/core/options.hpp>
 #include <typeinfo>
 
 namespace troupe {
@@ -56,9 +55,9 @@ struct message_ops {
   /// Drops the message: an ask is completed with `why`; the envelope is freed.
   void (*discard)(message*, errc why) noexcept;
   // --- for proxies of remote actors; null / 0 when the types have no codec ---
-  std::uint32_t wire_type;                             ///< remote_codec<M>::type_id
-  void (*encode)(const message*, std::string& out);    ///< the message's payload
-  bool is_ask_capable;                                 ///< the reply type has a codec too
+  std::uint32_t wire_type;                           ///< remote_codec<M>::type_id
+  void (*encode)(const message*, std::string& out);  ///< the message's payload
+  bool is_ask_capable;                               ///< the reply type has a codec too
   /// For an ask: decodes the reply payload and completes the ask; false if
   /// the payload is malformed (the ask then fails with errc::bad_reply).
   bool (*complete)(message*, std::string_view payload) noexcept;
@@ -107,13 +106,13 @@ struct actor_type_info {
 /// the home shard's thread.
 struct actor_cell : work_item {
   enum flag : std::uint8_t {
-    scheduled = 1,         // in the run queue
-    busy = 2,              // a non-reentrant handler is in flight
-    in_turn = 4,           // the shard is inside run_turn for this cell
-    stopping = 8,          // stop requested; waiting for in-flight handlers
-    restart_pending = 16,  // a restart waits for in-flight handlers
-    instance_live = 32,    // the actor object is constructed
-    release_deferred = 64, // stopped while queued or in its turn: the turn releases
+    scheduled = 1,          // in the run queue
+    busy = 2,               // a non-reentrant handler is in flight
+    in_turn = 4,            // the shard is inside run_turn for this cell
+    stopping = 8,           // stop requested; waiting for in-flight handlers
+    restart_pending = 16,   // a restart waits for in-flight handlers
+    instance_live = 32,     // the actor object is constructed
+    release_deferred = 64,  // stopped while queued or in its turn: the turn releases
   };
 
   std::atomic<std::uint32_t> refs_{1};  // 1 = the runtime's own, released at stop
@@ -124,8 +123,8 @@ struct actor_cell : work_item {
   std::uint8_t remote_ = 0;  // 1: a proxy of a remote actor (immutable)
   std::uint32_t inflight_ = 0;
   std::uint32_t mailbox_len_ = 0;
-  std::uint32_t capacity_ = 0;                // 0 = unbounded
-  std::atomic<std::uint32_t> reserved_{0};    // bounded reject mailboxes: queued + in transit
+  std::uint32_t capacity_ = 0;              // 0 = unbounded
+  std::atomic<std::uint32_t> reserved_{0};  // bounded reject mailboxes: queued + in transit
   shard* home_ = nullptr;
   actor* instance_ = nullptr;
   const actor_type_info* type_ = nullptr;
@@ -152,7 +151,7 @@ struct actor_cell : work_item {
   /// Queues a message that reached the home shard; schedules the actor.
   void enqueue(message* m) noexcept;
   /// Runs a coroutine handler until its first suspension (or its end).
-  void start_handler(std::coroutine_handle<> h) noexcept;
+  void start_handler(std::coroutine_handle<> h) noexcept { h.resume(); }
   /// Called when a handler (coroutine or plain) has finished.
   void handler_finished() noexcept;
   /// Called when a handler has thrown: supervision first, then handler_finished().

@@ -7,6 +7,9 @@
 /// reply, the deadline, the target's death, or the asker's own stop. The loser
 /// does nothing. The asker is always resumed on its own shard.
 
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <troupe/core/detail/cell.hpp>
 #include <troupe/core/detail/pool.hpp>
 #include <troupe/core/detail/shard.hpp>
@@ -15,10 +18,6 @@
 #include <troupe/core/messages.hpp>
 #include <troupe/core/remote_codec.hpp>
 #include <troupe/core/task.hpp>
-
-#include <condition_variable>
-#include <mutex>
-#include <optional>
 #include <type_traits>
 
 namespace troupe::detail {
@@ -41,7 +40,7 @@ struct ask_state_base : work_item, timer_node, wait_node {
   /// (a remote reply: encode the value and send it back over the link).
   void (*on_complete_)(ask_state_base*) noexcept = nullptr;
   std::atomic<bool> done_{false};
-  errc error_{};                        // set instead of a value when the ask failed
+  errc error_{};  // set instead of a value when the ask failed
   std::coroutine_handle<> waiter_;
   shard* home_ = nullptr;
   actor_cell* waiter_cell_ = nullptr;
@@ -98,7 +97,9 @@ struct ask_state_base : work_item, timer_node, wait_node {
 template <class R>
 struct ask_state : ask_state_base {
   std::optional<R> value_;
-  ask_state() noexcept { destroy_ = [](ask_state_base* b) noexcept { delete static_cast<ask_state*>(b); }; }
+  ask_state() noexcept {
+    destroy_ = [](ask_state_base* b) noexcept { delete static_cast<ask_state*>(b); };
+  }
   template <class U>
   void succeed(U&& v) noexcept {
     if (claim()) {
@@ -116,7 +117,9 @@ struct ask_state : ask_state_base {
 
 template <>
 struct ask_state<void> : ask_state_base {
-  ask_state() noexcept { destroy_ = [](ask_state_base* b) noexcept { delete static_cast<ask_state*>(b); }; }
+  ask_state() noexcept {
+    destroy_ = [](ask_state_base* b) noexcept { delete static_cast<ask_state*>(b); };
+  }
   void succeed() noexcept {
     if (claim()) notify();
   }
@@ -146,7 +149,9 @@ template <class A, class M>
 using reply_t = typename reply_of<handler_result_t<A, M>>::type;
 
 template <class A, class M>
-concept handles = requires(A& a, M&& m) { a.handle(std::move(m)); };
+concept handles = requires(A& a, M&& m) {
+  a.handle(std::move(m));
+};
 
 /// One tell or ask of an M to an A.
 template <class A, class M>
@@ -165,15 +170,21 @@ struct envelope final : message, completion_hook {
     on_done_ = &on_done;
   }
 
-  ask_state<reply_type>* ask() const noexcept { return static_cast<ask_state<reply_type>*>(ask_base_); }
+  ask_state<reply_type>* ask() const noexcept {
+    return static_cast<ask_state<reply_type>*>(ask_base_);
+  }
 
   static constexpr bool message_remote = remote_message<M>;
   static constexpr bool reply_remote = std::is_void_v<reply_type> || remote_message<reply_type>;
   static constexpr std::uint32_t wire_type() {
-    if constexpr (message_remote) return remote_codec<M>::type_id; else return 0;
+    if constexpr (message_remote)
+      return remote_codec<M>::type_id;
+    else
+      return 0;
   }
   static void encode(const message* m, std::string& out) {
-    if constexpr (message_remote) remote_codec<M>::encode(static_cast<const envelope*>(m)->msg_, out);
+    if constexpr (message_remote)
+      remote_codec<M>::encode(static_cast<const envelope*>(m)->msg_, out);
   }
   static bool complete(message* m, std::string_view payload) noexcept {
     auto* e = static_cast<envelope*>(m);
@@ -283,9 +294,10 @@ struct envelope final : message, completion_hook {
 };
 
 template <class A, class M>
-const message_ops envelope<A, M>::ops{&envelope::invoke, &envelope::discard, envelope::wire_type(),
-                                      envelope::message_remote ? &envelope::encode : nullptr,
-                                      envelope::reply_remote, &envelope::complete};
+const message_ops envelope<A, M>::ops{
+    &envelope::invoke,      &envelope::discard,
+    envelope::wire_type(),  envelope::message_remote ? &envelope::encode : nullptr,
+    envelope::reply_remote, &envelope::complete};
 
 template <class A, class M>
 void send_system(actor_cell* to, M&& m) {
@@ -308,16 +320,24 @@ struct type_info_for {
     }
   }
   static constexpr bool reentrant() {
-    if constexpr (requires { A::reentrant; }) return A::reentrant; else return false;
+    if constexpr (requires { A::reentrant; })
+      return A::reentrant;
+    else
+      return false;
   }
   static const char* type_name() {
-    if constexpr (requires { A::type_name; }) return A::type_name; else return demangled_name(typeid(A));
+    if constexpr (requires { A::type_name; })
+      return A::type_name;
+    else
+      return demangled_name(typeid(A));
   }
-  static inline const actor_type_info value{
-      type_name(), sizeof(A), alignof(A), &destroy,
-      handles<A, down_msg> ? &send_down : nullptr,
-      handles<A, exit_msg> ? &send_exit : nullptr,
-      reentrant()};
+  static inline const actor_type_info value{type_name(),
+                                            sizeof(A),
+                                            alignof(A),
+                                            &destroy,
+                                            handles<A, down_msg> ? &send_down : nullptr,
+                                            handles<A, exit_msg> ? &send_exit : nullptr,
+                                            reentrant()};
 };
 
 }  // namespace troupe::detail

@@ -55,7 +55,8 @@ inline void pool_deallocate(void* ptr, std::size_t bytes) noexcept {
   const std::size_t k = (bytes + pool_lists::class_bytes - 1) / pool_lists::class_bytes;
   if (k < pool_lists::classes) {
     pool_lists& p = tls_pool;
-    if (p.cleanup_registered && p.counts[k] * k * pool_lists::class_bytes < pool_lists::list_bytes_max) {
+    if (p.cleanup_registered &&
+        p.counts[k] * k * pool_lists::class_bytes < pool_lists::list_bytes_max) {
       auto* b = static_cast<pool_lists::block*>(ptr);
       b->next = p.heads[k];
       p.heads[k] = b;

@@ -8,15 +8,14 @@
 /// blocking; when nothing is left, spin for the spin window, then park in the
 /// io_context until an I/O completion, a timer or another shard wakes it.
 
-#include <troupe/core/detail/cell.hpp>
-#include <troupe/core/detail/timer_wheel.hpp>
-#include <troupe/core/detail/work_item.hpp>
-
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <random>
 #include <thread>
+#include <troupe/core/detail/cell.hpp>
+#include <troupe/core/detail/timer_wheel.hpp>
+#include <troupe/core/detail/work_item.hpp>
 #include <vector>
 
 namespace boost::asio {
@@ -54,10 +53,10 @@ class run_queue {
 };
 
 struct shard_counters {
-  std::atomic<std::uint64_t> messages{0};     // handler invocations
-  std::atomic<std::uint64_t> wakeups{0};      // parks that ended
+  std::atomic<std::uint64_t> messages{0};  // handler invocations
+  std::atomic<std::uint64_t> wakeups{0};   // parks that ended
   std::atomic<std::uint64_t> dead_letters{0};
-  std::atomic<std::uint64_t> dropped{0};      // evicted by drop_oldest mailboxes
+  std::atomic<std::uint64_t> dropped{0};  // evicted by drop_oldest mailboxes
   std::atomic<std::uint64_t> ask_timeouts{0};
 };
 
@@ -90,7 +89,10 @@ class shard {
   }
   /// schedule() on this shard's thread, post() elsewhere.
   void submit(work_item* w) {
-    if (this_shard() == this) schedule(w); else post(w);
+    if (this_shard() == this)
+      schedule(w);
+    else
+      post(w);
   }
 
   /// Schedules the actor's turn unless it is already queued.

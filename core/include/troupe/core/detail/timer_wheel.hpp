@@ -5,12 +5,11 @@
 /// revolution stay in their slot and are re-checked once per revolution.
 /// Single-threaded: only its shard touches it.
 
-#include <troupe/core/assert.hpp>
-
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <troupe/core/assert.hpp>
 
 namespace troupe::detail {
 
@@ -34,7 +33,8 @@ class timer_wheel {
   void add(timer_node* n) noexcept {
     TROUPE_ASSERT(!n->linked_, "timer armed twice");
     std::int64_t tick = n->deadline_ns_ / tick_ns;
-    if (tick < last_tick_) tick = last_tick_;  // already due: its slot is visited at the next expire
+    if (tick < last_tick_)
+      tick = last_tick_;  // already due: its slot is visited at the next expire
     n->slot_ = static_cast<std::uint32_t>(static_cast<std::size_t>(tick) & (slots - 1));
     timer_node*& head = slots_[n->slot_];
     n->prev_ = nullptr;
@@ -73,7 +73,8 @@ class timer_wheel {
       return 0;
     }
     std::size_t fired = 0;
-    const std::int64_t first = std::max(last_tick_, now_tick - static_cast<std::int64_t>(slots) + 1);
+    const std::int64_t first =
+        std::max(last_tick_, now_tick - static_cast<std::int64_t>(slots) + 1);
     for (std::int64_t t = first; t <= now_tick; ++t) {
       timer_node* n = slots_[static_cast<std::size_t>(t) & (slots - 1)];
       while (n) {

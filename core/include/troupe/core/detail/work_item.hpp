@@ -3,10 +3,9 @@
 /// The one intrusive node every queue in a shard carries: envelopes, actor
 /// cells and resumptions are all work items, so enqueueing never allocates.
 
-#include <troupe/core/assert.hpp>
-
 #include <atomic>
 #include <cstddef>
+#include <troupe/core/assert.hpp>
 
 namespace troupe::detail {
 
@@ -23,7 +22,10 @@ class intrusive_fifo {
   bool empty() const noexcept { return head_ == nullptr; }
   void push(T* item) noexcept {
     item->next_ = nullptr;
-    if (tail_) tail_->next_ = item; else head_ = item;
+    if (tail_)
+      tail_->next_ = item;
+    else
+      head_ = item;
     tail_ = item;
   }
   T* pop() noexcept {
