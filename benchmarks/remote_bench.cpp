@@ -4,6 +4,9 @@
 //   remote_pipelined         1000 asks outstanding; msgs/s
 //   remote_tell_stream       one-way tells, the end found by one ask; msgs/s
 //   remote_idle_cpu_percent  two idle linked nodes (heartbeats on); % of one core
+//   ring_routed_over_direct  the tell stream routed by key through the
+//                            ring-router (keys owned by node B) against the
+//                            same stream told to a remote ref, in one run
 //
 // Every workload forks one child before the parent creates any runtime. The
 // child first serves the raw baseline (plain sockets or liburing, no runtime),
@@ -32,6 +35,7 @@
 #include <future>
 #include <optional>
 #include <stdexcept>
+#include <troupe/actors/router.hpp>
 #include <troupe/core.hpp>
 #include <troupe/net/node.hpp>
 
@@ -173,13 +177,16 @@ struct stream_loop {};
 // so each loop sends a batch and then asks count_q before its next batch:
 // at most loops x batch messages are queued at any time, and with two loops
 // one batch is on the wire while the other is being produced.
+// With a node and keys, the same stream is routed by key instead (tells and
+// checkpoints alike, so they stay in order).
 struct streamer : troupe::actor {
   static constexpr bool reentrant = true;
-  explicit streamer(troupe::actor_ref<server> s) : server_(std::move(s)) {}
+  explicit streamer(troupe::actor_ref<server> s, net::node* routed = nullptr,
+                    const std::vector<std::string>* keys = nullptr)
+      : server_(std::move(s)), node_(routed), keys_(keys) {}
   task<void> handle(run_stream r) {
     TROUPE_ASSERT(loops_ == 0, "streamer: one run at a time");
-    auto first = server_.ask(count_q{}, 10s);
-    troupe::result<std::uint64_t> base = co_await first;
+    troupe::result<std::uint64_t> base = co_await count();
     if (!base) {
       r.done->set_value(false);
       co_return;
@@ -197,21 +204,39 @@ struct streamer : troupe::actor {
     while (sent_ < total_ && !failed_) {
       const std::uint64_t k = std::min(batch_, total_ - sent_);
       sent_ += k;
-      for (std::uint64_t i = 0; i < k; ++i)
-        if (server_.tell(stream_msg{payload()})) failed_ = true;
-      auto checkpoint = server_.ask(count_q{}, 30s);
-      troupe::result<std::uint64_t> c = co_await checkpoint;
+      if (node_) {
+        for (std::uint64_t i = 0; i < k; ++i)
+          if (node_->route_tell<server>((*keys_)[i % keys_->size()], "server",
+                                        stream_msg{payload()}))
+            failed_ = true;
+      } else {
+        for (std::uint64_t i = 0; i < k; ++i)
+          if (server_.tell(stream_msg{payload()})) failed_ = true;
+      }
+      troupe::result<std::uint64_t> c = co_await count();
       if (!c) failed_ = true;
     }
     if (--loops_ != 0) co_return;
     // The end: everything told before this ask has been counted when it answers.
-    auto last = server_.ask(count_q{}, 30s);
-    troupe::result<std::uint64_t> c = co_await last;
+    troupe::result<std::uint64_t> c = co_await count();
     done_->set_value(!failed_ && c && *c == base_ + total_);
   }
 
  private:
+  task<troupe::result<std::uint64_t>> count() {
+    if (node_) {
+      auto call = node_->route_ask<server>(keys_->front(), "server", count_q{}, 30s);
+      troupe::result<std::uint64_t> c = co_await call;
+      co_return c;
+    }
+    auto call = server_.ask(count_q{}, 30s);
+    troupe::result<std::uint64_t> c = co_await call;
+    co_return c;
+  }
+
   troupe::actor_ref<server> server_;
+  net::node* node_;
+  const std::vector<std::string>* keys_;
   std::uint64_t total_ = 0, batch_ = 0, sent_ = 0, base_ = 0;
   std::size_t loops_ = 0;
   bool failed_ = false;
@@ -558,7 +583,7 @@ double raw_stream(int fd, std::uint64_t n, bool& both_uring) {
 
 // --- the child: baseline server, then node B ------------------------------------------
 
-enum class workload { pingpong, pipelined, tell_stream, idle };
+enum class workload { pingpong, pipelined, tell_stream, idle, routed };
 
 net::node_options node_options_for(const char* name) {
   net::node_options o;
@@ -575,7 +600,7 @@ troupe::runtime_options runtime_options_2() {
 }
 
 int child_main(workload w, int commands, int replies) {
-  if (w != workload::idle) {
+  if (w != workload::idle && w != workload::routed) {
     // The baseline: serve raw connections, one at a time, each until the
     // parent closes it, until the parent sends a command.
     std::uint16_t port = 0;
@@ -601,6 +626,8 @@ int child_main(workload w, int commands, int replies) {
   net::node b{rt, node_options_for(node_b_name)};
   auto s = rt.spawn<server>();
   b.publish(s, "server");
+  std::optional<troupe::actors::router> router;
+  if (w == workload::routed) router.emplace(b);
   send_u32(replies, b.port());
   // Until the parent closes the pipe (EOF) or 600 s pass.
   if (readable_within(commands, 600s)) (void)read_exact(commands, &cmd, 1);
@@ -783,6 +810,60 @@ void bench_tell_stream(const troupe::bench::args& a, int runs) {
           ",\"batches_in_flight\":" + std::to_string(loops));
 }
 
+// Routed against direct: the same tell stream to the same server, through
+// the ring-router by key (every key owned by node B) and through a remote
+// ref, alternating rounds in one run.
+void bench_routed(const troupe::bench::args& a, int runs) {
+  const std::uint64_t n = a.scale(2'000'000);
+  const std::uint64_t batch = 8192;
+  const std::size_t loops = 2;
+  child_process child([](int c, int r) { return child_main(workload::routed, c, r); });
+  child.command(cmd_start_node);
+  double direct = 0, routed = 0;
+  {
+    node_a na(static_cast<std::uint16_t>(child.receive(30s, "node port")));
+    troupe::actors::router router{na.node};
+    const auto end = std::chrono::steady_clock::now() + 10s;
+    while (router.members().size() != 2) {
+      if (std::chrono::steady_clock::now() > end) fail("the router did not see node B in 10 s");
+      std::this_thread::yield();
+    }
+    std::vector<std::string> keys;
+    for (int i = 0; keys.size() < 1024; ++i) {
+      std::string k = "key-" + std::to_string(i);
+      if (router.owner(k).value() == node_b_name) keys.push_back(std::move(k));
+    }
+    auto direct_st = na.rt.spawn<streamer>(na.remote);
+    auto routed_st = na.rt.spawn<streamer>(na.remote, &na.node, &keys);
+    auto round = [&](troupe::actor_ref<streamer>& st, std::uint64_t k) {
+      std::promise<bool> done;
+      auto f = done.get_future();
+      auto t0 = std::chrono::steady_clock::now();
+      if (st.tell(run_stream{k, batch, loops, &done})) fail("ring_routed_over_direct: tell failed");
+      if (f.wait_for(300s) != std::future_status::ready)
+        fail("ring_routed_over_direct: not done in 300 s");
+      double secs = troupe::bench::seconds_since(t0);
+      if (!f.get()) fail("ring_routed_over_direct: a tell or an ask failed, or the count is off");
+      return static_cast<double>(k) / secs;
+    };
+    round(direct_st, std::min<std::uint64_t>(n, 100'000));  // warm-up
+    round(routed_st, std::min<std::uint64_t>(n, 100'000));
+    std::vector<double> d, r;
+    for (int i = 0; i < runs; ++i) {
+      d.push_back(round(direct_st, n));
+      r.push_back(round(routed_st, n));
+    }
+    std::sort(d.begin(), d.end());
+    std::sort(r.begin(), r.end());
+    direct = d[d.size() / 2];
+    routed = r[r.size() / 2];
+  }
+  child.finish();
+  troupe::bench::report("ring_routed_over_direct", routed, "msgs/s", direct,
+                        "the same 64-byte tell stream to a remote ref (no routing), same run",
+                        "ratio >= 0.8", a, "\"msgs\":" + std::to_string(n) + ",\"keys\":1024");
+}
+
 // CPU seconds of another process: its CPU-time clock (ns), and
 // /proc/<pid>/stat utime + stime (clock ticks) as a cross-check.
 double cpu_seconds_of(pid_t pid) {
@@ -876,5 +957,6 @@ int main(int argc, char** argv) {
   run("remote_pipelined", [&] { bench_pipelined(a, runs); });
   run("remote_tell_stream", [&] { bench_tell_stream(a, runs); });
   run("remote_idle_cpu_percent", [&] { bench_idle(a); });
+  run("ring_routed_over_direct", [&] { bench_routed(a, runs); });
   return failed == 0 ? 0 : 1;
 }

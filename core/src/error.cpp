@@ -40,6 +40,8 @@ class category final : public boost::system::error_category {
         return "the remote node refused the request";
       case errc::message_too_large:
         return "the encoded message exceeds the frame size limit";
+      case errc::no_route:
+        return "no route for the key: no route table on this node, or no reachable member";
     }
     return "unknown troupe error";
   }

@@ -101,6 +101,10 @@ std::string_view frame_kind_name(frame_kind kind) noexcept {
       return "down";
     case frame_kind::goodbye:
       return "goodbye";
+    case frame_kind::routed_tell:
+      return "routed_tell";
+    case frame_kind::routed_ask:
+      return "routed_ask";
   }
   return "unknown";
 }

@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 #include <troupe/net/node.hpp>
 
@@ -63,7 +64,29 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   static constexpr bool reentrant = true;  // accepting, dialing, lookups and frames interleave
   static constexpr const char* type_name = "troupe::net::node_actor";
   using remote_messages = message_list<lookup_req>;
+  using message = troupe::detail::message;
+  using published_actor = detail::published_actor;
 
+ private:
+  /// An ask this node forwarded: where its reply goes back.
+  struct relay {
+    actor_ref<peer_link> origin;
+    std::uint64_t correlation;
+  };
+  struct peer_state {
+    actor_ref<peer_link> link;
+    std::unordered_map<std::uint64_t, relay> relays;  // forwarded asks awaiting a reply
+    actor_ref<node_actor> node_proxy;
+    std::vector<actor_addr> proxies;
+    std::unordered_map<std::uint64_t, troupe::detail::message*> pending;  // asks awaiting a reply
+    std::size_t sweep_at = 1024;
+  };
+  struct proxy_target {
+    std::string peer;
+    std::uint64_t remote_id;
+  };
+
+ public:
   node_actor(node_options o, asio::ip::tcp::acceptor acceptor)
       : opts_(std::move(o)), acceptor_(std::move(acceptor)), rng_(std::random_device{}()) {
     cfg_.node = opts_.name;
@@ -148,6 +171,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   void handle(detail::publish_q q) {
     const std::uint64_t id = next_local_id_++;
     monitor(q.entry.addr);
+    name_cache_ = {};
     if (auto old = names_.find(q.name); old != names_.end()) published_.erase(old->second);
     names_[q.name] = id;
     published_.emplace(id, std::move(q.entry));
@@ -197,7 +221,29 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       }
       s.members.push_back(std::move(m));
     }
+    s.routing = route_stats_;
+    s.routing.epoch = route_epoch_;
     co_return s;
+  }
+
+  void handle(detail::set_route_q q) {
+    route_epoch_ = std::max(route_epoch_, seen_route_epoch_) + 1;
+    table_ = std::move(q.table);
+    owner_cache_ = {};
+  }
+
+  void handle(detail::route_q&& q) {  // by reference: its strings stay in the envelope
+    message* m = q.msg.release();
+    ++route_stats_.sent;
+    std::string_view owner = route_owner(q.key);
+    if (owner.empty()) {
+      m->ops_->discard(m, errc::no_route);
+    } else if (owner == opts_.name) {
+      deliver_local(q.name, q.type, m);
+    } else {
+      std::string prefix = route_prefix(0, q.key, q.name);
+      send_message(*owner_cache_.peer, route_header(m), std::move(prefix), m);
+    }
   }
 
   void handle(shutdown_q) {
@@ -214,6 +260,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     for (auto it = published_.begin(); it != published_.end(); ++it) {
       if (it->second.addr == d.who) {
         const std::uint64_t id = it->first;
+        name_cache_ = {};
         std::erase_if(names_, [id](const auto& kv) { return kv.second == id; });
         published_.erase(it);
         std::string payload;
@@ -276,10 +323,22 @@ class node_actor final : public actor, public link_listener, public troupe::deta
                                   " failed to decode (" + ec.message() + ")"});
         return;
       }
+      case frame_kind::routed_tell:
+      case frame_kind::routed_ask:
+        on_routed(l, h, payload);
+        return;
       case frame_kind::reply:
       case frame_kind::reply_error: {
         auto it = p.pending.find(h.correlation);
-        if (it == p.pending.end()) return;  // the asker's deadline already passed and it was swept
+        if (it == p.pending.end()) {
+          // A reply to an ask this node forwarded: relay it to the asker's node.
+          if (auto r = p.relays.find(h.correlation); r != p.relays.end()) {
+            (void)r->second.origin.tell(link_send{
+                frame_header{h.kind, 0, 0, 0, r->second.correlation}, std::string(payload)});
+            p.relays.erase(r);
+          }
+          return;  // else the asker's deadline already passed and it was swept
+        }
         troupe::detail::message* m = it->second;
         p.pending.erase(it);
         if (h.kind == frame_kind::reply) {
@@ -289,10 +348,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
             m->ops_->discard(m, errc::bad_reply);  // already completed: this only frees it
         } else {
           result<std::uint32_t> code = decode<std::uint32_t>(payload);
-          errc e =
-              code && *code >= 1 && *code <= static_cast<std::uint32_t>(errc::message_too_large)
-                  ? static_cast<errc>(*code)
-                  : errc::remote_error;
+          errc e = code && *code >= 1 && *code <= static_cast<std::uint32_t>(errc_last)
+                       ? static_cast<errc>(*code)
+                       : errc::remote_error;
           m->ops_->discard(m, e);
         }
         return;
@@ -334,7 +392,14 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     }
     frame_header h{m->ask_base_ ? frame_kind::ask : frame_kind::tell, m->ops_->wire_type,
                    t->second.remote_id, 0, 0};
-    std::string payload;
+    send_message(*p, h, std::string{}, m);
+  }
+
+ private:
+  /// Encodes m after `payload` (a routing prefix, or nothing) and sends it to
+  /// p's link; an ask waits in p.pending for its reply. p's link is up.
+  void send_message(peer_state& p, frame_header h, std::string payload, message* m) noexcept {
+    const std::size_t prefix = payload.size();
     try {
       m->ops_->encode(m, payload);
     } catch (...) {
@@ -344,34 +409,170 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     if (payload.size() >
         std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_bytes - 4))) {
       system().log("troupe: node " + opts_.name + ": a message of " +
-                   std::to_string(payload.size()) + " bytes exceeds the frame limit; not sent");
+                   std::to_string(payload.size() - prefix) +
+                   " bytes exceeds the frame limit; not sent");
       m->ops_->discard(m, errc::message_too_large);
       return;
     }
     if (m->ask_base_) {
       h.correlation = next_correlation_++;
-      p->pending.emplace(h.correlation, m);
-      if (p->pending.size() > p->sweep_at) sweep(*p);
+      p.pending.emplace(h.correlation, m);
+      if (p.pending.size() > p.sweep_at) sweep(p);
     } else {
       m->ops_->discard(m, errc::actor_dead);  // a tell carries no ask: this only frees it
     }
-    (void)p->link.tell(link_send{h, std::move(payload)});
+    (void)p.link.tell(link_send{h, std::move(payload)});
   }
 
- private:
-  struct peer_state {
-    actor_ref<peer_link> link;
-    actor_ref<node_actor> node_proxy;
-    std::vector<actor_addr> proxies;
-    std::unordered_map<std::uint64_t, troupe::detail::message*> pending;  // asks awaiting a reply
-    std::size_t sweep_at = 1024;
-  };
-  struct proxy_target {
-    std::string peer;
-    std::uint64_t remote_id;
-  };
+  // --- routing by key ---
 
-  peer_state* peer(const std::string& name) {
+  frame_header route_header(const message* m) const noexcept {
+    return frame_header{m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell,
+                        m->ops_->wire_type, 0, route_epoch_, 0};
+  }
+
+  // A routed frame's payload: u8 hops, u16 key length, key, u8 name length,
+  // name, then the message as in a tell frame. The header's `sender` field
+  // carries the sender's route epoch.
+  static std::string route_prefix(std::uint8_t hops, std::string_view key, std::string_view name) {
+    std::string out;
+    out.reserve(4 + key.size() + name.size() + 80);
+    out.push_back(static_cast<char>(hops));
+    out.push_back(static_cast<char>(key.size() & 0xFF));
+    out.push_back(static_cast<char>(key.size() >> 8));
+    out.append(key);
+    out.push_back(static_cast<char>(name.size()));
+    out.append(name);
+    return out;
+  }
+
+  struct routed_view {
+    std::uint8_t hops;
+    std::string_view key, name, message;
+  };
+  static std::optional<routed_view> parse_routed(std::string_view p) noexcept {
+    if (p.size() < 4) return std::nullopt;
+    routed_view v{};
+    v.hops = static_cast<std::uint8_t>(p[0]);
+    const std::size_t klen = static_cast<std::uint8_t>(p[1]) |
+                             (static_cast<std::size_t>(static_cast<std::uint8_t>(p[2])) << 8);
+    if (v.hops > 1 || klen == 0 || p.size() < 3 + klen + 1) return std::nullopt;
+    v.key = p.substr(3, klen);
+    const std::size_t nlen = static_cast<std::uint8_t>(p[3 + klen]);
+    if (nlen == 0 || p.size() < 4 + klen + nlen) return std::nullopt;
+    v.name = p.substr(4 + klen, nlen);
+    v.message = p.substr(4 + klen + nlen);
+    return v;
+  }
+
+  /// True if `member` is this node or a peer with its link up; for a peer,
+  /// owner_cache_ then holds its state.
+  bool reachable(std::string_view member) {
+    // Names from one table are stable strings: the last one's peer is
+    // remembered by address (a node's peers_ entries are never erased).
+    if (member.data() != owner_cache_.name) {
+      if (member == opts_.name) return true;
+      owner_cache_ = {member.data(), peer(member)};
+    }
+    return owner_cache_.peer && owner_cache_.peer->link;
+  }
+
+  /// The member `key` goes to: its owner in this node's table, or when the
+  /// owner is unreachable the next reachable member for it; empty if none.
+  /// For a peer, owner_cache_.peer is its state.
+  std::string_view route_owner(std::string_view key) {
+    if (!table_) return {};
+    result<std::string_view> o = table_->owner(key);
+    if (!o) return {};
+    if (reachable(*o)) return *o;
+    for (std::string_view m : table_->owners(key, table_->size()))
+      if (reachable(m)) return m;
+    return {};
+  }
+
+  /// Hands a routed envelope to the actor published here under `name`.
+  void deliver_local(std::string_view name, const troupe::detail::actor_type_info* type,
+                     message* m) {
+    const published_actor* pub = published_by_name(name);
+    if (!pub) {
+      undeliverable(name);
+      m->ops_->discard(m, errc::name_not_found);
+    } else if (pub->type_name != type->name) {
+      m->ops_->discard(m, errc::wrong_type);
+    } else {
+      m->target_ = pub->addr.cell();
+      (void)troupe::detail::send(m);  // a dead or full target fails the ask
+    }
+  }
+
+  const published_actor* published_by_name(std::string_view name) {
+    if (name == name_cache_.name && name_cache_.pub && name_cache_.pub->addr.alive())
+      return name_cache_.pub;
+    auto n = names_.find(name);
+    if (n == names_.end()) return nullptr;
+    auto p = published_.find(n->second);
+    if (p == published_.end() || !p->second.addr.alive()) return nullptr;
+    name_cache_ = {n->first, &p->second};
+    return &p->second;
+  }
+
+  void undeliverable(std::string_view name) {
+    ++route_stats_.undeliverable;
+    if (warned_names_.emplace(name).second)
+      system().log("troupe: node " + opts_.name + ": a message routed to '" + std::string(name) +
+                   "' found no actor published under that name here (counted in "
+                   "routing.undeliverable; logged once per name)");
+  }
+
+  void on_routed(const actor_ref<peer_link>& l, const frame_header& h, std::string_view payload) {
+    std::optional<routed_view> v = parse_routed(payload);
+    if (!v) {
+      (void)l.tell(link_close{"malformed routed frame"});
+      return;
+    }
+    ++route_stats_.received;
+    seen_route_epoch_ = std::max(seen_route_epoch_, h.sender);
+    const bool ask = h.kind == frame_kind::routed_ask;
+    if (v->hops == 0 && table_ && route_epoch_ > h.sender) {
+      // This node's table is newer than the sender's: if it names another
+      // owner, the message goes there, once.
+      std::string_view owner = route_owner(v->key);
+      if (!owner.empty() && owner != opts_.name) {
+        peer_state& to = *owner_cache_.peer;
+        frame_header fh{h.kind, h.type_id, 0, route_epoch_, 0};
+        if (ask) {
+          fh.correlation = next_correlation_++;
+          to.relays.emplace(fh.correlation, relay{l, h.correlation});
+        }
+        std::string out(payload);
+        out[0] = 1;  // hops
+        ++route_stats_.forwarded;
+        (void)to.link.tell(link_send{fh, std::move(out)});
+        return;
+      }
+    }
+    const published_actor* pub = published_by_name(v->name);
+    if (!pub) {
+      undeliverable(v->name);
+      if (ask) reply_error(l, h.correlation, errc::name_not_found);
+      return;
+    }
+    auto fn = pub->inbound.find(h.type_id);
+    if (fn == pub->inbound.end()) {
+      // The sender expected another actor type under this name.
+      if (ask)
+        reply_error(l, h.correlation, errc::wrong_type);
+      else
+        undeliverable(v->name);
+      return;
+    }
+    boost::system::error_code ec = fn->second(pub->addr.cell(), v->message, l, h.correlation);
+    if (ec)
+      (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) +
+                              " failed to decode (" + ec.message() + ")"});
+  }
+
+  peer_state* peer(std::string_view name) {
     auto it = peers_.find(name);
     return it == peers_.end() ? nullptr : &it->second;
   }
@@ -414,6 +615,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     p->link = actor_ref<peer_link>{};
     for (auto& [corr, m] : p->pending) m->ops_->discard(m, errc::node_down);
     p->pending.clear();
+    for (auto& [corr, r] : p->relays) reply_error(r.origin, r.correlation, errc::node_down);
+    p->relays.clear();
     for (auto& proxy : p->proxies) {
       actor_cell* c = proxy.cell();
       if (c->alive()) c->stop(exit_reason::node_down, "link to " + name + " went down: " + reason);
@@ -446,15 +649,28 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   std::uint64_t next_local_id_ = node_actor_id + 1;
   std::uint64_t next_correlation_ = 1;
   std::unordered_map<std::uint64_t, detail::published_actor> published_;
-  std::unordered_map<std::string, std::uint64_t> names_;
-  std::map<std::string, peer_state> peers_;
+  std::map<std::string, std::uint64_t, std::less<>> names_;
+  std::map<std::string, peer_state, std::less<>> peers_;
+  std::shared_ptr<const route_table> table_;
+  std::uint64_t route_epoch_ = 0;       // bumped past seen_route_epoch_ on each new table
+  std::uint64_t seen_route_epoch_ = 0;  // the highest epoch a routed frame carried
+  route_stats route_stats_;
+  std::set<std::string, std::less<>> warned_names_;
+  struct {
+    const char* name = nullptr;  // a string_view's data() from table_
+    peer_state* peer = nullptr;
+  } owner_cache_;
+  struct {
+    std::string_view name;  // a key of names_
+    const published_actor* pub = nullptr;
+  } name_cache_;
   std::unordered_map<actor_cell*, std::string> link_peer_;
   std::unordered_map<actor_cell*, endpoint> dialed_;
   std::unordered_map<actor_cell*, proxy_target> proxies_;
   std::vector<detail::subscribe_q> subscribers_;
 };
 
-node::node(runtime& rt, node_options opts) : rt_(rt), name_(opts.name) {
+node::node(runtime& rt, node_options opts) : rt_(rt), name_(opts.name), shard_(opts.shard) {
   if (opts.name.empty()) throw std::invalid_argument("troupe: a node needs a name");
   if (opts.shard >= rt.shard_count())
     throw std::invalid_argument("troupe: node shard out of range");
@@ -506,6 +722,52 @@ node::~node() {
 
 result<cluster_state> node::state(std::chrono::nanoseconds timeout) {
   return rt_.ask_sync(actor_, detail::state_q{}, timeout);
+}
+
+void node::set_route_table(std::shared_ptr<const route_table> table) {
+  (void)actor_.tell(detail::set_route_q{std::move(table)});
+}
+
+void node::route_send(detail::route_q q) const {
+  (void)actor_.tell(std::move(q));  // refused: the envelope fails with no_route as q goes
+}
+
+namespace detail {
+
+boost::system::error_code check_route(std::string_view key, std::string_view name) noexcept {
+  if (key.empty()) return make_error_code(route_errc::empty_key);
+  if (key.size() > route_key_max) return make_error_code(route_errc::key_too_long);
+  if (name.empty() || name.size() > route_name_max) return make_error_code(route_errc::bad_name);
+  return {};
+}
+
+void route_dispatch::operator()(troupe::detail::message* e) {
+  n->route_send(route_q{std::move(key), std::move(name), type, owned_message(e)});
+}
+
+}  // namespace detail
+
+namespace {
+class route_category_impl final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "troupe.route"; }
+  std::string message(int ev) const override {
+    switch (static_cast<route_errc>(ev)) {
+      case route_errc::empty_key:
+        return "routing key is empty";
+      case route_errc::key_too_long:
+        return "routing key is longer than 65535 bytes";
+      case route_errc::bad_name:
+        return "routing target name is empty or longer than 255 bytes";
+    }
+    return "unknown routing error";
+  }
+};
+}  // namespace
+
+const boost::system::error_category& route_category() noexcept {
+  static const route_category_impl c;
+  return c;
 }
 
 }  // namespace troupe::net

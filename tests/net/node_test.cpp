@@ -358,6 +358,36 @@ TEST_CASE("bad input closes only the offending link, with its reason", "[net][no
     r.send_raw(f);
     CHECK(r.goodbye() != "");
   }
+  SECTION("a routed frame whose routing prefix is malformed") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    // hops 0, a key of 200 bytes announced, 3 present.
+    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0}, std::string("\x00\xc8\x00"
+                                                                     "abc",
+                                                                     6));
+    CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
+  }
+  SECTION("a routed frame with an impossible hop count") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send({net::frame_kind::routed_ask, 101, 0, 0, 7}, std::string("\x05\x01\x00k\x04"
+                                                                    "bank",
+                                                                    9));
+    CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
+  }
+  SECTION("a routed ask to a name nobody published is answered with name_not_found") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send({net::frame_kind::routed_ask, 102, 0, 0, 7}, std::string("\x00\x01\x00k\x04"
+                                                                    "nope",
+                                                                    9));
+    auto reply = r.next();
+    REQUIRE(reply);
+    CHECK(reply->first.kind == net::frame_kind::reply_error);
+    CHECK(reply->first.correlation == 7);
+    CHECK(net::decode<std::uint32_t>(reply->second).value() ==
+          static_cast<std::uint32_t>(troupe::errc::name_not_found));
+  }
   SECTION("a truncated frame, then the connection ends") {
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());

@@ -11,23 +11,39 @@ namespace troupe {
 
 namespace detail {
 
+/// How an ask's envelope leaves: straight to the target's mailbox.
+struct direct_dispatch {
+  static constexpr bool direct = true;
+  void operator()(message* e) const noexcept { (void)send(e); }
+};
+
 /// The awaitable an ask returns. Sends on suspension; resumes with result<R>.
-template <class A, class M>
+/// `Dispatch` hands the envelope on (direct_dispatch: to the target; a router
+/// hands it to its node, which picks the target by key). `target` is what the
+/// ask is checked against for liveness before it is sent.
+template <class A, class M, class Dispatch = direct_dispatch>
 class [[nodiscard]] ask_awaiter {
  public:
   using reply_type = reply_t<A, M>;
 
   template <class U>
-  ask_awaiter(actor_addr target, U&& m, std::chrono::nanoseconds timeout)
-      : target_(std::move(target)), msg_(std::forward<U>(m)), timeout_(timeout) {}
+  ask_awaiter(actor_addr target, U&& m, std::chrono::nanoseconds timeout, Dispatch d = {},
+              boost::system::error_code refused = {})
+      : target_(std::move(target)),
+        msg_(std::forward<U>(m)),
+        timeout_(timeout),
+        dispatch_(std::move(d)),
+        immediate_(refused) {}
   ask_awaiter(const ask_awaiter&) = delete;
   ask_awaiter& operator=(const ask_awaiter&) = delete;
 
   bool await_ready() noexcept {
     cell_ = current_cell();
     if (cell_ && cell_->unwinding()) return true;
+    if (immediate_) return true;  // refused before sending (e.g. a bad routing key)
     if (!target_.alive()) {
-      immediate_ = errc::actor_dead;
+      immediate_ =
+          Dispatch::direct ? make_error_code(errc::actor_dead) : make_error_code(errc::no_route);
       return true;
     }
     return false;
@@ -45,9 +61,9 @@ class [[nodiscard]] ask_awaiter {
     s->timers().add(st);
     if (cell_) cell_->add_wait(st);
     state_ = st;
-    auto* e = new envelope<A, M>(target_.cell(), std::move(msg_));
+    auto* e = new envelope<A, M>(Dispatch::direct ? target_.cell() : nullptr, std::move(msg_));
     e->ask_base_ = st;
-    (void)send(e);  // a refused send has already failed the ask and queued the resumption
+    dispatch_(e);  // a refused send has already failed the ask and queued the resumption
   }
 
   result<reply_type> await_resume() {
@@ -68,9 +84,10 @@ class [[nodiscard]] ask_awaiter {
   actor_addr target_;  // keeps the cell's memory valid until the send
   M msg_;
   std::chrono::nanoseconds timeout_;
+  [[no_unique_address]] Dispatch dispatch_;
   actor_cell* cell_ = nullptr;
   ask_state<reply_type>* state_ = nullptr;
-  errc immediate_{};
+  boost::system::error_code immediate_;
 };
 
 }  // namespace detail

@@ -27,7 +27,11 @@ enum class errc {
   bad_reply,          ///< the remote reply could not be decoded
   remote_error,       ///< the remote node refused the request (see its log)
   message_too_large,  ///< the encoded message exceeds the transport's frame limit
+  no_route,           ///< routing by key: no route table on this node, or no member to route to
 };
+
+/// The highest errc value (remote replies carry an errc; anything above is unknown).
+inline constexpr errc errc_last = errc::no_route;
 
 const boost::system::error_category& troupe_category() noexcept;
 

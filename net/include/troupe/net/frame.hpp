@@ -14,7 +14,8 @@
 /// u16 reserved     must be 0
 /// u32 type_id      message type id (0 for frames that carry no user message)
 /// u64 target       target actor id on the receiving node (0 = none)
-/// u64 sender       sending actor id (0 = none)
+/// u64 sender       sending actor id (0 = none); in routed frames, the
+///                  sender's route epoch
 /// u64 correlation  ask correlation id (0 = none)
 /// payload          length - 32 bytes (see wire.hpp for how messages are encoded)
 /// ```
@@ -52,12 +53,14 @@ enum class frame_kind : std::uint8_t {
   lookup_reply = 11,
   down = 12,
   goodbye = 13,
+  routed_tell = 14,  ///< a message routed by key (node.hpp: route_table)
+  routed_ask = 15,
 };
 
 /// True if `value` is the number of a frame_kind.
 constexpr bool is_frame_kind(std::uint8_t value) noexcept {
   return value >= static_cast<std::uint8_t>(frame_kind::hello) &&
-         value <= static_cast<std::uint8_t>(frame_kind::goodbye);
+         value <= static_cast<std::uint8_t>(frame_kind::routed_ask);
 }
 
 /// The kind's name as written in this header ("tell"), or "unknown".

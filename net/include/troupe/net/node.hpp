@@ -88,10 +88,49 @@ struct member_info {
   link_stats stats;
 };
 
+/// Routing counters of one node (see route_tell / route_ask).
+struct route_stats {
+  std::uint64_t epoch = 0;          ///< the node's route epoch (0: no table installed)
+  std::uint64_t sent = 0;           ///< routed messages this node placed (local or remote)
+  std::uint64_t received = 0;       ///< routed frames that arrived from peers
+  std::uint64_t forwarded = 0;      ///< of those, forwarded once to a newer owner
+  std::uint64_t undeliverable = 0;  ///< routed to a name not published on the owner
+};
+
 struct cluster_state {
   std::string self;
   std::vector<member_info> members;
+  route_stats routing;
 };
+
+/// Where keys live: an immutable placement of keys on member nodes by name,
+/// installed in a node with node::set_route_table (by
+/// troupe::actors::ring_router, or by hand). Read from the node's shard only.
+class route_table {
+ public:
+  virtual ~route_table() = default;
+  /// The member owning `key` (a node name: this node's own, or a peer's).
+  virtual result<std::string_view> owner(std::string_view key) const = 0;
+  /// Up to `r` distinct members for `key`, owner first: where the key goes
+  /// when its owner is unreachable (the order the ring would give it).
+  virtual std::vector<std::string_view> owners(std::string_view key, std::size_t r) const = 0;
+  virtual std::size_t size() const = 0;
+};
+
+/// Why a routed send was refused at once (category "troupe.route").
+enum class route_errc {
+  empty_key = 1,  ///< the key is empty
+  key_too_long,   ///< the key is longer than route_key_max bytes
+  bad_name,       ///< the target name is empty or longer than route_name_max bytes
+};
+const boost::system::error_category& route_category() noexcept;
+inline boost::system::error_code make_error_code(route_errc e) noexcept {
+  return {static_cast<int>(e), route_category()};
+}
+inline constexpr std::size_t route_key_max = 65535;
+inline constexpr std::size_t route_name_max = 255;
+
+class node;
 
 // ---------------------------------------------------------------------------
 // Internals the templates above need.
@@ -208,6 +247,44 @@ struct subscribe_q {
 };
 struct state_q {};
 
+/// Owns an envelope on its way to the node; fails its ask if it is dropped
+/// unsent (the node stopped first).
+class owned_message {
+ public:
+  explicit owned_message(troupe::detail::message* m) noexcept : m_(m) {}
+  owned_message(owned_message&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
+  owned_message& operator=(owned_message&&) = delete;
+  ~owned_message() {
+    if (m_) m_->ops_->discard(m_, errc::no_route);
+  }
+  troupe::detail::message* release() noexcept { return std::exchange(m_, nullptr); }
+
+ private:
+  troupe::detail::message* m_;
+};
+
+struct route_q {
+  std::string key;
+  std::string name;
+  const troupe::detail::actor_type_info* type;
+  owned_message msg;
+};
+struct set_route_q {
+  std::shared_ptr<const route_table> table;
+};
+
+boost::system::error_code check_route(std::string_view key, std::string_view name) noexcept;
+
+/// An ask's envelope goes to the node, which places it by key.
+struct route_dispatch {
+  static constexpr bool direct = false;
+  const node* n;
+  std::string key;
+  std::string name;
+  const troupe::detail::actor_type_info* type;
+  void operator()(troupe::detail::message* e);
+};
+
 }  // namespace detail
 
 class node_actor;
@@ -227,6 +304,9 @@ class node {
   unsigned short port() const noexcept { return port_; }
   const std::string& name() const noexcept { return name_; }
   actor_ref<node_actor> ref() const { return actor_; }
+  /// The shard the node's actor and links run on.
+  unsigned shard() const noexcept { return shard_; }
+  runtime& runtime_ref() const noexcept { return rt_; }
 
   /// Makes `a` reachable from other nodes under `name`. T must list the
   /// message types it accepts remotely: `using remote_messages =
@@ -252,6 +332,39 @@ class node {
   /// Members, their status and link counters (from outside the runtime).
   result<cluster_state> state(std::chrono::nanoseconds timeout);
 
+  // --- Routing by key -----------------------------------------------------
+  //
+  // A routed message goes to the actor published under `name` on the node
+  // that owns `key` in this node's route table; when that owner is not
+  // reachable, to the next member for the key that is. On arrival, a node
+  // whose table is newer (a higher route epoch) and names another owner
+  // forwards it once; otherwise it delivers. So a routed message is delivered
+  // at most once and crosses at most two links. A message placed on this
+  // node is not serialized. docs/ring.md states the guarantee in full.
+
+  /// Installs the placement routed sends use. Each call bumps the node's
+  /// route epoch past every epoch it has seen (a Lamport clock), so epochs
+  /// order the tables of different nodes along message paths.
+  void set_route_table(std::shared_ptr<const route_table> table);
+
+  /// Routes a tell. Errors at once: route_errc for a bad key or name,
+  /// errc::no_route if the node has stopped. Later failures are counted in
+  /// route_stats (a name not published on the owner) or lost with the link
+  /// (a tell is at most once).
+  template <class T, class M>
+  boost::system::error_code route_tell(std::string_view key, std::string_view name, M&& m) const;
+
+  /// Routes an ask; `co_await` it for result<R>. Errors: route_errc (bad key
+  /// or name), no_route (no table, or no member reachable), name_not_found,
+  /// wrong_type, node_down (the owner's link went down before the reply),
+  /// and every error of a direct ask.
+  template <class T, class M>
+  auto route_ask(std::string_view key, std::string_view name, M&& m,
+                 std::chrono::nanoseconds timeout) const;
+
+  /// Internal: hands a routed envelope to the node's actor.
+  void route_send(detail::route_q q) const;
+
  private:
   void publish_entry(const std::string& name, detail::published_actor entry);
   result<actor_addr> lookup_sync(detail::lookup_q q, std::chrono::nanoseconds timeout);
@@ -260,6 +373,7 @@ class node {
 
   runtime& rt_;
   std::string name_;
+  unsigned shard_ = 0;
   unsigned short port_ = 0;
   actor_ref<node_actor> actor_;
 };
@@ -302,6 +416,43 @@ task<result<actor_ref<T>>> node::remote(std::string peer, std::string name,
   co_return actor_ref<T>{std::move(*r)};
 }
 
+template <class T, class M>
+boost::system::error_code node::route_tell(std::string_view key, std::string_view name,
+                                           M&& m) const {
+  using msg_t = std::decay_t<M>;
+  static_assert(troupe::detail::handles<T, msg_t>,
+                "troupe: this actor type has no handle() for the message type");
+  static_assert(remote_message<msg_t>,
+                "troupe: a routed message may cross the wire: register it with "
+                "TROUPE_REMOTE_MESSAGE");
+  if (auto ec = detail::check_route(key, name)) return ec;
+  if (!actor_.alive()) return make_error_code(errc::no_route);
+  auto* e = new troupe::detail::envelope<T, msg_t>(nullptr, std::forward<M>(m));
+  route_send(detail::route_q{std::string(key), std::string(name),
+                             &troupe::detail::type_info_for<T>::value, detail::owned_message(e)});
+  return {};
+}
+
+template <class T, class M>
+auto node::route_ask(std::string_view key, std::string_view name, M&& m,
+                     std::chrono::nanoseconds timeout) const {
+  using msg_t = std::decay_t<M>;
+  static_assert(troupe::detail::handles<T, msg_t>,
+                "troupe: this actor type has no handle() for the message type");
+  static_assert(remote_message<msg_t>,
+                "troupe: a routed message may cross the wire: register it with "
+                "TROUPE_REMOTE_MESSAGE");
+  using R = troupe::detail::reply_t<T, msg_t>;
+  static_assert(std::is_void_v<R> || remote_message<R>,
+                "troupe: a routed ask's reply may cross the wire: register its type with "
+                "TROUPE_REMOTE_MESSAGE");
+  return troupe::detail::ask_awaiter<T, msg_t, detail::route_dispatch>(
+      actor_.addr(), std::forward<M>(m), timeout,
+      detail::route_dispatch{this, std::string(key), std::string(name),
+                             &troupe::detail::type_info_for<T>::value},
+      detail::check_route(key, name));
+}
+
 template <class T>
 void node::subscribe(const actor_ref<T>& a) {
   static_assert(troupe::detail::handles<T, member_event>,
@@ -337,3 +488,6 @@ requires(std::is_arithmetic_v<T> && !std::is_same_v<T, long double>) struct trou
 };
 template <>
 struct troupe::remote_codec<std::string> : troupe::net::detail::builtin_codec<std::string> {};
+
+template <>
+struct boost::system::is_error_code_enum<troupe::net::route_errc> : std::true_type {};
