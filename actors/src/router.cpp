@@ -40,10 +40,17 @@ void ring_router::handle(net::member_event e) {
   install();
 }
 
+void ring_router::handle(detail::watch_q q) {
+  q.send(ring_changed{view_->get()});
+  watchers_.push_back(std::move(q));
+}
+
 void ring_router::install() {
   auto t = std::make_shared<const ring_table>(ring_);
   view_->set(t);
-  node_->set_route_table(std::move(t));
+  node_->set_route_table(t);
+  std::erase_if(watchers_, [](const detail::watch_q& w) { return !w.who.alive(); });
+  for (auto& w : watchers_) w.send(ring_changed{t});
 }
 
 router::router(net::node& n, router_options o)

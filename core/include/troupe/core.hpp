@@ -6,6 +6,7 @@
 #include <troupe/core/actor_addr.hpp>
 #include <troupe/core/actor_ref.hpp>
 #include <troupe/core/error.hpp>
+#include <troupe/core/event.hpp>
 #include <troupe/core/messages.hpp>
 #include <troupe/core/options.hpp>
 #include <troupe/core/runtime.hpp>

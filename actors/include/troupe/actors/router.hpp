@@ -16,6 +16,7 @@
 ///   auto call = r.ask<counter>("user/42", "counter", get{}, 1s);
 ///   result<std::uint64_t> n = co_await call;
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -66,12 +67,25 @@ class router_view {
 };
 }  // namespace detail
 
+/// Sent to watchers (router::watch) with every new ring, and once at once.
+struct ring_changed {
+  std::shared_ptr<const ring_table> table;
+};
+
+namespace detail {
+struct watch_q {
+  actor_addr who;
+  std::function<void(const ring_changed&)> send;
+};
+}  // namespace detail
+
 /// The actor behind a router: applies membership events to the ring.
 class ring_router : public actor {
  public:
   static constexpr const char* type_name = "troupe::actors::ring_router";
   ring_router(net::node* n, router_options o, std::shared_ptr<detail::router_view> view);
   void handle(net::member_event e);
+  void handle(detail::watch_q q);
 
  private:
   void install();
@@ -81,6 +95,7 @@ class ring_router : public actor {
   router_options opts_;
   std::shared_ptr<detail::router_view> view_;
   class ring ring_;
+  std::vector<detail::watch_q> watchers_;
 };
 
 /// A node's router: routes tells and asks by key. Copyable handles are not
@@ -119,6 +134,17 @@ class router {
   /// across nodes, is in node.state().routing).
   std::uint64_t changes() const;
   const actor_ref<ring_router>& ref() const noexcept { return actor_; }
+  /// The node this router routes for.
+  net::node& node() const noexcept { return node_; }
+
+  /// Sends ring_changed to `a` now and after every ring change (the table
+  /// the node routes with from then on).
+  template <class T>
+  void watch(const actor_ref<T>& a) {
+    static_assert(troupe::detail::handles<T, ring_changed>,
+                  "troupe: a ring watcher needs handle(troupe::actors::ring_changed)");
+    (void)actor_.tell(detail::watch_q{a.addr(), [a](const ring_changed& c) { (void)a.tell(c); }});
+  }
 
  private:
   net::node& node_;
