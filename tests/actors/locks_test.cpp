@@ -573,3 +573,64 @@ TEST_CASE("history checker: 33 clients on 3 nodes, expiries and a node killed mi
   CHECK(h.grants >= acquired.load());  // every grant a client saw was recorded
   CHECK(h.expiries > 0);
 }
+
+TEST_CASE("tokens keep increasing across a manager restart", "[locks]") {
+  troupe::test::log_sink log;
+  troupe::runtime rt{troupe::test::threaded(log, 1)};
+  net::node node{rt, node_opts("node-a")};
+  actors::router router{node};
+  auto grant = [&](actors::lock_service& s) {
+    actors::lock_reply r;
+    REQUIRE(eventually([&] {
+      r = rt.ask_sync(s.ref(), actors::lock_acquire{"l", "a", "node-a", 100, 0, 0}, 5s).value();
+      return r.error == 0;
+    }));
+    return r.token;
+  };
+  std::uint64_t before = 0;
+  {
+    actors::lock_service first{node, router, fast_locks()};
+    before = grant(first);
+  }  // the manager stops with the lock still held: its state is gone
+  actors::lock_service second{node, router, fast_locks()};
+  const std::uint64_t after = grant(second);
+  CHECK(after > before);
+}
+
+TEST_CASE("a holder's node going down releases its locks at once", "[locks]") {
+  actors::lock_options o = fast_locks();
+  cluster_member a{"node-a", {}, o};
+  auto b = std::make_unique<cluster_member>(
+      "node-b", std::vector<net::endpoint>{{"127.0.0.1", a.node->port()}}, o);
+  REQUIRE(eventually(
+      [&] { return a.router->members().size() == 2 && b->router->members().size() == 2; }));
+  // A lock that node-a serves, held (2 s lease) by an actor on node-b.
+  std::string name;
+  for (int i = 0; name.empty(); ++i) {
+    std::string n = "down/" + std::to_string(i);
+    if (a.router->owner(actors::lock_slot_key(actors::lock_slot(n, 256))).value() == "node-a")
+      name = n;
+  }
+  auto h = b->rt->spawn<holder_actor>(b->client.get());
+  result<std::uint64_t> t;
+  REQUIRE(eventually([&] {
+    result<result<std::uint64_t>> r = b->rt->ask_sync(h, take{name, 2000ms, 0ms}, 10s);
+    if (!r) return false;  // busy until node-a's lock-delay is over
+    t = *r;
+    return static_cast<bool>(t);
+  }));
+  auto m = a.service->ref();
+  auto waiter = std::async(std::launch::async, [&] {
+    return a.rt->ask_sync(m, actors::lock_acquire{name, "alice", "node-a", 1000, 5000, 0}, 10s)
+        .value();
+  });
+  REQUIRE(eventually(
+      [&] { return a.rt->ask_sync(m, actors::lock_info_q{name}, 5s).value().waiters == 1; }));
+  const auto killed = std::chrono::steady_clock::now();
+  b->kill();
+  auto g = waiter.get();
+  REQUIRE(g.error == 0);
+  CHECK(g.token > *t);
+  // Granted when node-a saw node-b go, not when the 2 s lease would have ended.
+  CHECK(std::chrono::steady_clock::now() - killed < 1900ms);
+}
