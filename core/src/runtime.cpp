@@ -228,16 +228,30 @@ void runtime::stop() {
   stopped_ = true;
 }
 
+runtime_stats runtime::shard_stats(unsigned shard) const {
+  runtime_stats s;
+  if (shard >= shards_.size()) return s;
+  const auto& sh = shards_[shard];
+  auto& c = sh->counters();
+  s.messages = c.messages.load(std::memory_order_relaxed);
+  s.dead_letters = c.dead_letters.load(std::memory_order_relaxed);
+  s.dropped = c.dropped.load(std::memory_order_relaxed);
+  s.ask_timeouts = c.ask_timeouts.load(std::memory_order_relaxed);
+  s.wakeups = c.wakeups.load(std::memory_order_relaxed);
+  s.live_actors = sh->live_count();
+  return s;
+}
+
 runtime_stats runtime::stats() const {
   runtime_stats s;
-  for (auto& sh : shards_) {
-    auto& c = sh->counters();
-    s.messages += c.messages.load(std::memory_order_relaxed);
-    s.dead_letters += c.dead_letters.load(std::memory_order_relaxed);
-    s.dropped += c.dropped.load(std::memory_order_relaxed);
-    s.ask_timeouts += c.ask_timeouts.load(std::memory_order_relaxed);
-    s.wakeups += c.wakeups.load(std::memory_order_relaxed);
-    s.live_actors += sh->live_count();
+  for (unsigned i = 0; i < shards_.size(); ++i) {
+    runtime_stats one = shard_stats(i);
+    s.messages += one.messages;
+    s.dead_letters += one.dead_letters;
+    s.dropped += one.dropped;
+    s.ask_timeouts += one.ask_timeouts;
+    s.wakeups += one.wakeups;
+    s.live_actors += one.live_actors;
   }
   return s;
 }

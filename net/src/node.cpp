@@ -724,6 +724,12 @@ result<cluster_state> node::state(std::chrono::nanoseconds timeout) {
   return rt_.ask_sync(actor_, detail::state_q{}, timeout);
 }
 
+task<result<cluster_state>> node::state_of(std::chrono::nanoseconds timeout) {
+  auto call = actor_.ask(detail::state_q{}, timeout);
+  result<cluster_state> r = co_await call;
+  co_return r;
+}
+
 void node::set_route_table(std::shared_ptr<const route_table> table) {
   (void)actor_.tell(detail::set_route_q{std::move(table)});
 }

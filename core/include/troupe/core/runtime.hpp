@@ -116,6 +116,8 @@ class runtime {
   std::uint64_t seed() const noexcept { return opts_.seed; }
 
   runtime_stats stats() const;
+  /// The same counters for one shard (live_actors: the actors living there).
+  runtime_stats shard_stats(unsigned shard) const;
   void log(std::string_view line) const;
   const runtime_options& options() const noexcept { return opts_; }
 

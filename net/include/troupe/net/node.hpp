@@ -331,6 +331,8 @@ class node {
 
   /// Members, their status and link counters (from outside the runtime).
   result<cluster_state> state(std::chrono::nanoseconds timeout);
+  /// The same, inside a handler: `auto s = co_await node.state_of(1s);`
+  task<result<cluster_state>> state_of(std::chrono::nanoseconds timeout);
 
   // --- Routing by key -----------------------------------------------------
   //

@@ -1,0 +1,155 @@
+#pragma once
+/// \file
+/// http_gateway: an HTTP/1.1 + JSON front door on Boost.Beast, running on a
+/// shard's io_context, whose handlers are coroutines that may ask actors.
+///
+///   troupe::net::http_gateway gw{rt, {.listen = {"127.0.0.1", 8080}}};
+///   gw.route(http::verb::get, "/api/v1/ring/owner", [&](http_request& r)
+///              -> task<http_response> { co_return json_ok({{"node", owner(r.query("key"))}}); });
+///   gw.expose<bank, deposit>(http::verb::post, "/api/v1/bank/deposit", bank_ref);  // JSON <->
+///   message gw.start();
+///
+/// Every connection is an actor: keep-alive, one request at a time, a read
+/// timeout for a request's headers and body, an idle timeout between
+/// requests, and a size limit on both. Anything malformed gets a 4xx with a
+/// JSON body {"error": "..."} and never more than that connection is touched.
+/// With a bearer token configured, every /api/ route requires
+/// `Authorization: Bearer <token>` (401 otherwise). Binds 127.0.0.1 unless told.
+
+#include <boost/beast/http/verb.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <troupe/core.hpp>
+#include <troupe/net/endpoint.hpp>
+#include <vector>
+
+namespace troupe::net {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+
+struct http_options {
+  endpoint listen{"127.0.0.1", 8080};  ///< port 0: an ephemeral port (see port())
+  std::optional<std::string> token;    ///< bearer token required on /api/ routes
+  std::size_t header_limit = 8 * 1024;
+  std::size_t body_limit = 1024 * 1024;
+  std::chrono::milliseconds read_timeout{10'000};  ///< one request's headers and body
+  std::chrono::milliseconds idle_timeout{30'000};  ///< between keep-alive requests
+  unsigned shard = 0;
+};
+
+/// A request as a handler sees it.
+struct http_request {
+  http::verb method = http::verb::get;
+  std::string target;  ///< as sent: path and query
+  std::string path;    ///< the path as sent (percent-encoded), no query
+  std::map<std::string, std::string> query_params;
+  std::map<std::string, std::string> params;  ///< {name} segments of the route pattern, decoded
+  std::string body;
+  std::string content_type;
+
+  /// A query parameter, or empty.
+  std::string query(const std::string& name) const;
+  /// A path parameter ({name} in the pattern).
+  const std::string& param(const std::string& name) const;
+};
+
+struct http_response {
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+};
+
+/// A JSON response (status 200 unless given).
+http_response json_reply(const json::value& v, unsigned status = 200);
+/// {"error": message} with a 4xx / 5xx status.
+http_response json_error(unsigned status, std::string_view message);
+
+/// The body parsed as a JSON object, or a 400 response saying why.
+result<json::object> json_object_body(const http_request& r, http_response& error_out);
+
+/// Typed fields of a JSON object: a missing field or a field of another type
+/// fills `error_out` (400, naming the field) and returns nothing.
+std::optional<std::string> json_string(const json::object& o, std::string_view field,
+                                       http_response& error_out, bool required = true);
+std::optional<std::int64_t> json_int(const json::object& o, std::string_view field,
+                                     http_response& error_out, bool required = true);
+
+using http_handler = std::function<task<http_response>(http_request&)>;
+
+/// Counters of a gateway.
+struct http_stats {
+  std::uint64_t requests = 0, client_errors = 0, server_errors = 0, connections = 0;
+};
+
+class http_acceptor;
+
+class http_gateway {
+ public:
+  /// Binds the listening socket (throws std::system_error naming the
+  /// endpoint, e.g. a port in use). Routes are added before start().
+  http_gateway(runtime& rt, http_options o);
+  ~http_gateway();
+  http_gateway(const http_gateway&) = delete;
+  http_gateway& operator=(const http_gateway&) = delete;
+
+  /// Adds a route. Patterns are paths whose segments may be {name}
+  /// parameters: "/api/v1/locks/{name}/acquire".
+  void route(http::verb method, std::string pattern, http_handler h);
+
+  /// Exposes an actor: the request's JSON body becomes an M
+  /// (boost::json::value_to<M>, so M needs a tag_invoke value_to), the
+  /// actor's reply becomes the response body (boost::json::value_from).
+  /// A body that does not convert is a 400; an ask error a 503 / 504.
+  template <class T, class M>
+  void expose(http::verb method, std::string pattern, actor_ref<T> a,
+              std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+
+  /// Starts accepting connections.
+  void start();
+  unsigned short port() const noexcept { return port_; }
+  http_stats stats() const;
+
+  struct shared;  ///< internal: routes, options and counters, shared with the connections
+
+ private:
+  std::shared_ptr<shared> s_;
+  runtime& rt_;
+  unsigned short port_ = 0;
+  actor_ref<http_acceptor> acceptor_;
+};
+
+/// Maps an ask / transport error to an HTTP status: 504 for a timeout, 503
+/// for an unreachable or stopped target, 500 otherwise.
+unsigned http_status_for(const boost::system::error_code& ec) noexcept;
+
+template <class T, class M>
+void http_gateway::expose(http::verb method, std::string pattern, actor_ref<T> a,
+                          std::chrono::milliseconds timeout) {
+  route(method, std::move(pattern), [a, timeout](http_request& r) -> task<http_response> {
+    json::value in;
+    if (!r.body.empty()) {
+      boost::system::error_code ec;
+      in = json::parse(r.body, ec);
+      if (ec) co_return json_error(400, "malformed JSON body: " + ec.message());
+    }
+    result<M> m = json::try_value_to<M>(in);
+    if (!m) co_return json_error(400, "the body is not a valid request: " + m.error().message());
+    auto call = a.ask(std::move(*m), timeout);
+    auto reply = co_await call;
+    if (!reply) co_return json_error(http_status_for(reply.error()), reply.error().message());
+    using R = typename decltype(reply)::value_type;
+    if constexpr (std::is_void_v<R>) {
+      co_return json_reply(json::object{});
+    } else {
+      co_return json_reply(json::value_from(*reply));
+    }
+  });
+}
+
+}  // namespace troupe::net

@@ -1,0 +1,365 @@
+// The HTTP gateway: an acceptor actor and one actor per connection, on Beast.
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <troupe/net/http.hpp>
+
+namespace troupe::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+// --- requests, responses, JSON helpers ---------------------------------------------
+
+std::string http_request::query(const std::string& name) const {
+  auto it = query_params.find(name);
+  return it == query_params.end() ? std::string{} : it->second;
+}
+
+const std::string& http_request::param(const std::string& name) const {
+  static const std::string none;
+  auto it = params.find(name);
+  return it == params.end() ? none : it->second;
+}
+
+http_response json_reply(const json::value& v, unsigned status) {
+  return http_response{status, json::serialize(v), "application/json"};
+}
+
+http_response json_error(unsigned status, std::string_view message) {
+  json::object o;
+  o["error"] = message;
+  return json_reply(o, status);
+}
+
+result<json::object> json_object_body(const http_request& r, http_response& error_out) {
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  if (ec) {
+    error_out = json_error(400, "malformed JSON body: " + ec.message());
+    return failure<json::object>(ec);
+  }
+  if (!v.is_object()) {
+    error_out = json_error(400, "the JSON body must be an object");
+    return failure<json::object>(make_error_code(std::errc::invalid_argument));
+  }
+  return std::move(v.as_object());
+}
+
+std::optional<std::string> json_string(const json::object& o, std::string_view field,
+                                       http_response& error_out, bool required) {
+  auto it = o.find(field);
+  if (it == o.end()) {
+    if (required) error_out = json_error(400, "missing field '" + std::string(field) + "'");
+    return std::nullopt;
+  }
+  if (!it->value().is_string()) {
+    error_out = json_error(400, "field '" + std::string(field) + "' must be a string");
+    return std::nullopt;
+  }
+  return std::string(it->value().as_string());
+}
+
+std::optional<std::int64_t> json_int(const json::object& o, std::string_view field,
+                                     http_response& error_out, bool required) {
+  auto it = o.find(field);
+  if (it == o.end()) {
+    if (required) error_out = json_error(400, "missing field '" + std::string(field) + "'");
+    return std::nullopt;
+  }
+  const json::value& v = it->value();
+  if (v.is_int64()) return v.as_int64();
+  if (v.is_uint64() && v.as_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+    return static_cast<std::int64_t>(v.as_uint64());
+  error_out = json_error(400, "field '" + std::string(field) + "' must be an integer");
+  return std::nullopt;
+}
+
+unsigned http_status_for(const boost::system::error_code& ec) noexcept {
+  if (ec == errc::ask_timeout) return 504;
+  if (ec == errc::actor_dead || ec == errc::node_down || ec == errc::no_route ||
+      ec == errc::runtime_stopped || ec == errc::mailbox_full || ec == errc::name_not_found)
+    return 503;
+  return 500;
+}
+
+namespace {
+
+// Percent-decoding ('+' stays '+': paths and our query values do not use it
+// for spaces). A bad escape makes the request a 400.
+std::optional<std::string> url_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+std::vector<std::string_view> split_path(std::string_view p) {
+  std::vector<std::string_view> segs;
+  std::size_t i = 0;
+  while (i < p.size()) {
+    if (p[i] == '/') {
+      ++i;
+      continue;
+    }
+    std::size_t j = p.find('/', i);
+    if (j == std::string_view::npos) j = p.size();
+    segs.push_back(p.substr(i, j - i));
+    i = j;
+  }
+  return segs;
+}
+
+}  // namespace
+
+struct http_gateway::shared {
+  struct route_entry {
+    http::verb method;
+    std::vector<std::string> segments;
+    http_handler handler;
+  };
+  http_options opts;
+  std::vector<route_entry> routes;
+  std::atomic<std::uint64_t> requests{0}, client_errors{0}, server_errors{0}, connections{0};
+
+  // Finds the handler; fills params. 404 / 405 in `error` when none.
+  const http_handler* match(http_request& r, http_response& error) const {
+    const std::vector<std::string_view> segs = split_path(r.path);
+    bool path_matched = false;
+    for (const route_entry& e : routes) {
+      if (e.segments.size() != segs.size()) continue;
+      std::map<std::string, std::string> params;
+      bool ok = true;
+      for (std::size_t i = 0; i < segs.size() && ok; ++i) {
+        const std::string& p = e.segments[i];
+        if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
+          std::optional<std::string> v = url_decode(segs[i]);
+          if (!v || v->empty()) {
+            error = json_error(400, "bad path segment '" + std::string(segs[i]) + "'");
+            return nullptr;
+          }
+          params[p.substr(1, p.size() - 2)] = std::move(*v);
+        } else {
+          ok = p == segs[i];
+        }
+      }
+      if (!ok) continue;
+      path_matched = true;
+      if (e.method != r.method) continue;
+      r.params = std::move(params);
+      return &e.handler;
+    }
+    error = path_matched ? json_error(405, "method not allowed on " + r.path)
+                         : json_error(404, "no route for " + r.path);
+    return nullptr;
+  }
+};
+
+// --- connections ---------------------------------------------------------------------
+
+namespace {
+struct conn_start {};
+}  // namespace
+
+class http_connection : public actor {
+ public:
+  static constexpr const char* type_name = "troupe::net::http_connection";
+  http_connection(std::shared_ptr<http_gateway::shared> s, asio::ip::tcp::socket socket)
+      : s_(std::move(s)), stream_(std::move(socket)) {}
+
+  task<void> handle(conn_start) {
+    const http_options& o = s_->opts;
+    bool first = true;
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(o.header_limit));
+      parser.body_limit(o.body_limit);
+      stream_.expires_after(first ? o.read_timeout : o.idle_timeout);
+      first = false;
+      result<std::size_t> n = co_await http::async_read(stream_, buffer_, parser, use_task);
+      if (!n) {
+        const auto ec = n.error();
+        if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+            ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+            ec == asio::error::eof)
+          break;  // the client went away, or idled / trickled past the timeout
+        // Malformed or oversized: say why, then close this connection.
+        unsigned status = 400;
+        if (ec == http::error::body_limit) status = 413;
+        if (ec == http::error::header_limit) status = 431;
+        s_->client_errors.fetch_add(1, std::memory_order_relaxed);
+        http_response r = json_error(status, "bad request: " + ec.message());
+        co_await send(r, 11, false);
+        break;
+      }
+      http::request<http::string_body> req = parser.release();
+      s_->requests.fetch_add(1, std::memory_order_relaxed);
+      http_response res = co_await dispatch(req);
+      if (res.status >= 400 && res.status < 500)
+        s_->client_errors.fetch_add(1, std::memory_order_relaxed);
+      if (res.status >= 500) s_->server_errors.fetch_add(1, std::memory_order_relaxed);
+      const bool keep = req.keep_alive();
+      if (!co_await send(res, req.version(), keep) || !keep) break;
+    }
+    boost::system::error_code ignored;
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    stream_.close();
+    stop();
+  }
+
+ private:
+  task<http_response> dispatch(http::request<http::string_body>& req) {
+    http_request r;
+    r.method = req.method();
+    r.target = std::string(req.target());
+    const std::string_view t = req.target();
+    const std::size_t q = t.find('?');
+    r.path = std::string(t.substr(0, q));
+    if (r.path.empty() || r.path.front() != '/') co_return json_error(400, "bad request target");
+    if (q != std::string_view::npos) {
+      std::string_view rest = t.substr(q + 1);
+      while (!rest.empty()) {
+        const std::size_t amp = rest.find('&');
+        std::string_view kv = rest.substr(0, amp);
+        const std::size_t eq = kv.find('=');
+        auto k = url_decode(kv.substr(0, eq));
+        auto v = url_decode(eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1));
+        if (!k || !v) co_return json_error(400, "bad query string");
+        r.query_params[*k] = *v;
+        if (amp == std::string_view::npos) break;
+        rest = rest.substr(amp + 1);
+      }
+    }
+    if (s_->opts.token && r.path.rfind("/api/", 0) == 0) {
+      const auto auth = req[http::field::authorization];
+      if (auth != "Bearer " + *s_->opts.token)
+        co_return json_error(401, "missing or wrong bearer token");
+    }
+    r.body = std::move(req.body());
+    r.content_type = std::string(req[http::field::content_type]);
+    http_response err;
+    const http_handler* h = s_->match(r, err);
+    if (!h) co_return err;
+    try {
+      task<http_response> t2 = (*h)(r);
+      http_response res = co_await std::move(t2);
+      co_return res;
+    } catch (const troupe::detail::unwind&) {
+      throw;
+    } catch (const std::exception& e) {
+      system().log(std::string("troupe: http handler for ") + r.path + " threw: " + e.what());
+    }
+    co_return json_error(500, "internal error");
+  }
+
+  task<bool> send(const http_response& r, unsigned version, bool keep_alive) {
+    http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+    res.set(http::field::server, "troupe");
+    res.set(http::field::content_type, r.content_type);
+    res.keep_alive(keep_alive);
+    res.body() = r.body;
+    res.prepare_payload();
+    stream_.expires_after(s_->opts.read_timeout);
+    result<std::size_t> w = co_await http::async_write(stream_, res, use_task);
+    co_return static_cast<bool>(w);
+  }
+
+  std::shared_ptr<http_gateway::shared> s_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+};
+
+// --- the acceptor -------------------------------------------------------------------
+
+namespace {
+struct accept_start {};
+}  // namespace
+
+class http_acceptor : public actor {
+ public:
+  static constexpr const char* type_name = "troupe::net::http_acceptor";
+  http_acceptor(std::shared_ptr<http_gateway::shared> s, asio::ip::tcp::acceptor a)
+      : s_(std::move(s)), acceptor_(std::move(a)) {}
+
+  task<void> handle(accept_start) {
+    for (;;) {
+      result<asio::ip::tcp::socket> sock = co_await acceptor_.async_accept(use_task);
+      if (!sock) {
+        if (sock.error() == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+        system().log("troupe: http: accept failed: " + sock.error().message());
+        co_await sleep_for(std::chrono::milliseconds(10));  // e.g. out of descriptors
+        continue;
+      }
+      s_->connections.fetch_add(1, std::memory_order_relaxed);
+      boost::system::error_code ec;
+      sock->set_option(asio::ip::tcp::no_delay(true), ec);
+      auto c = spawn<http_connection>(s_, std::move(*sock));  // a child: stops with us
+      (void)c.tell(conn_start{});
+    }
+  }
+
+ private:
+  std::shared_ptr<http_gateway::shared> s_;
+  asio::ip::tcp::acceptor acceptor_;
+};
+
+// --- the gateway ---------------------------------------------------------------------
+
+http_gateway::http_gateway(runtime& rt, http_options o) : s_(std::make_shared<shared>()), rt_(rt) {
+  if (o.shard >= rt.shard_count()) throw std::invalid_argument("troupe: http shard out of range");
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(o.listen.host, ec);
+  if (ec)
+    throw std::invalid_argument("troupe: --http host '" + o.listen.host + "' is not an IP address");
+  asio::ip::tcp::acceptor acceptor{rt.io(o.shard)};
+  asio::ip::tcp::endpoint ep{addr, o.listen.port};
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw std::system_error(
+        ec, "troupe: cannot serve HTTP on " + o.listen.host + ":" + std::to_string(o.listen.port));
+  port_ = acceptor.local_endpoint().port();
+  s_->opts = std::move(o);
+  spawn_options so;
+  so.shard = static_cast<int>(s_->opts.shard);
+  acceptor_ = rt.spawn<http_acceptor>(so, s_, std::move(acceptor));
+}
+
+http_gateway::~http_gateway() {
+  acceptor_.stop();  // its connections are its children: they stop with it
+}
+
+void http_gateway::route(http::verb method, std::string pattern, http_handler h) {
+  shared::route_entry e{method, {}, std::move(h)};
+  for (std::string_view seg : split_path(pattern)) e.segments.emplace_back(seg);
+  s_->routes.push_back(std::move(e));
+}
+
+void http_gateway::start() { (void)acceptor_.tell(accept_start{}); }
+
+http_stats http_gateway::stats() const {
+  return {s_->requests.load(), s_->client_errors.load(), s_->server_errors.load(),
+          s_->connections.load()};
+}
+
+}  // namespace troupe::net

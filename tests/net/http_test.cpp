@@ -1,0 +1,420 @@
+// The HTTP gateway (in-process, through a Beast client) and the troupe-node
+// binary (a child process: its routes, start-up errors and SIGTERM).
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdio>
+#include <fstream>
+#include <troupe/net/http.hpp>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using troupe::task;
+namespace net = troupe::net;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+struct reply {
+  unsigned status = 0;
+  std::string body;
+  bool closed = false;  // the server closed the connection after it
+};
+
+// A blocking HTTP/1.1 client on its own io_context; one connection, reused.
+class client {
+ public:
+  explicit client(unsigned short port) { connect(port); }
+  void connect(unsigned short port) {
+    stream_.connect(asio::ip::tcp::endpoint{asio::ip::make_address("127.0.0.1"), port});
+  }
+  reply call(http::verb v, const std::string& target, const std::string& body = {},
+             const std::map<std::string, std::string>& headers = {}) {
+    http::request<http::string_body> req{v, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    for (auto& [k, val] : headers) req.set(k, val);
+    req.body() = body;
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    req.prepare_payload();
+    req.keep_alive(true);
+    http::write(stream_, req);
+    return read();
+  }
+  reply send_raw(const std::string& bytes) {
+    asio::write(stream_.socket(), asio::buffer(bytes));
+    return read();
+  }
+  // True when the server closes the connection (read ends) within `limit`.
+  bool closed_within(std::chrono::milliseconds limit) {
+    stream_.expires_after(limit);
+    char c;
+    boost::system::error_code ec;
+    stream_.socket().read_some(asio::buffer(&c, 1), ec);
+    return ec == asio::error::eof || ec == asio::error::connection_reset;
+  }
+
+ private:
+  reply read() {
+    http::response<http::string_body> res;
+    boost::system::error_code ec;
+    http::read(stream_, buf_, res, ec);
+    if (ec) return reply{0, ec.message(), true};
+    return reply{res.result_int(), res.body(), !res.keep_alive()};
+  }
+  asio::io_context io_;
+  beast::tcp_stream stream_{io_};
+  beast::flat_buffer buf_;
+};
+
+// An actor exposed over HTTP: JSON in -> message -> reply -> JSON out.
+struct add_q {
+  std::int64_t a = 0, b = 0;
+};
+add_q tag_invoke(json::value_to_tag<add_q>, const json::value& v) {
+  const json::object& o = v.as_object();
+  return add_q{o.at("a").as_int64(), o.at("b").as_int64()};
+}
+struct sum {
+  std::int64_t value = 0;
+};
+void tag_invoke(json::value_from_tag, json::value& v, const sum& s) {
+  v = json::object{{"sum", s.value}};
+}
+struct adder : troupe::actor {
+  sum handle(add_q q) { return sum{q.a + q.b}; }
+};
+
+struct gateway_fixture {
+  troupe::test::log_sink log;
+  troupe::runtime rt{troupe::test::threaded(log, 2)};
+  std::unique_ptr<net::http_gateway> gw;
+  explicit gateway_fixture(net::http_options o = {}) {
+    o.listen = {"127.0.0.1", 0};
+    gw = std::make_unique<net::http_gateway>(rt, o);
+    gw->expose<adder, add_q>(http::verb::post, "/api/v1/add", rt.spawn<adder>());
+    gw->route(
+        http::verb::get, "/api/v1/echo/{word}",
+        [](net::http_request& r) -> task<net::http_response> {
+          co_return net::json_reply(json::object{{"word", r.param("word")}, {"q", r.query("q")}});
+        });
+    gw->route(http::verb::post, "/api/v1/need",
+              [](net::http_request& r) -> task<net::http_response> {
+                net::http_response err;
+                auto body = net::json_object_body(r, err);
+                if (!body) co_return err;
+                auto name = net::json_string(*body, "name", err);
+                if (!name) co_return err;
+                auto n = net::json_int(*body, "n", err);
+                if (!n) co_return err;
+                co_return net::json_reply(json::object{{"ok", true}});
+              });
+    gw->route(http::verb::get, "/healthz", [](net::http_request&) -> task<net::http_response> {
+      co_return net::http_response{200, "ok\n", "text/plain"};
+    });
+    gw->start();
+  }
+};
+
+std::string error_of(const reply& r) {
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  if (ec || !v.is_object() || !v.as_object().contains("error")) return "<no JSON error body>";
+  return std::string(v.as_object().at("error").as_string());
+}
+
+}  // namespace
+
+TEST_CASE("an exposed actor answers JSON over keep-alive HTTP", "[http]") {
+  gateway_fixture f;
+  client c{f.gw->port()};
+  for (int i = 0; i < 20; ++i) {  // one connection, many requests
+    reply r =
+        c.call(http::verb::post, "/api/v1/add", R"({"a":)" + std::to_string(i) + R"(,"b":40})");
+    REQUIRE(r.status == 200);
+    CHECK(json::parse(r.body).at("sum").as_int64() == 40 + i);
+    CHECK_FALSE(r.closed);
+  }
+  reply e = c.call(http::verb::get, "/api/v1/echo/orders%2F42?q=a%20b");
+  REQUIRE(e.status == 200);
+  CHECK(json::parse(e.body).at("word").as_string() == "orders/42");
+  CHECK(json::parse(e.body).at("q").as_string() == "a b");
+  CHECK(f.gw->stats().requests == 21);
+}
+
+TEST_CASE("bad requests get a 4xx with a JSON error, and the gateway keeps serving", "[http]") {
+  net::http_options o;
+  o.body_limit = 1024;
+  o.header_limit = 2048;
+  gateway_fixture f{o};
+  const unsigned short port = f.gw->port();
+  struct bad {
+    const char* what;
+    http::verb v;
+    std::string target, body;
+    unsigned status;
+    std::string says;
+  };
+  const std::vector<bad> table = {
+      {"malformed JSON", http::verb::post, "/api/v1/need", "{nope", 400, "malformed JSON"},
+      {"not an object", http::verb::post, "/api/v1/need", "[1,2]", 400, "must be an object"},
+      {"missing field", http::verb::post, "/api/v1/need", R"({"n":1})", 400,
+       "missing field 'name'"},
+      {"mistyped field", http::verb::post, "/api/v1/need", R"({"name":"x","n":"1"})", 400,
+       "'n' must be an integer"},
+      {"body the actor cannot take", http::verb::post, "/api/v1/add", R"({"a":"x"})", 400,
+       "not a valid request"},
+      {"unknown route", http::verb::get, "/api/v1/nowhere", "", 404, "no route"},
+      {"wrong method", http::verb::delete_, "/api/v1/need", "", 405, "method not allowed"},
+      {"oversized body", http::verb::post, "/api/v1/need", std::string(4096, 'x'), 413,
+       "bad request"},
+  };
+  for (const bad& b : table) {
+    INFO(b.what);
+    client c{port};
+    reply r = c.call(b.v, b.target, b.body);
+    CHECK(r.status == b.status);
+    CHECK(error_of(r).find(b.says) != std::string::npos);
+  }
+  {
+    INFO("oversized header");
+    client c{port};
+    reply r = c.call(http::verb::get, "/healthz", {}, {{"X-Big", std::string(4096, 'h')}});
+    CHECK(r.status == 431);
+  }
+  {
+    INFO("garbage instead of a request line");
+    client c{port};
+    reply r = c.send_raw("\x01\x02 not http at all\r\n\r\n");
+    CHECK(r.status == 400);
+    CHECK(r.closed);
+  }
+  client ok{port};
+  CHECK(ok.call(http::verb::post, "/api/v1/add", R"({"a":1,"b":2})").status == 200);
+}
+
+TEST_CASE("a bearer token guards /api/ routes only", "[http]") {
+  net::http_options o;
+  o.token = "t0ken";
+  gateway_fixture f{o};
+  client c{f.gw->port()};
+  CHECK(c.call(http::verb::post, "/api/v1/add", R"({"a":1,"b":2})").status == 401);
+  reply wrong =
+      c.call(http::verb::post, "/api/v1/add", R"({"a":1,"b":2})", {{"Authorization", "Bearer x"}});
+  CHECK(wrong.status == 401);
+  CHECK(error_of(wrong).find("bearer token") != std::string::npos);
+  CHECK(c.call(http::verb::post, "/api/v1/add", R"({"a":1,"b":2})",
+               {{"Authorization", "Bearer t0ken"}})
+            .status == 200);
+  CHECK(c.call(http::verb::get, "/healthz").status == 200);
+}
+
+TEST_CASE("an idle keep-alive connection is closed after the idle timeout", "[http]") {
+  net::http_options o;
+  o.idle_timeout = 150ms;
+  gateway_fixture f{o};
+  client c{f.gw->port()};
+  REQUIRE(c.call(http::verb::get, "/healthz").status == 200);
+  CHECK(c.closed_within(5s));
+}
+
+// --- troupe-node, the binary ------------------------------------------------------------
+
+namespace {
+// troupe-node in a child process; stdout and stderr captured.
+class node_process {
+ public:
+  explicit node_process(std::vector<std::string> args) {
+    int out[2];
+    REQUIRE(::pipe(out) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      ::dup2(out[1], 2);
+      ::close(out[0]);
+      std::vector<char*> argv;
+      argv.push_back(const_cast<char*>(TROUPE_NODE_BIN));
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(TROUPE_NODE_BIN, argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    out_ = out[0];
+  }
+  ~node_process() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_ >= 0) ::close(out_);
+  }
+  // The next line of output ("" at EOF).
+  std::string line() {
+    std::string l;
+    char c;
+    while (::read(out_, &c, 1) == 1) {
+      if (c == '\n') return l;
+      l += c;
+    }
+    return l;
+  }
+  // Reads lines until one contains `needle`; returns it ("" at EOF).
+  std::string until(const std::string& needle) {
+    for (;;) {
+      std::string l = line();
+      if (l.empty() || l.find(needle) != std::string::npos) return l;
+    }
+  }
+  int wait_exit() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  void signal(int s) { ::kill(pid_, s); }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+};
+
+unsigned short port_after(const std::string& line, const std::string& label) {
+  const auto at = line.find(label + " 127.0.0.1:");
+  REQUIRE(at != std::string::npos);
+  return static_cast<unsigned short>(std::stoi(line.substr(at + label.size() + 11)));
+}
+
+std::string temp_path(const std::string& leaf) {
+  return "/tmp/troupe-http-test-" + std::to_string(::getpid()) + "-" + leaf;
+}
+}  // namespace
+
+TEST_CASE("troupe-node refuses bad start-up input with one clear line", "[http][node]") {
+  SECTION("an unknown flag") {
+    node_process p{{"--name", "n", "--frobnicate"}};
+    std::string l = p.line();
+    CHECK(l.find("troupe-node:") == 0);
+    CHECK(l.find("frobnicate") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+  }
+  SECTION("no name") {
+    node_process p{{"--listen", "127.0.0.1:0"}};
+    CHECK(p.line().find("--name") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+  }
+  SECTION("an unreadable secret file") {
+    node_process p{{"--name", "n", "--secret-file", "/nonexistent/secret"}};
+    std::string l = p.line();
+    CHECK(l.find("--secret-file") != std::string::npos);
+    CHECK(l.find("/nonexistent/secret") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+  }
+  SECTION("a port in use") {
+    asio::io_context io;
+    asio::ip::tcp::acceptor taken{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    const std::string ep = "127.0.0.1:" + std::to_string(taken.local_endpoint().port());
+    node_process p{{"--name", "n", "--listen", "127.0.0.1:0", "--http", ep}};
+    std::string l = p.until("troupe-node:");
+    CHECK(l.find("cannot serve HTTP on " + ep) != std::string::npos);
+    CHECK(p.wait_exit() == 1);
+  }
+  SECTION("an unwritable data dir") {
+    const std::string file = temp_path("not-a-dir");
+    std::ofstream(file) << "x";
+    node_process p{{"--name", "n", "--data-dir", file + "/sub"}};
+    std::string l = p.line();
+    CHECK(l.find("--data-dir") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+    std::remove(file.c_str());
+  }
+  SECTION("a bad endpoint") {
+    node_process p{{"--name", "n", "--listen", "nohost"}};
+    CHECK(p.line().find("--listen 'nohost' is not HOST:PORT") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+  }
+}
+
+TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP", "[http][node]") {
+  const std::string token_file = temp_path("token");
+  std::ofstream(token_file) << "s3cret-token\n";
+  node_process p{{"--name", "node-h", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                  "--http-token-file", token_file, "--lock-max-ttl-ms", "300", "--shards", "2"}};
+  const std::string ready = p.until("troupe-node node-h: cluster");
+  REQUIRE_FALSE(ready.empty());
+  const unsigned short port = port_after(ready, "http");
+  const std::map<std::string, std::string> auth{{"Authorization", "Bearer s3cret-token"}};
+  client c{port};
+
+  reply h = c.call(http::verb::get, "/healthz");
+  CHECK(h.status == 200);
+  CHECK(h.body == "ok\n");
+  reply m = c.call(http::verb::get, "/metrics");
+  CHECK(m.status == 200);
+  CHECK(m.body.find("troupe_messages_total{shard=\"0\"}") != std::string::npos);
+  CHECK(m.body.find("troupe_lock_grants_total") != std::string::npos);
+
+  CHECK(c.call(http::verb::get, "/api/v1/cluster").status == 401);
+  reply cl = c.call(http::verb::get, "/api/v1/cluster", {}, auth);
+  REQUIRE(cl.status == 200);
+  CHECK(json::parse(cl.body).at("self").as_string() == "node-h");
+  reply ow = c.call(http::verb::get, "/api/v1/ring/owner?key=orders%2F42", {}, auth);
+  REQUIRE(ow.status == 200);
+  CHECK(json::parse(ow.body).at("node").as_string() == "node-h");
+  CHECK(c.call(http::verb::get, "/api/v1/ring/owner", {}, auth).status == 400);
+
+  // Locks: after the lock-delay (300 ms here) an acquire with a wait succeeds.
+  reply a = c.call(http::verb::post, "/api/v1/locks/orders%2F42/acquire",
+                   R"({"owner":"alice","ttl_ms":250,"wait_ms":2000})", auth);
+  REQUIRE(a.status == 200);
+  const std::string token(json::parse(a.body).at("token").as_string());
+  reply busy = c.call(http::verb::post, "/api/v1/locks/orders%2F42/acquire",
+                      R"({"owner":"bob","ttl_ms":250})", auth);
+  CHECK(busy.status == 409);
+  reply wrong = c.call(http::verb::post, "/api/v1/locks/orders%2F42/release",
+                       R"({"owner":"alice","token":"12345"})", auth);
+  CHECK(wrong.status == 409);
+  CHECK(error_of(wrong).find("token") != std::string::npos);
+  reply renew = c.call(http::verb::post, "/api/v1/locks/orders%2F42/renew",
+                       R"({"owner":"alice","token":")" + token + R"(","ttl_ms":250})", auth);
+  CHECK(renew.status == 200);
+  reply bad_ttl =
+      c.call(http::verb::post, "/api/v1/locks/x/acquire", R"({"owner":"alice","ttl_ms":0})", auth);
+  CHECK(bad_ttl.status == 400);
+  reply timeout = c.call(http::verb::post, "/api/v1/locks/orders%2F42/acquire",
+                         R"({"owner":"bob","ttl_ms":250,"wait_ms":1})", auth);
+  CHECK(timeout.status == 408);
+  reply rel = c.call(http::verb::post, "/api/v1/locks/orders%2F42/release",
+                     R"({"owner":"alice","token":")" + token + "\"}", auth);
+  CHECK(rel.status == 200);
+  CHECK(json::parse(rel.body).at("released").as_bool());
+
+  // curl, where present, sees the same gateway.
+  if (::system("command -v curl >/dev/null 2>&1") == 0) {
+    const std::string cmd =
+        "curl -s -H 'Authorization: Bearer s3cret-token' "
+        "'http://127.0.0.1:" +
+        std::to_string(port) + "/api/v1/ring/owner?key=k1'";
+    FILE* f = ::popen(cmd.c_str(), "r");
+    REQUIRE(f != nullptr);
+    char buf[512] = {};
+    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    ::pclose(f);
+    CHECK(std::string(buf, n).find("\"node\":\"node-h\"") != std::string::npos);
+  }
+
+  p.signal(SIGTERM);
+  CHECK(p.until("stopped").find("troupe-node node-h: stopped") != std::string::npos);
+  CHECK(p.wait_exit() == 0);
+  std::remove(token_file.c_str());
+}
