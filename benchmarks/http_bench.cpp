@@ -1,0 +1,161 @@
+// The HTTP gateway under wrk (keep-alive, 2 threads), against a troupe-node
+// child process started by this program:
+//
+//   http_ring_owner  GET /api/v1/ring/owner?key=K, 50 connections; req/s
+//   http_lock_cycle  acquire + release of one lock per connection over HTTP,
+//                    one connection per wrk thread (a release needs the
+//                    acquire's token); pairs/s
+//
+// Baseline, same node, same wrk settings: GET /healthz (the gateway with no
+// actor behind the route).
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <troupe/core.hpp>
+
+#include "bench.hpp"
+
+namespace {
+
+[[noreturn]] void fail(const std::string& why) { throw std::runtime_error(why); }
+
+class node_process {
+ public:
+  node_process() {
+    int out[2];
+    if (::pipe(out) != 0) fail("pipe");
+    pid_ = ::fork();
+    if (pid_ < 0) fail("fork");
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      ::close(out[0]);
+      ::execl(TROUPE_NODE_BIN, TROUPE_NODE_BIN, "--name", "bench-http", "--listen", "127.0.0.1:0",
+              "--http", "127.0.0.1:0", "--lock-max-ttl-ms", "1000", "--shards", "2",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string line;
+    char c;
+    while (::read(out[0], &c, 1) == 1 && c != '\n') line += c;
+    ::close(out[0]);
+    const auto at = line.find("http 127.0.0.1:");
+    if (at == std::string::npos) fail("troupe-node did not start: " + line);
+    port_ = std::stoi(line.substr(at + 15));
+  }
+  ~node_process() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  int port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+struct wrk_result {
+  double rps = 0;
+  long non_2xx = 0;
+  std::string p99;
+};
+
+wrk_result run_wrk(const std::string& args) {
+  const std::string cmd = "wrk " + args + " 2>&1";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (!f) fail("cannot run wrk (installed? scripts/bootstrap installs it)");
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, f)) out.append(buf, n);
+  if (::pclose(f) != 0) fail("wrk failed: " + out);
+  wrk_result r;
+  auto rps = out.find("Requests/sec:");
+  if (rps == std::string::npos) fail("no Requests/sec in wrk's output: " + out);
+  r.rps = std::stod(out.substr(rps + 13));
+  if (auto n = out.find("Non-2xx or 3xx responses:"); n != std::string::npos)
+    r.non_2xx = std::stol(out.substr(n + 25));
+  if (auto p = out.find("99%"); p != std::string::npos) {
+    std::size_t b = out.find_first_not_of(' ', p + 3), e = out.find('\n', p);
+    r.p99 = out.substr(b, e - b);
+  }
+  return r;
+}
+
+std::string lock_script() {
+  const std::string path = "/tmp/troupe-http-bench-" + std::to_string(::getpid()) + ".lua";
+  std::ofstream(path) << R"LUA(
+local counter = 0
+setup = function(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+end
+local token = nil
+request = function()
+  local name = "/api/v1/locks/bench-" .. id
+  local headers = {["Content-Type"] = "application/json"}
+  if token == nil then
+    return wrk.format("POST", name .. "/acquire", headers,
+      '{"owner":"w' .. id .. '","ttl_ms":1000,"wait_ms":2000}')
+  end
+  return wrk.format("POST", name .. "/release", headers,
+    '{"owner":"w' .. id .. '","token":"' .. token .. '"}')
+end
+response = function(status, headers, body)
+  if token == nil then
+    token = string.match(body, '"token":"(%d+)"')
+  else
+    token = nil
+  end
+end
+)LUA";
+  return path;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto a = troupe::bench::args::parse(argc, argv);
+  const std::string secs = a.smoke ? "1s" : "5s";
+  ::signal(SIGPIPE, SIG_IGN);
+  int failed = 0;
+  try {
+    node_process node;
+    const std::string base_url = "http://127.0.0.1:" + std::to_string(node.port());
+    if (a.wants("http_ring_owner")) {
+      const std::string opts = "-t2 -c50 -d" + secs + " --latency ";
+      wrk_result base = run_wrk(opts + base_url + "/healthz");
+      wrk_result v = run_wrk(opts + base_url + "/api/v1/ring/owner?key=orders%2F42");
+      if (v.non_2xx != 0) fail("http_ring_owner: non-2xx responses");
+      troupe::bench::report("http_ring_owner", v.rps, "req/s", base.rps,
+                            "GET /healthz on the same gateway, same wrk settings", ">= 50000", a,
+                            "\"wrk\":\"-t2 -c50\",\"p99\":\"" + v.p99 + "\"");
+    }
+    if (a.wants("http_lock_cycle")) {
+      const std::string script = lock_script();
+      // The node's lock-delay (its max TTL, 1 s) must pass before the first
+      // grant: a warm-up run waits it out.
+      const std::string opts = "-t2 -c2 -d" + secs + " --latency ";
+      (void)run_wrk("-t1 -c1 -d2s -s " + script + " " + base_url);
+      wrk_result base = run_wrk(opts + base_url + "/healthz");
+      wrk_result v = run_wrk(opts + "-s " + script + " " + base_url);
+      std::remove(script.c_str());
+      if (v.non_2xx != 0) fail("http_lock_cycle: non-2xx responses");
+      troupe::bench::report("http_lock_cycle", v.rps / 2, "pairs/s", base.rps / 2,
+                            "GET /healthz pairs on the same gateway, same wrk settings", ">= 15000",
+                            a,
+                            "\"wrk\":\"-t2 -c2 (one connection per thread: a release needs "
+                            "its acquire's token)\",\"p99\":\"" +
+                                v.p99 + "\"");
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "http_bench: %s\n", e.what());
+    ++failed;
+  }
+  return failed == 0 ? 0 : 1;
+}
