@@ -383,13 +383,29 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
   const std::string name = q.name;  // l may not outlive the wait under its own name
   waiter w{std::move(q.owner), std::move(q.owner_node), mode, ttl_ns, {}, {}, {}};
   w.pos = l.queue.insert(l.queue.end(), &w);
+  // Whoever wakes a waiter takes it off the queue; a waiter that leaves
+  // otherwise — its wait ran out, or the manager is stopping and the handler
+  // unwinds — takes itself off.
+  struct unlist {
+    lock_manager* m;
+    const std::string& name;
+    waiter& w;
+    ~unlist() {
+      if (w.ready.is_set()) return;
+      if (lock_state* ls = m->find(name)) ls->queue.erase(w.pos);
+      --m->stats_.waiters;
+    }
+  };
   ++stats_.waiters;
-  const bool woken = co_await w.ready.wait_for(std::chrono::milliseconds(q.wait_ms));
-  --stats_.waiters;
+  bool woken = false;
+  {
+    unlist off{this, name, w};
+    woken = co_await w.ready.wait_for(std::chrono::milliseconds(q.wait_ms));
+    if (woken) --stats_.waiters;
+  }
   if (woken) co_return w.result;
   ++stats_.timeouts;
   if (lock_state* ls = find(name)) {
-    ls->queue.erase(w.pos);
     promote(*ls, now_ns());  // a shared run may have been waiting behind it
     forget_if_idle(*ls);
   }

@@ -634,3 +634,27 @@ TEST_CASE("a holder's node going down releases its locks at once", "[locks]") {
   // Granted when node-a saw node-b go, not when the 2 s lease would have ended.
   CHECK(std::chrono::steady_clock::now() - killed < 1900ms);
 }
+
+TEST_CASE("a manager stopping with waiters parked fails their asks and frees them", "[locks]") {
+  troupe::test::log_sink log;
+  troupe::runtime rt{troupe::test::threaded(log, 1)};
+  net::node node{rt, node_opts("node-a")};
+  actors::router router{node};
+  auto service = std::make_unique<actors::lock_service>(node, router, fast_locks());
+  auto m = service->ref();
+  REQUIRE(eventually([&] {
+    auto r = rt.ask_sync(m, actors::lock_acquire{"l", "a", "node-a", 1000, 0, 0}, 5s);
+    return r && r->error == 0;
+  }));
+  auto waiter = std::async(std::launch::async, [&] {
+    return rt.ask_sync(m, actors::lock_acquire{"l", "b", "node-a", 1000, 60'000, 0}, 30s);
+  });
+  REQUIRE(eventually([&] {
+    auto i = rt.ask_sync(m, actors::lock_info_q{"l"}, 5s);
+    return i && i->waiters == 1;
+  }));
+  service.reset();
+  auto r = waiter.get();
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == troupe::errc::actor_died);
+}
