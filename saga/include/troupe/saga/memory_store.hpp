@@ -1,0 +1,32 @@
+#pragma once
+/// \file
+/// memory_store: a saga_store in a map. Survives an orchestrator's restart
+/// inside the process, not the process. Every operation completes at once.
+
+#include <map>
+#include <mutex>
+#include <troupe/saga/store.hpp>
+#include <unordered_map>
+
+namespace troupe::saga {
+
+class memory_store final : public saga_store {
+ public:
+  std::uint64_t next_id() override;
+  task<result<std::optional<stored_saga>>> create(stored_saga s) override;
+  task<boost::system::error_code> save(std::uint64_t id, saga_state state,
+                                       std::string record) override;
+  task<result<stored_saga>> load(std::uint64_t id) override;
+  task<result<std::vector<stored_saga>>> list(saga_state state, std::size_t limit) override;
+  task<result<std::vector<stored_saga>>> unfinished() override;
+  store_stats stats() const override;
+
+ private:
+  mutable std::mutex mutex_;
+  std::uint64_t last_id_ = 0;
+  std::map<std::uint64_t, stored_saga> rows_;
+  std::unordered_map<std::string, std::uint64_t> by_key_;
+  store_stats stats_;
+};
+
+}  // namespace troupe::saga
