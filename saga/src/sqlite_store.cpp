@@ -381,15 +381,42 @@ void sqlite_store::writer_loop() {
       for (auto& o : batch) o->ec = saga_errc::store_failed;
     }
     fsyncs_.fetch_add(tl_syncs - syncs_before, std::memory_order_relaxed);
-    // Durable (or failed): resume each issuer on its own shard.
-    for (auto& o : batch) {
-      boost::asio::any_io_executor ex = std::move(o->ex);
-      boost::asio::post(ex, [o = std::move(o)]() mutable {
-        auto h = std::move(o->done);
-        std::move(h)();
-      });
-    }
+    complete(batch);
     batch.clear();
+  }
+}
+
+// Durable (or failed): resume each issuer on its own shard — one post per
+// shard per batch. The posted handler first waits until this thread has left
+// post(): once a completion runs, the issuer may finish and its runtime (and
+// io_context) may be destroyed, which must not happen while post() is still
+// signalling that io_context. The wait is the few instructions between Asio
+// releasing its lock and post() returning.
+void sqlite_store::complete(std::vector<std::shared_ptr<op>>& batch) {
+  struct delivery {
+    std::vector<std::shared_ptr<op>> ops;
+    std::atomic<bool> posted{false};
+  };
+  std::size_t first = 0;
+  while (first < batch.size()) {
+    auto d = std::make_shared<delivery>();
+    boost::asio::any_io_executor ex = batch[first]->ex;
+    for (std::size_t i = first; i < batch.size(); ++i) {
+      if (batch[i] && batch[i]->ex == ex) {
+        batch[i]->ex = {};
+        d->ops.push_back(std::move(batch[i]));
+      }
+    }
+    boost::asio::post(ex, [d] {
+      while (!d->posted.load(std::memory_order_acquire)) std::this_thread::yield();
+      for (auto& o : d->ops) {
+        auto h = std::move(o->done);
+        h();
+      }
+    });
+    ex = {};
+    d->posted.store(true, std::memory_order_release);
+    while (first < batch.size() && !batch[first]) ++first;
   }
 }
 

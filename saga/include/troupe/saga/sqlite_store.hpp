@@ -27,6 +27,7 @@
 #include <string>
 #include <thread>
 #include <troupe/saga/store.hpp>
+#include <vector>
 
 namespace troupe::saga {
 
@@ -63,6 +64,7 @@ class sqlite_store final : public saga_store {
   void enqueue(std::shared_ptr<op> o);
   void writer_loop();
   void run(op& o);
+  void complete(std::vector<std::shared_ptr<op>>& batch);
   void fail(const char* what);
 
   sqlite_store_options opts_;
