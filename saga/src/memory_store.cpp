@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <troupe/core/assert.hpp>
 #include <troupe/saga/error.hpp>
 #include <troupe/saga/memory_store.hpp>
@@ -37,10 +38,21 @@ task<boost::system::error_code> memory_store::save(std::uint64_t id, saga_state 
     if (it == rows_.end()) {
       ec = saga_errc::not_found;
     } else {
+      bool finishing = saga::unfinished(it->second.state) && !saga::unfinished(state);
       it->second.state = state;
       it->second.record = std::move(record);
       ++stats_.writes;
       ++stats_.commits;
+      if (finishing) {
+        finished_.push_back(id);
+        while (finished_.size() > opts_.finished_max) {
+          auto old = rows_.find(finished_.front());
+          finished_.pop_front();
+          if (old == rows_.end()) continue;
+          if (!old->second.key.empty()) by_key_.erase(old->second.key);
+          rows_.erase(old);
+        }
+      }
     }
   }
   co_return ec;
@@ -56,13 +68,14 @@ task<result<stored_saga>> memory_store::load(std::uint64_t id) {
 }
 
 task<result<std::vector<stored_saga>>> memory_store::list(saga_state state, std::size_t limit) {
+  std::vector<const stored_saga*> match;
   std::vector<stored_saga> out;
   {
     std::lock_guard lock(mutex_);
-    for (auto& [id, row] : rows_) {
-      if (out.size() >= limit) break;
-      if (row.state == state) out.push_back(row);
-    }
+    for (auto& [id, row] : rows_)
+      if (row.state == state) match.push_back(&row);
+    std::sort(match.begin(), match.end(), [](auto* a, auto* b) { return a->id < b->id; });
+    for (std::size_t i = 0; i < match.size() && i < limit; ++i) out.push_back(*match[i]);
   }
   co_return out;
 }
@@ -74,6 +87,7 @@ task<result<std::vector<stored_saga>>> memory_store::unfinished() {
     for (auto& [id, row] : rows_)
       if (saga::unfinished(row.state)) out.push_back(row);
   }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
   co_return out;
 }
 

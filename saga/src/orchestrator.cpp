@@ -1,3 +1,5 @@
+#include <time.h>
+
 #include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <troupe/saga/error.hpp>
@@ -6,10 +8,13 @@
 namespace troupe::saga {
 
 namespace {
+// Wall-clock times for records and deadlines. The coarse clock (a few ms of
+// resolution) costs a fraction of the precise one, and a saga reads it on
+// every transition; record times and deadlines do not need better.
 std::int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 std::string describe(const boost::system::error_code& ec) {
   return std::string(ec.category().name()) + ": " + ec.message();
@@ -152,6 +157,7 @@ task<result<started>> orchestrator::handle(start_saga m) {
     r.deadline_ns = r.created_ns +
                     std::chrono::duration_cast<std::chrono::nanoseconds>(type->deadline()).count();
   r.steps.reserve(type->steps().size());
+  r.history.reserve(std::min<std::size_t>(opts_.history_cap, 4 * type->steps().size() + 4));
   for (auto& spec : type->steps()) {
     step_state st;
     st.name = spec.name;

@@ -1,83 +1,180 @@
-#include <cereal/archives/binary.hpp>
-#include <cereal/types/string.hpp>
-#include <cereal/types/vector.hpp>
-#include <istream>
-#include <ostream>
-#include <streambuf>
+#include <cstring>
+#include <troupe/core/assert.hpp>
 #include <troupe/saga/error.hpp>
 #include <troupe/saga/record.hpp>
+#include <type_traits>
 
 namespace troupe::saga {
 
-template <class A>
-void serialize(A& a, step_state& s) {
-  a(s.name, s.status, s.phase, s.attempts, s.compensation_attempts, s.last_error, s.started_ns,
-    s.finished_ns);
-}
-template <class A>
-void serialize(A& a, saga_event& e) {
-  a(e.at_ns, e.kind, e.step, e.attempt, e.detail);
-}
-template <class A>
-void serialize(A& a, saga_record& r) {
-  a(r.id, r.type, r.idempotency_key, r.state, r.input_hash, r.context, r.error, r.cancel_requested,
-    r.created_ns, r.updated_ns, r.deadline_ns, r.steps, r.history, r.history_dropped);
-}
+// The stored form, written by hand: every record is encoded on every saga
+// transition, so this is on the hot path (cereal's stream-based archive cost
+// several times more). Integers are little-endian; a string is a u32 length
+// and its bytes; a vector is a u32 count and its elements. The decoder checks
+// every length against the bytes left and every enum against its range.
 
 namespace {
-constexpr std::uint32_t record_version = 1;
+constexpr std::uint32_t record_version = 2;
 
-// Streams straight into a string and out of a string_view: no stringstream copies.
-struct string_sink final : std::streambuf {
-  explicit string_sink(std::string& s) : out(s) {}
-  int_type overflow(int_type c) override {
-    if (c != traits_type::eof()) out.push_back(static_cast<char>(c));
-    return c;
+class writer {
+ public:
+  explicit writer(char* p) : p_(p) {}
+  template <class T>
+  void uint(T v) {
+    static_assert(std::is_unsigned_v<T>);
+    for (std::size_t i = 0; i < sizeof(T); ++i) *p_++ = static_cast<char>((v >> (8 * i)) & 0xff);
   }
-  std::streamsize xsputn(const char* p, std::streamsize n) override {
-    out.append(p, static_cast<std::size_t>(n));
-    return n;
+  void i64(std::int64_t v) { uint(static_cast<std::uint64_t>(v)); }
+  void i32(std::int32_t v) { uint(static_cast<std::uint32_t>(v)); }
+  void u8(std::uint8_t v) { *p_++ = static_cast<char>(v); }
+  void str(const std::string& s) {
+    TROUPE_ASSERT(s.size() <= UINT32_MAX, "saga record: string too long");
+    uint(static_cast<std::uint32_t>(s.size()));
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
   }
-  std::string& out;
+  char* pos() const noexcept { return p_; }
+
+ private:
+  char* p_;
 };
-struct view_source final : std::streambuf {
-  explicit view_source(std::string_view v) {
-    char* p = const_cast<char*>(v.data());
-    setg(p, p, p + v.size());
+
+class reader {
+ public:
+  explicit reader(std::string_view in) : in_(in) {}
+  bool ok() const noexcept { return ok_; }
+  bool at_end() const noexcept { return pos_ == in_.size(); }
+  template <class T>
+  T uint() {
+    T v = 0;
+    if (!need(sizeof(T))) return 0;
+    for (std::size_t i = 0; i < sizeof(T); ++i)
+      v |= static_cast<T>(static_cast<T>(static_cast<unsigned char>(in_[pos_ + i])) << (8 * i));
+    pos_ += sizeof(T);
+    return v;
   }
+  std::int64_t i64() { return static_cast<std::int64_t>(uint<std::uint64_t>()); }
+  std::int32_t i32() { return static_cast<std::int32_t>(uint<std::uint32_t>()); }
+  std::uint8_t u8() { return uint<std::uint8_t>(); }
+  template <class E>
+  E enumeration(E max) {
+    std::uint8_t v = u8();
+    if (v > static_cast<std::uint8_t>(max)) ok_ = false;
+    return static_cast<E>(v);
+  }
+  std::string str() {
+    std::uint32_t n = uint<std::uint32_t>();
+    if (!need(n)) return {};
+    std::string s(in_.substr(pos_, n));
+    pos_ += n;
+    return s;
+  }
+  /// A count of elements of at least `min_bytes` each: refused if the bytes left cannot hold them.
+  std::uint32_t count(std::size_t min_bytes) {
+    std::uint32_t n = uint<std::uint32_t>();
+    if (ok_ && static_cast<std::uint64_t>(n) * min_bytes > in_.size() - pos_) ok_ = false;
+    return ok_ ? n : 0;
+  }
+
+ private:
+  bool need(std::size_t n) {
+    if (!ok_ || n > in_.size() - pos_) {
+      ok_ = false;
+      return false;
+    }
+    return true;
+  }
+  std::string_view in_;
+  std::size_t pos_ = 0;
+  bool ok_ = true;
 };
 }  // namespace
 
 std::string encode_record(const saga_record& r) {
-  std::string out;
-  out.reserve(256);
-  string_sink sink(out);
-  std::ostream os(&sink);
-  {
-    cereal::BinaryOutputArchive a(os);
-    a(record_version, const_cast<saga_record&>(r));
+  // The exact size first: one allocation, no capacity checks per byte.
+  std::size_t size = 4 + 8 + 4 + r.type.size() + 4 + r.idempotency_key.size() + 1 + 8 + 4 +
+                     r.context.size() + 4 + r.error.size() + 1 + 8 * 3 + 4 + 4 + 4;
+  for (const step_state& s : r.steps)
+    size += 4 + s.name.size() + 1 + 1 + 4 + 4 + 4 + s.last_error.size() + 16;
+  for (const saga_event& e : r.history) size += 8 + 1 + 4 + 4 + 4 + e.detail.size();
+  std::string out(size, '\0');
+  writer w(out.data());
+  w.uint(record_version);
+  w.uint(r.id);
+  w.str(r.type);
+  w.str(r.idempotency_key);
+  w.u8(static_cast<std::uint8_t>(r.state));
+  w.uint(r.input_hash);
+  w.str(r.context);
+  w.str(r.error);
+  w.u8(r.cancel_requested ? 1 : 0);
+  w.i64(r.created_ns);
+  w.i64(r.updated_ns);
+  w.i64(r.deadline_ns);
+  w.uint(static_cast<std::uint32_t>(r.steps.size()));
+  for (const step_state& s : r.steps) {
+    w.str(s.name);
+    w.u8(static_cast<std::uint8_t>(s.status));
+    w.u8(static_cast<std::uint8_t>(s.phase));
+    w.uint(s.attempts);
+    w.uint(s.compensation_attempts);
+    w.str(s.last_error);
+    w.i64(s.started_ns);
+    w.i64(s.finished_ns);
   }
+  w.uint(static_cast<std::uint32_t>(r.history.size()));
+  for (const saga_event& e : r.history) {
+    w.i64(e.at_ns);
+    w.u8(static_cast<std::uint8_t>(e.kind));
+    w.i32(e.step);
+    w.uint(e.attempt);
+    w.str(e.detail);
+  }
+  w.uint(r.history_dropped);
+  TROUPE_ASSERT(w.pos() == out.data() + out.size(), "saga record: size mismatch");
   return out;
 }
 
 result<saga_record> decode_record(std::string_view bytes) {
+  auto bad = [] { return failure<saga_record>(make_error_code(saga_errc::bad_record)); };
+  reader in(bytes);
+  if (in.uint<std::uint32_t>() != record_version) return bad();
   saga_record r;
-  try {
-    view_source src(bytes);
-    std::istream is(&src);
-    cereal::BinaryInputArchive a(is);
-    std::uint32_t version = 0;
-    a(version);
-    if (version != record_version)
-      return failure<saga_record>(make_error_code(saga_errc::bad_record));
-    a(r);
-    if (is.peek() != std::char_traits<char>::eof())
-      return failure<saga_record>(make_error_code(saga_errc::bad_record));
-  } catch (const std::exception&) {
-    return failure<saga_record>(make_error_code(saga_errc::bad_record));
+  r.id = in.uint<std::uint64_t>();
+  r.type = in.str();
+  r.idempotency_key = in.str();
+  r.state = in.enumeration(saga_state::stuck);
+  r.input_hash = in.uint<std::uint64_t>();
+  r.context = in.str();
+  r.error = in.str();
+  std::uint8_t cancel = in.u8();
+  if (cancel > 1) return bad();
+  r.cancel_requested = cancel == 1;
+  r.created_ns = in.i64();
+  r.updated_ns = in.i64();
+  r.deadline_ns = in.i64();
+  std::uint32_t steps = in.count(4 + 2 + 8 + 4 + 16);
+  r.steps.resize(steps);
+  for (step_state& s : r.steps) {
+    s.name = in.str();
+    s.status = in.enumeration(step_status::stuck);
+    s.phase = in.enumeration(tcc_phase::cancelling);
+    s.attempts = in.uint<std::uint32_t>();
+    s.compensation_attempts = in.uint<std::uint32_t>();
+    s.last_error = in.str();
+    s.started_ns = in.i64();
+    s.finished_ns = in.i64();
   }
-  if (r.state > saga_state::stuck)
-    return failure<saga_record>(make_error_code(saga_errc::bad_record));
+  std::uint32_t events = in.count(8 + 1 + 4 + 4 + 4);
+  r.history.resize(events);
+  for (saga_event& e : r.history) {
+    e.at_ns = in.i64();
+    e.kind = in.enumeration(event_kind::cancelled);
+    e.step = in.i32();
+    e.attempt = in.uint<std::uint32_t>();
+    e.detail = in.str();
+  }
+  r.history_dropped = in.uint<std::uint32_t>();
+  if (!in.ok() || !in.at_end()) return bad();
   return r;
 }
 

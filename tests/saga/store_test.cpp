@@ -200,3 +200,26 @@ TEST_CASE("the sqlite store refuses a path it cannot open with SQLite's reason",
     CHECK(std::string(e.what()).find("cannot open") != std::string::npos);
   }
 }
+
+TEST_CASE("the memory store forgets the oldest finished sagas beyond finished_max",
+          "[saga][store]") {
+  auto store = std::make_shared<memory_store>(memory_store_options{.finished_max = 2});
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::threaded(sink, 1)};
+  auto d = rt.spawn<driver>(store);
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(store->next_id());
+    std::string key = "k" + std::to_string(i);
+    REQUIRE(run(rt, d, do_create{stored_saga{ids.back(), key, saga_state::running, "r"}}));
+  }
+  for (int i = 0; i < 3; ++i) REQUIRE(run(rt, d, do_save{ids[i], saga_state::completed, "done"}));
+  CHECK(run(rt, d, do_load{ids[0]}).error() == saga_errc::not_found);
+  CHECK(run(rt, d, do_load{ids[1]}));
+  CHECK(run(rt, d, do_load{ids[2]}));
+  CHECK(run(rt, d, do_load{ids[3]}));  // unfinished sagas are never forgotten
+  // The forgotten saga's key is free again.
+  auto again = run(rt, d, do_create{stored_saga{store->next_id(), "k0", saga_state::pending, "r"}});
+  REQUIRE(again);
+  CHECK_FALSE(again->has_value());
+}

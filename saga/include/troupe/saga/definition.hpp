@@ -35,8 +35,10 @@
 #include <cereal/types/vector.hpp>
 #include <chrono>
 #include <functional>
+#include <istream>
 #include <memory>
-#include <sstream>
+#include <ostream>
+#include <streambuf>
 #include <string>
 #include <string_view>
 #include <troupe/core/assert.hpp>
@@ -99,17 +101,39 @@ class context_base {
   virtual ~context_base() = default;
   virtual std::string encode() const = 0;
 };
+/// Streams into a string and out of a string_view without stringstream's copies.
+struct string_sink final : std::streambuf {
+  explicit string_sink(std::string& s) : out(s) {}
+  int_type overflow(int_type c) override {
+    if (c != traits_type::eof()) out.push_back(static_cast<char>(c));
+    return c;
+  }
+  std::streamsize xsputn(const char* p, std::streamsize n) override {
+    out.append(p, static_cast<std::size_t>(n));
+    return n;
+  }
+  std::string& out;
+};
+struct view_source final : std::streambuf {
+  explicit view_source(std::string_view v) {
+    char* p = const_cast<char*>(v.data());  // read only: the get area is never written
+    setg(p, p, p + v.size());
+  }
+};
+
 template <class Ctx>
 class context_box final : public context_base {
  public:
   Ctx value{};
   std::string encode() const override {
-    std::ostringstream os(std::ios::binary);
+    std::string out;
+    string_sink sink(out);
+    std::ostream os(&sink);
     {
       cereal::BinaryOutputArchive a(os);
       a(const_cast<Ctx&>(value));
     }
-    return std::move(os).str();
+    return out;
   }
 };
 }  // namespace detail
@@ -224,7 +248,8 @@ class definition final : public saga_type {
       return std::shared_ptr<detail::context_base>(std::move(box));
     }
     try {
-      std::istringstream is{std::string(json)};
+      detail::view_source src(json);
+      std::istream is(&src);
       cereal::JSONInputArchive a(is);
       box->value.serialize(a);
     } catch (const std::exception&) {
@@ -237,7 +262,8 @@ class definition final : public saga_type {
   result<std::shared_ptr<detail::context_base>> decode(std::string_view bytes) const override {
     auto box = std::make_shared<detail::context_box<Ctx>>();
     try {
-      std::istringstream is{std::string(bytes), std::ios::binary};
+      detail::view_source src(bytes);
+      std::istream is(&src);
       cereal::BinaryInputArchive a(is);
       a(box->value);
     } catch (const std::exception&) {

@@ -94,7 +94,7 @@ struct saga_record {
   std::string idempotency_key;  ///< empty: none
   saga_state state = saga_state::pending;
   std::uint64_t input_hash = 0;  ///< of the encoded input, to tell a repeated start from a conflict
-  std::string context;           ///< the encoded context (cereal binary)
+  std::string context;           ///< the encoded context (the definition's cereal binary form)
   std::string error;             ///< why it compensated or got stuck
   bool cancel_requested = false;
   std::int64_t created_ns = 0;   ///< wall clock
@@ -105,7 +105,7 @@ struct saga_record {
   std::uint32_t history_dropped = 0;  ///< older events dropped by the cap
 };
 
-/// The record's stored form (cereal binary). decode_record fails with
+/// The record's stored form (versioned, little-endian). decode_record fails with
 /// saga_errc::bad_record on anything that does not decode in full.
 std::string encode_record(const saga_record& r);
 result<saga_record> decode_record(std::string_view bytes);
