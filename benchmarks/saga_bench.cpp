@@ -2,9 +2,9 @@
 //
 // saga_throughput         durable (SQLite, WAL, synchronous=FULL, group commit), sagas/s.
 //                         Baseline: raw SQLite in this process — the same number of row
-//                         writes per saga (1 insert + 4 updates of a record of the same
-//                         size) with the same number of writes per transaction as the
-//                         saga run averaged, expressed as sagas/s.
+//                         writes per saga as the saga run made (1 insert, the rest updates
+//                         of a record of the same size) with the same number of writes per
+//                         transaction as the saga run averaged, expressed as sagas/s.
 // saga_throughput_memory  the in-memory store, sagas/s. Baseline: the same three asks per
 //                         saga to the same participants, without the orchestrator.
 // saga_latency_p99        durable, open loop at half the measured durable throughput,
@@ -272,10 +272,11 @@ sqlite3* open_raw(const std::string& path) {
   return db;
 }
 
-/// Raw SQLite: per "saga" one insert and four updates of a `record_bytes` blob,
-/// `per_commit` writes per transaction. Sagas/s.
+/// Raw SQLite: per "saga" one insert and `per_saga - 1` updates of a
+/// `record_bytes` blob, `per_commit` writes per transaction. Sagas/s.
 double raw_sqlite_sagas_per_second(const std::string& path, std::uint64_t sagas,
-                                   std::size_t record_bytes, double per_commit) {
+                                   std::size_t record_bytes, double per_commit,
+                                   std::uint64_t per_saga) {
   sqlite3* db = open_raw(path);
   sqlite3_stmt *ins = nullptr, *upd = nullptr;
   sqlite3_prepare_v2(db, "INSERT INTO sagas(id, key, state, record) VALUES(?1, NULL, 0, ?2)", -1,
@@ -283,15 +284,15 @@ double raw_sqlite_sagas_per_second(const std::string& path, std::uint64_t sagas,
   sqlite3_prepare_v2(db, "UPDATE sagas SET state = ?2, record = ?3 WHERE id = ?1", -1, &upd,
                      nullptr);
   std::string blob(record_bytes, 'x');
-  const std::uint64_t writes = sagas * 5;
+  const std::uint64_t writes = sagas * per_saga;
   const auto batch = static_cast<std::uint64_t>(std::max(1.0, per_commit));
   auto t0 = std::chrono::steady_clock::now();
   std::uint64_t done = 0;
   while (done < writes) {
     sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
     for (std::uint64_t i = 0; i < batch && done < writes; ++i, ++done) {
-      std::uint64_t saga = done / 5 + 1;
-      if (done % 5 == 0) {
+      std::uint64_t saga = done / per_saga + 1;
+      if (done % per_saga == 0) {
         sqlite3_bind_int64(ins, 1, static_cast<sqlite3_int64>(saga));
         sqlite3_bind_blob(ins, 2, blob.data(), static_cast<int>(blob.size()), SQLITE_STATIC);
         sqlite3_step(ins);
@@ -401,8 +402,10 @@ int main(int argc, char** argv) {
     double per_commit = static_cast<double>(durable.stats.writes) /
                         static_cast<double>(std::max<std::uint64_t>(1, durable.stats.commits));
     double raw = troupe::bench::median_of(runs, [&] {
-      return raw_sqlite_sagas_per_second(dir.fresh("raw"), durable_n, typical_record_bytes(),
-                                         per_commit);
+      return raw_sqlite_sagas_per_second(
+          dir.fresh("raw"), durable_n, typical_record_bytes(), per_commit,
+          static_cast<std::uint64_t>(std::llround(static_cast<double>(durable.stats.writes) /
+                                                  static_cast<double>(durable_n))));
     });
     std::string extra = "\"writes_per_saga\":" +
                         std::to_string(static_cast<double>(durable.stats.writes) / durable_n) +

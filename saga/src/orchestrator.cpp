@@ -85,9 +85,10 @@ struct orchestrator::active {
   saga_record rec;
   const saga_type* type = nullptr;
   std::shared_ptr<detail::context_base> ctx;
-  bool broken = false;         // a store write failed: stop here, recovery resumes it
-  bool stuck_forward = false;  // a two-phase confirm or cancel kept failing
-  step_result failure;         // why the forward run stopped
+  bool broken = false;             // a store write failed: stop here, recovery resumes it
+  bool stuck_forward = false;      // a two-phase confirm or cancel kept failing
+  bool first_start_saved = false;  // step 0's first attempt went into the store with the create
+  step_result failure;             // why the forward run stopped
   std::vector<boost::asio::steady_timer*> sleepers;  // backoff waits a cancel cuts short
   std::vector<std::shared_ptr<detail::waiter>> waiters;
 };
@@ -165,9 +166,31 @@ task<result<started>> orchestrator::handle(start_saga m) {
   }
   event(*a, event_kind::created, -1, 0);
 
+  // With a free slot, the create also records the saga as running and its
+  // first step's first attempt as started: one store write fewer per saga,
+  // and still durable before that action runs.
+  const auto& specs = type->steps();
+  const bool run_now = running_ < opts_.max_active && queued_.empty() &&
+                       specs[0].kind == step_kind::action &&
+                       (specs.size() == 1 || specs[1].group != specs[0].group);
+  if (run_now) {
+    ++running_;  // the slot is taken now: other starts interleave at the create
+    r.state = saga_state::running;
+    event(*a, event_kind::started, -1, 0);
+    step_state& first = r.steps[0];
+    first.status = step_status::running;
+    first.attempts = 1;
+    first.started_ns = r.created_ns;
+    event(*a, event_kind::step_started, 0, 1);
+    a->first_start_saved = true;
+  }
+
   stored_saga row{r.id, r.idempotency_key, r.state, encode_record(r)};
   auto t = opts_.store->create(std::move(row));
   auto created = co_await std::move(t);
+  if (!created || *created) {
+    if (run_now) release_slot();
+  }
   if (!created) co_return failure<started>(created.error());
   if (*created) {
     auto existing = decode_record((*created)->record);
@@ -178,7 +201,10 @@ task<result<started>> orchestrator::handle(start_saga m) {
   }
   std::uint64_t id = r.id;
   active_.emplace(id, std::move(a));
-  admit(id);
+  if (run_now)
+    (void)troupe::ref_of(this).tell(detail::run_saga{id});
+  else
+    admit(id);
   co_return started{id, true};
 }
 
@@ -296,6 +322,10 @@ task<void> orchestrator::handle(detail::run_saga m) {
     for (std::uint32_t g = 0; g < groups && !ec; ++g) {
       if (s.rec.cancel_requested) {
         ec = saga_errc::cancelled;
+        if (std::exchange(s.first_start_saved, false)) {  // logged as started, never run
+          s.rec.steps[0].status = step_status::failed;
+          s.rec.steps[0].last_error = describe(ec);
+        }
         break;
       }
       auto t = run_group(s, g, true);
@@ -446,6 +476,8 @@ task<step_result> orchestrator::run_step(active& s, std::size_t i) {
   }
   step_state& st = s.rec.steps[i];
   for (;;) {
+    // Step 0's first start may already be in the store (written with the create).
+    const bool presaved = i == 0 && std::exchange(s.first_start_saved, false);
     step_result ec;
     std::chrono::milliseconds limit = spec.timeout;
     bool capped = false;
@@ -461,12 +493,14 @@ task<step_result> orchestrator::run_step(active& s, std::size_t i) {
       }
     }
     if (!ec) {
-      st.status = step_status::running;
-      ++st.attempts;
-      if (st.started_ns == 0) st.started_ns = wall_ns();
-      event(s, event_kind::step_started, static_cast<int>(i), st.attempts);
-      auto w = save(s);
-      if (!co_await std::move(w)) co_return make_error_code(saga_errc::store_failed);
+      if (!presaved) {
+        st.status = step_status::running;
+        ++st.attempts;
+        if (st.started_ns == 0) st.started_ns = wall_ns();
+        event(s, event_kind::step_started, static_cast<int>(i), st.attempts);
+        auto w = save(s);
+        if (!co_await std::move(w)) co_return make_error_code(saga_errc::store_failed);
+      }
       auto t = call(s, i, 0, step_op::action, st.attempts, limit);
       ec = co_await std::move(t);
       if (!ec) {
@@ -604,6 +638,10 @@ void orchestrator::abandon(active& s) {
   }
   std::uint64_t id = s.rec.id;
   active_.erase(id);  // s is gone from here on
+  release_slot();
+}
+
+void orchestrator::release_slot() {
   TROUPE_ASSERT(running_ > 0, "orchestrator: running count underflow");
   --running_;
   if (!queued_.empty()) {

@@ -147,6 +147,7 @@ class orchestrator : public troupe::actor {
   task<void> backoff(active& s, std::chrono::milliseconds d, bool cancellable);
   void finish(active& s);
   void abandon(active& s);
+  void release_slot();
 
   orchestrator_options opts_;
   std::unordered_map<std::uint64_t, std::unique_ptr<active>> active_;
