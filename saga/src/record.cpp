@@ -1,3 +1,4 @@
+#include <bit>
 #include <cstring>
 #include <troupe/core/assert.hpp>
 #include <troupe/saga/error.hpp>
@@ -21,7 +22,12 @@ class writer {
   template <class T>
   void uint(T v) {
     static_assert(std::is_unsigned_v<T>);
-    for (std::size_t i = 0; i < sizeof(T); ++i) *p_++ = static_cast<char>((v >> (8 * i)) & 0xff);
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(p_, &v, sizeof(T));
+      p_ += sizeof(T);
+    } else {
+      for (std::size_t i = 0; i < sizeof(T); ++i) *p_++ = static_cast<char>((v >> (8 * i)) & 0xff);
+    }
   }
   void i64(std::int64_t v) { uint(static_cast<std::uint64_t>(v)); }
   void i32(std::int32_t v) { uint(static_cast<std::uint32_t>(v)); }
@@ -47,8 +53,12 @@ class reader {
   T uint() {
     T v = 0;
     if (!need(sizeof(T))) return 0;
-    for (std::size_t i = 0; i < sizeof(T); ++i)
-      v |= static_cast<T>(static_cast<T>(static_cast<unsigned char>(in_[pos_ + i])) << (8 * i));
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(&v, in_.data() + pos_, sizeof(T));
+    } else {
+      for (std::size_t i = 0; i < sizeof(T); ++i)
+        v |= static_cast<T>(static_cast<T>(static_cast<unsigned char>(in_[pos_ + i])) << (8 * i));
+    }
     pos_ += sizeof(T);
     return v;
   }

@@ -85,3 +85,41 @@ TEST_CASE("a confirm that keeps failing leaves the saga stuck", "[saga][two_phas
   CHECK(r.steps[1].status == step_status::stuck);
   CHECK(f.effects() == seq({"A:s0", "T:flight", "T:hotel", "F:flight"}));
 }
+
+TEST_CASE("after a crash in the confirm phase the decision stands: confirms run again, no try does",
+          "[saga][two_phase][recovery]") {
+  fixture f;
+  auto reached = std::make_shared<std::promise<void>>();
+  auto arrived = reached->get_future();
+  auto first = std::make_shared<std::atomic<bool>>(true);
+  auto def = std::make_shared<definition<order_ctx>>("trip");
+  auto book = def->two_phase_step("book");
+  auto confirm = tcc_call(f.lg, f.sc, "F");
+  book.participant("flight", tcc_call(f.lg, f.sc, "T"), confirm, tcc_call(f.lg, f.sc, "X"));
+  book.participant(
+      "hotel", tcc_call(f.lg, f.sc, "T"),
+      [reached, confirm, first](order_ctx& c, step_call call) -> task<step_result> {
+        if (first->exchange(false)) {
+          reached->set_value();
+          co_await troupe::sleep_for(std::chrono::hours(1));  // the "crash" cuts it here
+        }
+        auto t = confirm(c, std::move(call));
+        co_return co_await std::move(t);
+      },
+      tcc_call(f.lg, f.sc, "X"));
+  book.timeout(1h);
+  f.types->add(def);
+  f.spawn();
+  auto s = f.start("trip", order_input());
+  arrived.wait();  // flight is confirmed, hotel's confirm is in flight
+  f.orch.stop();
+  while (f.orch.alive()) std::this_thread::yield();
+  f.spawn();
+  auto n = flat(f.rt.ask_sync(f.orch, recover{}, 5s));
+  REQUIRE(n);
+  CHECK(*n == 1);
+  saga_record r = f.wait(s.id);
+  CHECK(r.state == saga_state::completed);
+  CHECK(f.effects() == seq({"T:flight", "T:hotel", "F:flight", "F:hotel"}));
+  CHECK(f.duplicates() == 1);  // flight's confirm ran twice with one key; the ledger kept one
+}
