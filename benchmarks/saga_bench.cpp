@@ -436,7 +436,9 @@ int main(int argc, char** argv) {
     double p50 = rs[rs.size() / 2].p50_ms;
     double commit = raw_commit_p99_ms(dir.fresh("commit"), a.smoke ? 100 : 1000);
     troupe::bench::report("saga_latency_p99", p99, "ms", commit, "p99 of one SQLite commit (fsync)",
-                          "report", a, "\"rate_sagas_per_s\":" + std::to_string(durable_rate / 2));
+                          "report", a,
+                          "\"rate_sagas_per_s\":" + std::to_string(durable_rate / 2) +
+                              ",\"p50_ms\":" + std::to_string(p50));
   }
   if (a.wants("saga_throughput_memory")) {
     const std::uint64_t n = a.scale(1'000'000);
