@@ -186,6 +186,8 @@ sqlite_store::sqlite_store(sqlite_store_options opts) : opts_(std::move(opts)) {
   try {
     exec_or_throw(db_, "PRAGMA journal_mode=WAL");
     exec_or_throw(db_, "PRAGMA synchronous=FULL");
+    exec_or_throw(db_, "PRAGMA wal_autocheckpoint=0");  // checkpoint_loop() does it
+    sqlite3_busy_timeout(db_, 5000);                    // the checkpointer holds locks briefly
     exec_or_throw(db_,
                   "CREATE TABLE IF NOT EXISTS sagas(id INTEGER PRIMARY KEY, key TEXT UNIQUE, "
                   "state INTEGER NOT NULL, record BLOB NOT NULL)");
@@ -215,7 +217,33 @@ sqlite_store::sqlite_store(sqlite_store_options opts) : opts_(std::move(opts)) {
     sqlite3_close(db_);
     throw;
   }
+  if (sqlite3_open_v2(opts_.path.c_str(), &checkpoint_db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, count_vfs_name) != SQLITE_OK) {
+    std::string m = "sqlite: cannot open a checkpoint connection to " + opts_.path;
+    sqlite3_close(checkpoint_db_);
+    stmts_.reset();
+    sqlite3_close(db_);
+    throw std::runtime_error(m);
+  }
+  sqlite3_busy_timeout(checkpoint_db_, 1000);
   writer_ = std::thread([this] { writer_loop(); });
+  checkpointer_ = std::thread([this] { checkpoint_loop(); });
+}
+
+void sqlite_store::checkpoint_loop() {
+  std::unique_lock lock(mutex_);
+  while (!stop_) {
+    cv_checkpoint_.wait_for(lock, opts_.checkpoint_every, [&] { return stop_; });
+    if (stop_) break;
+    lock.unlock();
+    std::uint64_t before = tl_syncs;
+    int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                       nullptr);
+    fsyncs_.fetch_add(tl_syncs - before, std::memory_order_relaxed);
+    lock.lock();
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+      last_error_ = std::string("checkpoint: ") + sqlite3_errmsg(checkpoint_db_);
+  }
 }
 
 sqlite_store::~sqlite_store() {
@@ -224,7 +252,10 @@ sqlite_store::~sqlite_store() {
     stop_ = true;
   }
   cv_.notify_one();
+  cv_checkpoint_.notify_one();
+  checkpointer_.join();
   writer_.join();
+  sqlite3_close(checkpoint_db_);
   stmts_.reset();
   sqlite3_close(db_);
 }

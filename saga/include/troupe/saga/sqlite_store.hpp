@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -34,6 +35,10 @@ namespace troupe::saga {
 struct sqlite_store_options {
   std::string path;  ///< the database file (created if missing; -wal and -shm beside it)
   std::size_t batch_max = 4096;  ///< operations per transaction, at most
+  /// How often a second connection on its own thread checkpoints the WAL into
+  /// the database (PASSIVE: it never blocks the writer). The writer itself
+  /// never checkpoints, so a commit never waits for one.
+  std::chrono::milliseconds checkpoint_every{100};
 };
 
 class sqlite_store final : public saga_store {
@@ -65,6 +70,7 @@ class sqlite_store final : public saga_store {
   void writer_loop();
   void run(op& o);
   void complete(std::vector<std::shared_ptr<op>>& batch);
+  void checkpoint_loop();
   void fail(const char* what);
 
   sqlite_store_options opts_;
@@ -74,13 +80,15 @@ class sqlite_store final : public saga_store {
   std::atomic<std::uint64_t> last_id_{0};
 
   mutable std::mutex mutex_;
-  std::condition_variable cv_;
+  std::condition_variable cv_, cv_checkpoint_;
   std::deque<std::shared_ptr<op>> queue_;
   bool stop_ = false;
   std::string last_error_;
 
   std::atomic<std::uint64_t> writes_{0}, commits_{0}, fsyncs_{0};
   std::thread writer_;
+  sqlite3* checkpoint_db_ = nullptr;
+  std::thread checkpointer_;
 };
 
 }  // namespace troupe::saga
