@@ -1,0 +1,41 @@
+#pragma once
+/// \file
+/// memory_store: a saga_store in a hash map. Survives an orchestrator's
+/// restart inside the process, not the process. Every operation completes at
+/// once. It keeps at most `finished_max` finished sagas: beyond that the
+/// oldest finished one is forgotten (its idempotency key with it).
+
+#include <deque>
+#include <mutex>
+#include <troupe/saga/store.hpp>
+#include <unordered_map>
+
+namespace troupe::saga {
+
+struct memory_store_options {
+  std::size_t finished_max = 1'000'000;
+};
+
+class memory_store final : public saga_store {
+ public:
+  explicit memory_store(memory_store_options opts = {}) : opts_(opts) {}
+  std::uint64_t next_id() override;
+  task<result<std::optional<stored_saga>>> create(stored_saga s) override;
+  task<boost::system::error_code> save(std::uint64_t id, saga_state state,
+                                       std::string record) override;
+  task<result<stored_saga>> load(std::uint64_t id) override;
+  task<result<std::vector<stored_saga>>> list(saga_state state, std::size_t limit) override;
+  task<result<std::vector<stored_saga>>> unfinished() override;
+  store_stats stats() const override;
+
+ private:
+  memory_store_options opts_;
+  mutable std::mutex mutex_;
+  std::uint64_t last_id_ = 0;
+  std::unordered_map<std::uint64_t, stored_saga> rows_;
+  std::deque<std::uint64_t> finished_;  // oldest first
+  std::unordered_map<std::string, std::uint64_t> by_key_;
+  store_stats stats_;
+};
+
+}  // namespace troupe::saga

@@ -1,0 +1,158 @@
+#pragma once
+/// \file
+/// orchestrator: the actor that runs sagas, durably.
+///
+/// Spawn one per store, on any shard:
+///
+///   auto types = std::make_shared<troupe::saga::registry>();
+///   types->add(order_definition);
+///   auto store = std::make_shared<troupe::saga::sqlite_store>(
+///       troupe::saga::sqlite_store_options{.path = data_dir + "/sagas.db"});
+///   auto orch = rt.spawn<troupe::saga::orchestrator>(
+///       troupe::saga::orchestrator_options{.store = store, .types = types});
+///   rt.ask_sync(orch, troupe::saga::recover{}, 30s);  // resume what a crash left
+///   auto r = co_await orch.ask(start_saga{...}, 5s);  // or ask_sync from outside
+///
+/// The orchestrator is reentrant: all its sagas run interleaved on its shard,
+/// each as one long handler (run_saga) that suspends at every store write and
+/// every step. Each action or compensation attempt runs as a separate handler
+/// the saga asks with the step's timeout, so a hung participant costs the saga
+/// a timeout, not the orchestrator. Every transition is written to the store
+/// and awaited before the next action starts (see docs/saga.md).
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <troupe/core.hpp>
+#include <troupe/saga/definition.hpp>
+#include <troupe/saga/record.hpp>
+#include <troupe/saga/store.hpp>
+#include <unordered_map>
+#include <vector>
+
+namespace troupe::saga {
+
+struct orchestrator_options {
+  std::shared_ptr<saga_store> store;
+  std::shared_ptr<const registry> types;
+  /// Sagas running at once; more wait in `pending` (bounded by the store, not memory).
+  std::size_t max_active = 10'000;
+  /// Events kept per saga (the most recent); older ones are counted in history_dropped.
+  std::size_t history_cap = 64;
+  /// Called on the orchestrator's shard once a saga's final state is durable.
+  std::function<void(const saga_record&)> on_finished{};
+};
+
+// --- messages ---
+
+/// Starts a saga of `type` with a JSON `input`. With an idempotency key that
+/// exists: the existing saga (created = false), or saga_errc::idempotency_conflict
+/// when its type or input differ. unknown_saga_type / malformed_input for bad requests.
+/// Replies once the saga is durably stored (pending).
+struct start_saga {
+  std::string type;
+  std::string input;
+  std::string idempotency_key{};
+};
+struct started {
+  std::uint64_t id = 0;
+  bool created = true;
+};
+/// Moves a pending or running saga to compensating (durably, before the
+/// reply). A running step finishes its current attempt first; a backoff wait
+/// is cut short. saga_errc::not_running when it already finished, not_found.
+struct cancel_saga {
+  std::uint64_t id = 0;
+};
+/// One saga as stored (state, steps, capped history); saga_errc::not_found.
+struct get_saga {
+  std::uint64_t id = 0;
+};
+/// Sagas in a state, by id, at most `limit`.
+struct list_sagas {
+  saga_state state = saga_state::running;
+  std::size_t limit = 100;
+};
+/// Completes when the saga has finished (its final record) or after `timeout`
+/// (saga_errc::wait_timeout). Ask with a longer timeout than this one.
+struct wait_saga {
+  std::uint64_t id = 0;
+  std::chrono::milliseconds timeout{std::chrono::seconds(10)};
+};
+/// Reloads every unfinished saga from the store and resumes it; replies with
+/// how many. A step logged as started but not finished runs again with the
+/// same idempotency key. Sagas already running here are left alone.
+struct recover {};
+
+namespace detail {
+struct join;
+struct waiter;
+struct run_saga {
+  std::uint64_t id;
+};
+struct run_call {
+  const saga_type* type;
+  std::shared_ptr<context_base> ctx;
+  std::size_t step;
+  std::size_t participant;
+  step_op op;
+  step_call call;
+};
+/// The reply of a run_call (result<error_code> is ambiguous in Boost.System).
+struct call_outcome {
+  step_result ec;
+};
+struct run_member {
+  std::uint64_t saga;
+  std::size_t step;
+  bool forward;
+  std::shared_ptr<join> j;
+};
+}  // namespace detail
+
+class orchestrator : public troupe::actor {
+ public:
+  static constexpr bool reentrant = true;
+
+  explicit orchestrator(orchestrator_options opts);
+  ~orchestrator();
+
+  task<result<started>> handle(start_saga m);
+  task<result<void>> handle(cancel_saga m);
+  task<result<saga_record>> handle(get_saga m);
+  task<result<std::vector<saga_record>>> handle(list_sagas m);
+  task<result<saga_record>> handle(wait_saga m);
+  task<result<std::size_t>> handle(recover m);
+
+  // Internal: sent by the orchestrator to itself.
+  task<void> handle(detail::run_saga m);
+  task<detail::call_outcome> handle(detail::run_call m);
+  task<void> handle(detail::run_member m);
+
+ private:
+  struct active;
+  void admit(std::uint64_t id);
+  void event(active& s, event_kind k, int step, std::uint32_t attempt, std::string detail = {});
+  task<bool> save(active& s);
+  task<step_result> call(active& s, std::size_t step, std::size_t participant, step_op op,
+                         std::uint32_t attempt, std::chrono::milliseconds timeout);
+  task<step_result> run_group(active& s, std::uint32_t group, bool forward);
+  task<step_result> run_step(active& s, std::size_t i);
+  task<step_result> run_two_phase(active& s, std::size_t i);
+  task<step_result> settle_two_phase(active& s, std::size_t i, step_op op);
+  task<step_result> compensate_step(active& s, std::size_t i);
+  task<void> backoff(active& s, std::chrono::milliseconds d, bool cancellable);
+  void finish(active& s);
+  void abandon(active& s);
+  void release_slot();
+
+  orchestrator_options opts_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<active>> active_;
+  std::size_t running_ = 0;
+  std::deque<std::uint64_t> queued_;
+};
+
+}  // namespace troupe::saga
