@@ -244,8 +244,8 @@ TEST_CASE("cancel during a retry backoff cuts the wait short", "[saga][orchestra
 }
 
 TEST_CASE(
-    "a parallel group runs together; one failure compensates the group's completed steps, then "
-    "earlier ones",
+    "a parallel group runs together and one failure compensates its completed steps, then earlier "
+    "ones",
     "[saga][orchestrator][parallel]") {
   fixture f;
   auto def = std::make_shared<definition<order_ctx>>("fanout");
