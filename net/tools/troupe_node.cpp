@@ -17,8 +17,11 @@
 #include <troupe/core.hpp>
 #include <troupe/net/http.hpp>
 #include <troupe/net/node.hpp>
+#include <troupe/saga.hpp>
+#include <unordered_set>
 
 namespace net = troupe::net;
+namespace saga = troupe::saga;
 namespace actors = troupe::actors;
 namespace json = boost::json;
 using troupe::result;
@@ -118,6 +121,125 @@ std::optional<std::uint64_t> json_token(const json::object& o, net::http_respons
   return std::nullopt;
 }
 
+// The built-in diagnostic saga "troupe.selftest": three steps, each asking a
+// local participant that counts what it saw by idempotency key. It lets a
+// bare node (and its benchmark) run real, durable sagas over HTTP.
+struct selftest_ctx {
+  std::string note;
+  std::uint32_t steps_done = 0;
+  template <class A>
+  void serialize(A& a) {
+    a(note, steps_done);
+  }
+};
+// Its input: {"note": "..."} (optional).
+result<selftest_ctx> parse_selftest(std::string_view text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) return troupe::failure<selftest_ctx>(saga::saga_errc::malformed_input);
+  selftest_ctx c;
+  if (auto it = v.as_object().find("note"); it != v.as_object().end()) {
+    if (!it->value().is_string())
+      return troupe::failure<selftest_ctx>(saga::saga_errc::malformed_input);
+    c.note = std::string(it->value().as_string());
+  }
+  return c;
+}
+struct selftest_step {
+  std::string key;
+};
+struct selftest_participant : troupe::actor {
+  bool handle(selftest_step s) {
+    seen_.insert(std::move(s.key));  // a repeated key (a retried step) is not a second effect
+    return true;
+  }
+  std::unordered_set<std::string> seen_;
+};
+std::shared_ptr<saga::definition<selftest_ctx>> selftest_definition(
+    troupe::actor_ref<selftest_participant> p) {
+  auto def = std::make_shared<saga::definition<selftest_ctx>>("troupe.selftest");
+  def->input_parser(&parse_selftest);
+  for (const char* name : {"one", "two", "three"}) {
+    def->step(name)
+        .action([p](selftest_ctx& c, saga::step_call call) -> task<saga::step_result> {
+          selftest_step s{std::move(call.idempotency_key)};
+          auto ask = p.ask(std::move(s), 2s);
+          result<bool> ok = co_await ask;
+          if (!ok) co_return ok.error();
+          ++c.steps_done;
+          co_return saga::step_result{};
+        })
+        .compensate([](selftest_ctx&, saga::step_call) -> task<saga::step_result> {
+          co_return saga::step_result{};
+        })
+        .retry({.initial = 10ms, .multiplier = 2, .max_interval = 1s, .max_attempts = 3})
+        .timeout(5s);
+  }
+  return def;
+}
+
+std::int64_t to_ms(std::int64_t ns) { return ns / 1'000'000; }
+
+// The orchestrator answers result<T>: an ask of it yields result<result<T>>.
+template <class T>
+result<T> flat(result<result<T>> r) {
+  if (!r) return troupe::failure<T>(r.error());
+  return std::move(*r);
+}
+
+json::object saga_json(const saga::saga_record& r) {
+  json::object o;
+  o["id"] = std::to_string(r.id);
+  o["type"] = r.type;
+  o["state"] = std::string(saga::to_string(r.state));
+  if (!r.idempotency_key.empty()) o["idempotency_key"] = r.idempotency_key;
+  if (!r.error.empty()) o["error"] = r.error;
+  o["created_ms"] = to_ms(r.created_ns);
+  o["updated_ms"] = to_ms(r.updated_ns);
+  json::array steps;
+  for (const auto& s : r.steps) {
+    json::object j;
+    j["name"] = s.name;
+    j["status"] = std::string(saga::to_string(s.status));
+    j["attempts"] = s.attempts;
+    j["compensation_attempts"] = s.compensation_attempts;
+    if (!s.last_error.empty()) j["last_error"] = s.last_error;
+    if (s.started_ns) j["started_ms"] = to_ms(s.started_ns);
+    if (s.finished_ns) j["finished_ms"] = to_ms(s.finished_ns);
+    steps.push_back(std::move(j));
+  }
+  o["steps"] = std::move(steps);
+  json::array history;
+  for (const auto& e : r.history) {
+    json::object j;
+    j["at_ms"] = to_ms(e.at_ns);
+    j["event"] = std::string(saga::to_string(e.kind));
+    if (e.step >= 0 && static_cast<std::size_t>(e.step) < r.steps.size())
+      j["step"] = r.steps[static_cast<std::size_t>(e.step)].name;
+    if (e.attempt) j["attempt"] = e.attempt;
+    if (!e.detail.empty()) j["detail"] = e.detail;
+    history.push_back(std::move(j));
+  }
+  o["history"] = std::move(history);
+  o["history_dropped"] = r.history_dropped;
+  return o;
+}
+
+unsigned saga_status(const boost::system::error_code& ec) {
+  if (ec == saga::saga_errc::unknown_saga_type || ec == saga::saga_errc::not_found) return 404;
+  if (ec == saga::saga_errc::malformed_input) return 400;
+  if (ec == saga::saga_errc::idempotency_conflict || ec == saga::saga_errc::not_running) return 409;
+  if (ec.category() == troupe::troupe_category()) return net::http_status_for(ec);
+  return 500;
+}
+
+std::optional<std::uint64_t> saga_id(const std::string& text) {
+  std::uint64_t id = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec != std::errc{} || p != text.data() + text.size() || id == 0) return std::nullopt;
+  return id;
+}
+
 class node_app {
  public:
   explicit node_app(const config& c)
@@ -127,8 +249,15 @@ class node_app {
         router_(node_),
         service_(node_, router_, lock_options(c)),
         http_(rt_, http_options(c)) {
+    start_sagas(c);
     add_routes();
     http_.start();
+  }
+
+  ~node_app() {
+    // Stop taking requests first, then the orchestrator: unfinished sagas
+    // stay in the store, resumable by the next start (recover).
+    orchestrator_.stop();
   }
 
   unsigned short cluster_port() const { return node_.port(); }
@@ -165,7 +294,118 @@ class node_app {
     return o;
   }
 
+  void start_sagas(const config& c) {
+    troupe::spawn_options so;
+    so.shard = 0;
+    participant_ = rt_.spawn<selftest_participant>(so);
+    types_->add(selftest_definition(participant_));
+    if (!c.data_dir.empty()) {
+      store_ = std::make_shared<saga::sqlite_store>(
+          saga::sqlite_store_options{.path = c.data_dir + "/sagas.db"});
+    } else {
+      store_ = std::make_shared<saga::memory_store>();
+      rt_.log("troupe-node " + c.name +
+              ": no --data-dir: sagas are kept in memory and lost when the node stops");
+    }
+    orchestrator_ = rt_.spawn<saga::orchestrator>(
+        so, saga::orchestrator_options{.store = store_, .types = types_});
+    result<result<std::size_t>> resumed = rt_.ask_sync(orchestrator_, saga::recover{}, 60s);
+    if (!resumed)
+      throw std::runtime_error("cannot resume the stored sagas: " + resumed.error().message());
+    if (**resumed > 0)
+      rt_.log("troupe-node " + c.name + ": resumed " + std::to_string(**resumed) +
+              " unfinished sagas");
+  }
+
+  void add_saga_routes() {
+    using net::http_request;
+    using net::http_response;
+    namespace http = net::http;
+
+    http_.route(http::verb::post, "/api/v1/sagas/{definition}",
+                [this](http_request& r) -> task<http_response> {
+                  http_response err;
+                  auto body = net::json_object_body(r, err);
+                  if (!body) co_return err;
+                  auto input = body->find("input");
+                  if (input == body->end() || !input->value().is_object())
+                    co_return net::json_error(400, "field 'input' must be a JSON object");
+                  auto key = net::json_string(*body, "idempotency_key", err, false);
+                  if (!key && err.status != 200) co_return err;
+                  saga::start_saga q{r.param("definition"), json::serialize(input->value()),
+                                     key.value_or("")};
+                  auto call = orchestrator_.ask(std::move(q), 10s);
+                  result<result<saga::started>> raw =
+                      co_await call;  // bound first (g++ 12 and co_await temporaries)
+                  result<saga::started> st = flat(std::move(raw));
+                  if (!st) co_return net::json_error(saga_status(st.error()), st.error().message());
+                  json::object j;
+                  j["id"] = std::to_string(st->id);
+                  j["created"] = st->created;
+                  co_return net::json_reply(j, st->created ? 201 : 200);
+                });
+
+    http_.route(http::verb::get, "/api/v1/sagas/{id}",
+                [this](http_request& r) -> task<http_response> {
+                  auto id = saga_id(r.param("id"));
+                  if (!id) co_return net::json_error(400, "a saga id is a positive integer");
+                  auto call = orchestrator_.ask(saga::get_saga{*id}, 10s);
+                  result<result<saga::saga_record>> raw =
+                      co_await call;  // bound first (g++ 12 and co_await temporaries)
+                  result<saga::saga_record> rec = flat(std::move(raw));
+                  if (!rec)
+                    co_return net::json_error(saga_status(rec.error()), rec.error().message());
+                  co_return net::json_reply(saga_json(*rec));
+                });
+
+    http_.route(http::verb::get, "/api/v1/sagas", [this](http_request& r) -> task<http_response> {
+      const std::string state = r.query("state").empty() ? "running" : r.query("state");
+      std::optional<saga::saga_state> st;
+      for (auto s :
+           {saga::saga_state::pending, saga::saga_state::running, saga::saga_state::compensating,
+            saga::saga_state::completed, saga::saga_state::compensated, saga::saga_state::stuck})
+        if (saga::to_string(s) == state) st = s;
+      if (!st) co_return net::json_error(400, "unknown saga state '" + state + "'");
+      std::size_t limit = 100;
+      if (!r.query("limit").empty()) {
+        auto [p, ec] = std::from_chars(r.query("limit").data(),
+                                       r.query("limit").data() + r.query("limit").size(), limit);
+        if (ec != std::errc{} || limit == 0 || limit > 10'000)
+          co_return net::json_error(400, "limit must be between 1 and 10000");
+      }
+      auto call = orchestrator_.ask(saga::list_sagas{*st, limit}, 10s);
+      result<result<std::vector<saga::saga_record>>> raw =
+          co_await call;  // bound first (g++ 12 and co_await temporaries)
+      result<std::vector<saga::saga_record>> v = flat(std::move(raw));
+      if (!v) co_return net::json_error(saga_status(v.error()), v.error().message());
+      json::array out;
+      for (const auto& rec : *v) {
+        json::object j;
+        j["id"] = std::to_string(rec.id);
+        j["type"] = rec.type;
+        j["state"] = std::string(saga::to_string(rec.state));
+        if (!rec.error.empty()) j["error"] = rec.error;
+        out.push_back(std::move(j));
+      }
+      co_return net::json_reply(json::object{{"sagas", std::move(out)}});
+    });
+
+    http_.route(http::verb::post, "/api/v1/sagas/{id}/cancel",
+                [this](http_request& r) -> task<http_response> {
+                  auto id = saga_id(r.param("id"));
+                  if (!id) co_return net::json_error(400, "a saga id is a positive integer");
+                  auto call = orchestrator_.ask(saga::cancel_saga{*id}, 10s);
+                  result<result<void>> raw =
+                      co_await call;  // bound first (g++ 12 and co_await temporaries)
+                  result<void> done = flat(std::move(raw));
+                  if (!done)
+                    co_return net::json_error(saga_status(done.error()), done.error().message());
+                  co_return net::json_reply(json::object{{"cancelled", true}});
+                });
+  }
+
   void add_routes() {
+    add_saga_routes();
     using net::http_request;
     using net::http_response;
     namespace http = net::http;
@@ -284,6 +524,7 @@ class node_app {
       co_return net::json_error(lock_status(e), make_error_code(e).message());
     }
     json::object j;
+    j["name"] = name;
     j["token"] = std::to_string(rep->token);  // a string: tokens exceed 2^53
     j["ttl_ms"] = rep->ttl_ms;
     j["holds"] = rep->holds;
@@ -371,6 +612,10 @@ class node_app {
   net::node node_;
   actors::router router_;
   actors::lock_service service_;
+  std::shared_ptr<saga::registry> types_ = std::make_shared<saga::registry>();
+  std::shared_ptr<saga::saga_store> store_;
+  troupe::actor_ref<selftest_participant> participant_;
+  troupe::actor_ref<saga::orchestrator> orchestrator_;
   net::http_gateway http_;
 };
 

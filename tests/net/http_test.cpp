@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <troupe/net/http.hpp>
 
@@ -417,4 +418,91 @@ TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP
   CHECK(p.until("stopped").find("troupe-node node-h: stopped") != std::string::npos);
   CHECK(p.wait_exit() == 0);
   std::remove(token_file.c_str());
+}
+
+namespace {
+// GETs a saga until its state is one of the final ones (or 10 s pass).
+json::value saga_until_final(client& c, const std::string& id,
+                             const std::map<std::string, std::string>& auth = {}) {
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    reply r = c.call(http::verb::get, "/api/v1/sagas/" + id, {}, auth);
+    REQUIRE(r.status == 200);
+    json::value v = json::parse(r.body);
+    const std::string state(v.at("state").as_string());
+    if (state == "completed" || state == "compensated" || state == "stuck") return v;
+    REQUIRE(std::chrono::steady_clock::now() < end);
+  }
+}
+}  // namespace
+
+TEST_CASE("troupe-node runs sagas over HTTP, idempotently, and keeps them across a restart",
+          "[http][node][saga]") {
+  const std::string dir = temp_path("data");
+  std::string id;
+  {
+    node_process p{{"--name", "node-s", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                    "--data-dir", dir}};
+    const std::string ready = p.until("troupe-node node-s: cluster");
+    REQUIRE_FALSE(ready.empty());
+    client c{port_after(ready, "http")};
+
+    reply s = c.call(http::verb::post, "/api/v1/sagas/troupe.selftest",
+                     R"({"input":{"note":"first"},"idempotency_key":"k-1"})");
+    REQUIRE(s.status == 201);
+    id = std::string(json::parse(s.body).at("id").as_string());
+    json::value done = saga_until_final(c, id);
+    CHECK(done.at("state").as_string() == "completed");
+    const json::array& steps = done.at("steps").as_array();
+    REQUIRE(steps.size() == 3);
+    for (const auto& st : steps) {
+      CHECK(st.at("status").as_string() == "completed");
+      CHECK(st.at("attempts").as_int64() == 1);
+    }
+    CHECK_FALSE(done.at("history").as_array().empty());
+
+    // The same key and input: the same saga; another input: a conflict.
+    reply again = c.call(http::verb::post, "/api/v1/sagas/troupe.selftest",
+                         R"({"input":{"note":"first"},"idempotency_key":"k-1"})");
+    CHECK(again.status == 200);
+    CHECK(json::parse(again.body).at("id").as_string() == id);
+    CHECK(c.call(http::verb::post, "/api/v1/sagas/troupe.selftest",
+                 R"({"input":{"note":"other"},"idempotency_key":"k-1"})")
+              .status == 409);
+
+    // Bad requests.
+    CHECK(c.call(http::verb::post, "/api/v1/sagas/no.such.saga", R"({"input":{}})").status == 404);
+    CHECK(c.call(http::verb::post, "/api/v1/sagas/troupe.selftest", R"({"input":{"note":5}})")
+              .status == 400);
+    CHECK(c.call(http::verb::post, "/api/v1/sagas/troupe.selftest", R"({"note":"x"})").status ==
+          400);
+    CHECK(c.call(http::verb::get, "/api/v1/sagas/abc").status == 400);
+    CHECK(c.call(http::verb::get, "/api/v1/sagas/999999").status == 404);
+    CHECK(c.call(http::verb::get, "/api/v1/sagas?state=nonsense").status == 400);
+    CHECK(c.call(http::verb::post, "/api/v1/sagas/" + id + "/cancel").status == 409);
+    CHECK(c.call(http::verb::post, "/api/v1/sagas/999999/cancel").status == 404);
+
+    reply list = c.call(http::verb::get, "/api/v1/sagas?state=completed");
+    REQUIRE(list.status == 200);
+    bool listed = false;
+    const json::value listed_sagas = json::parse(list.body);
+    for (const auto& e : listed_sagas.at("sagas").as_array())
+      listed |= e.at("id").as_string() == id;
+    CHECK(listed);
+
+    p.signal(SIGTERM);
+    CHECK(p.wait_exit() == 0);
+  }
+  // A new process on the same data dir knows the saga.
+  node_process p{
+      {"--name", "node-s", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", dir}};
+  const std::string ready = p.until("troupe-node node-s: cluster");
+  REQUIRE_FALSE(ready.empty());
+  client c{port_after(ready, "http")};
+  reply r = c.call(http::verb::get, "/api/v1/sagas/" + id);
+  REQUIRE(r.status == 200);
+  CHECK(json::parse(r.body).at("state").as_string() == "completed");
+  p.signal(SIGTERM);
+  CHECK(p.wait_exit() == 0);
+  std::filesystem::remove_all(dir);
 }
