@@ -265,16 +265,23 @@ class node_process {
     std::string l;
     char c;
     while (::read(out_, &c, 1) == 1) {
+      seen_ += c;
       if (c == '\n') return l;
       l += c;
     }
+    eof_ = true;
     return l;
   }
-  // Reads lines until one contains `needle`; returns it ("" at EOF).
+  // Reads lines until one contains `needle`; returns it ("" at EOF, and
+  // everything read so far goes to the test's log).
   std::string until(const std::string& needle) {
     for (;;) {
       std::string l = line();
-      if (l.empty() || l.find(needle) != std::string::npos) return l;
+      if (l.find(needle) != std::string::npos) return l;
+      if (eof_) {
+        UNSCOPED_INFO("troupe-node said:\n" << seen_);
+        return {};
+      }
     }
   }
   int wait_exit() {
@@ -288,6 +295,8 @@ class node_process {
  private:
   pid_t pid_ = -1;
   int out_ = -1;
+  bool eof_ = false;
+  std::string seen_;
 };
 
 unsigned short port_after(const std::string& line, const std::string& label) {
