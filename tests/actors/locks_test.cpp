@@ -376,16 +376,16 @@ TEST_CASE("client-side bad input is refused before anything is sent", "[locks][c
   one_node n;
   actors::locks client{n.node};
   auto h = n.rt.spawn<holder_actor>(&client);
-  auto r = n.rt.ask_sync(h, take{"", 100ms, 0ms}, 5s);
+  auto r = n.rt.ask_sync(h, take{"", 100ms, 0ms}, 5s).value();
   REQUIRE_FALSE(r);
   CHECK(r.error() == lock_errc::empty_name);
-  r = n.rt.ask_sync(h, take{"x", 0ms, 0ms}, 5s);
+  r = n.rt.ask_sync(h, take{"x", 0ms, 0ms}, 5s).value();
   REQUIRE_FALSE(r);
   CHECK(r.error() == lock_errc::bad_ttl);
-  r = n.rt.ask_sync(h, take{"x", 100ms, -1ms}, 5s);
+  r = n.rt.ask_sync(h, take{"x", 100ms, -1ms}, 5s).value();
   REQUIRE_FALSE(r);
   CHECK(r.error() == lock_errc::bad_wait);
-  r = n.rt.ask_sync(h, take{"x", 5000ms, 0ms}, 5s);  // over the managers' max_ttl
+  r = n.rt.ask_sync(h, take{"x", 5000ms, 0ms}, 5s).value();  // over the managers' max_ttl
   REQUIRE_FALSE(r);
   CHECK(r.error() == lock_errc::ttl_too_long);
 }

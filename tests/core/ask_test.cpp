@@ -168,3 +168,34 @@ TEST_CASE("an ask whose reply type is bool carries both values and errors", "[co
   REQUIRE_FALSE(dead);
   CHECK(dead.error() == errc::actor_dead);
 }
+
+namespace {
+struct checked_q {
+  int x = 0;
+};
+// A handler whose reply is itself a result: an expected failure of its own.
+struct validator : troupe::actor {
+  troupe::result<int> handle(checked_q q) {
+    if (q.x < 0) return troupe::failure<int>(errc::name_not_found);
+    return q.x * 2;
+  }
+};
+}  // namespace
+
+TEST_CASE("a reply that is a result keeps its own error apart from the ask's", "[core][ask]") {
+  troupe::test::log_sink log;
+  troupe::runtime rt{troupe::test::sim(log)};
+  auto v = rt.spawn<validator>();
+  troupe::result<troupe::result<int>> ok = rt.ask_sync(v, checked_q{21}, 1s);
+  REQUIRE(ok);
+  CHECK(ok->value() == 42);
+  troupe::result<troupe::result<int>> refused = rt.ask_sync(v, checked_q{-1}, 1s);
+  REQUIRE(refused);  // the ask itself succeeded: the handler answered
+  REQUIRE_FALSE(*refused);
+  CHECK(refused->error() == errc::name_not_found);
+  v.stop();
+  rt.run_until_idle();
+  troupe::result<troupe::result<int>> dead = rt.ask_sync(v, checked_q{1}, 1s);
+  REQUIRE_FALSE(dead);  // the ask failed: nobody answered
+  CHECK(dead.error() == errc::actor_dead);
+}

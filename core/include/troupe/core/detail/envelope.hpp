@@ -109,7 +109,10 @@ struct ask_state : ask_state_base {
   }
   result<R> take() {
     if (error_ != errc{}) return failure<R>(error_);
-    return std::move(*value_);
+    // In place: when R is itself a result<T>, a converting construction would
+    // fold the handler's error into the ask's own (indistinguishable from
+    // actor_dead and the like). The ask's result holds the reply as it is.
+    return result<R>(boost::system::in_place_value, std::move(*value_));
   }
   static void* operator new(std::size_t n) { return pool_allocate(n); }
   static void operator delete(void* p, std::size_t n) noexcept { pool_deallocate(p, n); }
