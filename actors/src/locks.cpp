@@ -412,12 +412,30 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
   co_return reply_error(lock_errc::timeout);
 }
 
+// Renew and release: the lock of a request, or the error when there is none.
+lock_manager::lock_state* lock_manager::held_lock(const std::string& name, lock_reply& error) {
+  lock_state* l = find(name);
+  if (!slots_[l ? l->slot : lock_slot(name, opts_.slots)].owned)
+    error = reply_error(lock_errc::not_owner);
+  else if (!l)
+    error = reply_error(lock_errc::expired);
+  else
+    return l;
+  return nullptr;
+}
+
+// Renew and release by a token no holder has: why.
+lock_reply lock_manager::no_such_hold(const lock_state& l, const std::string& owner) const {
+  for (const holder& h : l.holders)
+    if (h.owner == owner) return reply_error(lock_errc::wrong_token);
+  return reply_error(l.holders.empty() ? lock_errc::expired : lock_errc::not_holder);
+}
+
 lock_reply lock_manager::handle(lock_renew q) {
   if (auto ec = check(q.name, q.ttl_ms)) return reply_error(static_cast<lock_errc>(ec.value()));
-  lock_state* l = find(q.name);
-  if (!slots_[l ? l->slot : lock_slot(q.name, opts_.slots)].owned)
-    return reply_error(lock_errc::not_owner);
-  if (!l) return reply_error(lock_errc::expired);
+  lock_reply error;
+  lock_state* l = held_lock(q.name, error);
+  if (!l) return error;
   const std::int64_t now = now_ns();
   for (std::size_t i = 0; i < l->holders.size(); ++i) {
     holder& h = l->holders[i];
@@ -433,17 +451,14 @@ lock_reply lock_manager::handle(lock_renew q) {
     emit(lock_event::kind::renewed, *l, h, now);
     return lock_reply{0, h.token, q.ttl_ms, h.holds};
   }
-  for (const holder& h : l->holders)
-    if (h.owner == q.owner) return reply_error(lock_errc::wrong_token);
-  return reply_error(l->holders.empty() ? lock_errc::expired : lock_errc::not_holder);
+  return no_such_hold(*l, q.owner);
 }
 
 lock_reply lock_manager::handle(lock_release q) {
   if (q.name.empty()) return reply_error(lock_errc::empty_name);
-  lock_state* l = find(q.name);
-  if (!slots_[l ? l->slot : lock_slot(q.name, opts_.slots)].owned)
-    return reply_error(lock_errc::not_owner);
-  if (!l) return reply_error(lock_errc::expired);
+  lock_reply error;
+  lock_state* l = held_lock(q.name, error);
+  if (!l) return error;
   const std::int64_t now = now_ns();
   for (std::size_t i = 0; i < l->holders.size(); ++i) {
     holder& h = l->holders[i];
@@ -456,9 +471,7 @@ lock_reply lock_manager::handle(lock_release q) {
     forget_if_idle(*l);
     return lock_reply{0, token, 0, 0};
   }
-  for (const holder& h : l->holders)
-    if (h.owner == q.owner) return reply_error(lock_errc::wrong_token);
-  return reply_error(l->holders.empty() ? lock_errc::expired : lock_errc::not_holder);
+  return no_such_hold(*l, q.owner);
 }
 
 lock_info lock_manager::handle(lock_info_q q) {

@@ -10,6 +10,7 @@
 #include <thread>
 #include <troupe/actors/locks.hpp>
 
+#include "net/net_support.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -22,27 +23,10 @@ using actors::lock_errc;
 namespace {
 
 net::node_options node_opts(std::string name, std::vector<net::endpoint> seeds = {}) {
-  net::node_options o;
-  o.name = std::move(name);
-  o.cluster = "locks-test";
-  o.secret = "s3cret";
-  o.seeds = std::move(seeds);
-  o.heartbeat = 20ms;
-  o.down_after = 3s;
-  o.redial_min = 20ms;
-  o.redial_max = 200ms;
-  return o;
+  return troupe::test::node_options(std::move(name), std::move(seeds), "locks-test");
 }
 
-template <class F>
-bool eventually(F f, std::chrono::seconds limit = 10s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::yield();
-  }
-  return f();
-}
+using troupe::test::eventually;
 
 actors::lock_options fast_locks() {
   actors::lock_options o;

@@ -10,6 +10,7 @@
 #include <troupe/actors/router.hpp>
 #include <troupe/net/node.hpp>
 
+#include "net/net_support.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -117,27 +118,10 @@ class driver : public troupe::actor {
 };
 
 net::node_options options(std::string name, std::vector<net::endpoint> seeds = {}) {
-  net::node_options o;
-  o.name = std::move(name);
-  o.cluster = "router-test";
-  o.secret = "s3cret";
-  o.seeds = std::move(seeds);
-  o.heartbeat = 20ms;
-  o.down_after = 3s;  // generous: TSan on a loaded 2-core machine answers late
-  o.redial_min = 20ms;
-  o.redial_max = 200ms;
-  return o;
+  return troupe::test::node_options(std::move(name), std::move(seeds), "router-test");
 }
 
-template <class F>
-bool eventually(F f, std::chrono::seconds limit = 10s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::yield();
-  }
-  return f();
-}
+using troupe::test::eventually;
 
 net::route_stats routing(net::node& n) {
   auto s = n.state(5s);

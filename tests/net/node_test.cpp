@@ -12,6 +12,7 @@
 #include <troupe/net/node.hpp>
 
 #include "net/bank_actor.hpp"
+#include "net/net_support.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -64,29 +65,11 @@ struct slow : troupe::actor {
 
 net::node_options options(std::string name, std::vector<net::endpoint> seeds = {},
                           std::string secret = "s3cret") {
-  net::node_options o;
-  o.name = std::move(name);
-  o.cluster = "test";
-  o.secret = std::move(secret);
-  o.seeds = std::move(seeds);
-  o.heartbeat = 20ms;
-  // Generous: under TSan on a loaded 2-core machine a busy shard answers late.
-  o.down_after = 3s;
-  o.redial_min = 20ms;
-  o.redial_max = 200ms;
-  return o;
+  return troupe::test::node_options(std::move(name), std::move(seeds), "test", std::move(secret));
 }
 
 // Polls a condition the nodes reach by themselves (a link coming up), with a bound.
-template <class F>
-bool eventually(F f, std::chrono::seconds limit = 10s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::yield();
-  }
-  return f();
-}
+using troupe::test::eventually;
 
 bool linked(net::node& n, const std::string& peer) {
   auto s = n.state(2s);

@@ -275,6 +275,16 @@ struct set_route_q {
 
 boost::system::error_code check_route(std::string_view key, std::string_view name) noexcept;
 
+/// A routed M to a T: the type checks every routed send makes.
+template <class T, class M>
+constexpr void check_routable() {
+  static_assert(troupe::detail::handles<T, M>,
+                "troupe: this actor type has no handle() for the message type");
+  static_assert(remote_message<M>,
+                "troupe: a routed message may cross the wire: register it with "
+                "TROUPE_REMOTE_MESSAGE");
+}
+
 /// An ask's envelope goes to the node, which places it by key.
 struct route_dispatch {
   static constexpr bool direct = false;
@@ -422,11 +432,7 @@ template <class T, class M>
 boost::system::error_code node::route_tell(std::string_view key, std::string_view name,
                                            M&& m) const {
   using msg_t = std::decay_t<M>;
-  static_assert(troupe::detail::handles<T, msg_t>,
-                "troupe: this actor type has no handle() for the message type");
-  static_assert(remote_message<msg_t>,
-                "troupe: a routed message may cross the wire: register it with "
-                "TROUPE_REMOTE_MESSAGE");
+  detail::check_routable<T, msg_t>();
   if (auto ec = detail::check_route(key, name)) return ec;
   if (!actor_.alive()) return make_error_code(errc::no_route);
   auto* e = new troupe::detail::envelope<T, msg_t>(nullptr, std::forward<M>(m));
@@ -439,11 +445,7 @@ template <class T, class M>
 auto node::route_ask(std::string_view key, std::string_view name, M&& m,
                      std::chrono::nanoseconds timeout) const {
   using msg_t = std::decay_t<M>;
-  static_assert(troupe::detail::handles<T, msg_t>,
-                "troupe: this actor type has no handle() for the message type");
-  static_assert(remote_message<msg_t>,
-                "troupe: a routed message may cross the wire: register it with "
-                "TROUPE_REMOTE_MESSAGE");
+  detail::check_routable<T, msg_t>();
   using R = troupe::detail::reply_t<T, msg_t>;
   static_assert(std::is_void_v<R> || remote_message<R>,
                 "troupe: a routed ask's reply may cross the wire: register its type with "
