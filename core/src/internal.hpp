@@ -11,7 +11,13 @@
 #include <troupe/core/runtime.hpp>
 #include <vector>
 
+struct io_uring;
+
 namespace troupe::detail {
+
+/// The last io_uring ring Asio created on the calling thread (asio_impl.cpp);
+/// null if none. Read right after creating an io_context's io_uring service.
+::io_uring* last_io_uring_created() noexcept;
 
 /// Allocated on first need; most actors never have one.
 struct cell_extras {

@@ -7,6 +7,8 @@
 
 #include "internal.hpp"
 #if TROUPE_IO_URING
+#include <liburing.h>
+
 #include <boost/asio/detail/io_uring_service.hpp>
 #endif
 
@@ -52,6 +54,7 @@ shard::shard(runtime& rt, unsigned index)
                         "); allow io_uring (kernel.io_uring_disabled=0, seccomp) or rebuild with "
                         "-DTROUPE_IO=epoll");
   }
+  ring_ = last_io_uring_created();
 #endif
   simulated_ = rt.simulated();
   clock_ns_ = rt.now_ns();
@@ -160,6 +163,18 @@ void shard::request_exit() noexcept {
   }
 }
 
+bool shard::io_pending() const noexcept {
+#if TROUPE_IO_URING
+  // Two loads from the ring the kernel shares with us: a completion waiting,
+  // or task work (a socket became ready) that the next poll enters the
+  // kernel to run. Posts from other threads arrive as completions too.
+  if (ring_)
+    return ::io_uring_cq_ready(ring_) != 0 || (__atomic_load_n(ring_->sq.kflags, __ATOMIC_RELAXED) &
+                                               (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0;
+#endif
+  return false;
+}
+
 void shard::park() {
   sleeping_.store(true, std::memory_order_seq_cst);
   if (!inbox_.empty() || exit_.load(std::memory_order_seq_cst)) {
@@ -197,7 +212,11 @@ void shard::loop() {
     }
     if (step(256)) continue;
     // Idle: spin a short while (a wake-up costs far more than a busy hand-off),
-    // watching the inbox on every turn and timers and io every 64th.
+    // watching the inbox and (io_uring) the ring on every turn, and timers
+    // and the io_context every 64th. Every 64th turn also yields the CPU: when
+    // the peer we wait for (another shard, or the other end of a socket) is
+    // queued on this very CPU, spinning would only delay it until we park;
+    // with nothing else to run, the yield is one cheap syscall.
     const std::int64_t spin_until = clock_ns_ + spin_ns;
     bool found = false;
     for (unsigned i = 1;; ++i) {
@@ -206,12 +225,13 @@ void shard::loop() {
         found = true;
         break;
       }
-      if ((i & 63) == 0) {
+      if ((i & 63) == 0 || io_pending()) {
         if (step(256)) {
           found = true;
           break;
         }
         if (clock_ns_ >= spin_until) break;
+        if ((i & 63) == 0) std::this_thread::yield();
       }
     }
     if (!found) park();

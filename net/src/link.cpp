@@ -30,9 +30,18 @@ peer_link::peer_link(link_config cfg, asio::ip::tcp::socket socket, role r, link
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);  // frames are coalesced by us, not Nagle
 }
 
+namespace {
+// One receive's worth: the reader keeps partial frames.
+constexpr std::size_t read_bytes = 65536;
+}  // namespace
+
 void peer_link::queue(const frame_header& h, std::string_view payload) {
   append_frame(out_, h, payload);
   ++stats_.frames_out;
+  start_flush();
+}
+
+void peer_link::start_flush() {
   if (!writing_ && !closed_) {
     writing_ = true;
     (void)ref_of(this).tell(flush{});
@@ -88,12 +97,14 @@ task<result<frame_view>> peer_link::read_frame() {
       ++stats_.frames_in;
       co_return **f;
     }
-    result<std::size_t> n = co_await socket_.async_read_some(asio::buffer(in_), use_task);
+    std::span<char> buf = reader_.writable(read_bytes);
+    result<std::size_t> n =
+        co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()), use_task);
     if (!n) co_return failure<frame_view>(n.error());
     last_in_ns_ =
         system().now_ns();  // any bytes show the peer alive: stamp once per read, not per frame
     stats_.bytes_in += *n;
-    reader_.feed(in_.data(), *n);
+    reader_.commit(*n);
   }
 }
 
@@ -169,18 +180,36 @@ task<void> peer_link::handle(link_start) {
   bool ok = co_await handshake();
   if (ok && !closed_) {
     stats_.up = true;
-    if (listening()) listener_->on_up(ref_of(this), stats_.peer);
+    const actor_ref<peer_link> me = ref_of(this);
+    if (listening()) listener_->on_up(me, stats_.peer);
+    // Every complete frame in the buffer is handled in this one turn; the
+    // socket is read (straight into the reader's buffer) only when none is left.
     for (;;) {
-      result<frame_view> f = co_await read_frame();
-      if (!f) {
-        close(f.error() == asio::error::eof ? "peer closed the connection" : f.error().message());
+      result<std::optional<frame_view>> next = reader_.next();
+      if (!next) {
+        close(next.error().message());
         break;
       }
-      switch (f->header.kind) {
+      if (!*next) {
+        std::span<char> buf = reader_.writable(read_bytes);
+        result<std::size_t> n =
+            co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()), use_task);
+        if (!n) {
+          close(n.error() == asio::error::eof ? "peer closed the connection" : n.error().message());
+          break;
+        }
+        last_in_ns_ = system().now_ns();  // any bytes show the peer alive: once per read
+        stats_.bytes_in += *n;
+        reader_.commit(*n);
+        continue;
+      }
+      ++stats_.frames_in;
+      const frame_view& f = **next;
+      switch (f.header.kind) {
         case frame_kind::heartbeat:
           break;
         case frame_kind::goodbye:
-          close("peer said goodbye: " + std::string(f->payload));
+          close("peer said goodbye: " + std::string(f.payload));
           break;
         case frame_kind::hello:
         case frame_kind::challenge:
@@ -189,7 +218,7 @@ task<void> peer_link::handle(link_start) {
           close("handshake frame after the handshake");
           break;
         default:
-          if (listening()) listener_->on_frame(ref_of(this), f->header, f->payload);
+          if (listening()) listener_->on_frame(me, f.header, f.payload);
       }
       if (closed_) break;
     }

@@ -51,6 +51,35 @@ namespace troupe::net {
 
 namespace {
 constexpr std::uint64_t node_actor_id = 1;  // every node actor is published as id 1
+
+/// The link object behind `l` if it runs on this thread's shard and is alive.
+peer_link* link_here(const actor_ref<peer_link>& l) noexcept {
+  troupe::detail::actor_cell* c = l.addr().cell();
+  if (!c || c->home_ != troupe::detail::this_shard() || !c->alive() ||
+      !c->has(troupe::detail::actor_cell::instance_live))
+    return nullptr;
+  return static_cast<peer_link*>(c->instance_);
+}
+
+void append_here(peer_link& lk, const frame_header& h, std::string_view payload) {
+  (void)lk.append(h, frame_payload_max, [&](std::string& out) { out.append(payload); });
+}
+
+/// A frame on its way to its link's shard, through that shard's inbox.
+struct frame_item final : troupe::detail::work_item {
+  actor_ref<peer_link> link;
+  frame_header header;
+  std::string payload;
+  static void run(troupe::detail::work_item* w) noexcept {
+    std::unique_ptr<frame_item> f(static_cast<frame_item*>(w));
+    if (peer_link* lk = link_here(f->link)) {
+      try {
+        append_here(*lk, f->header, f->payload);
+      } catch (...) {  // out of memory: the frame is lost, as a dropped tell
+      }
+    }
+  }
+};
 struct start_q {};
 struct shutdown_q {};
 struct dial_q {
@@ -84,6 +113,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   struct proxy_target {
     std::string peer;
     std::uint64_t remote_id;
+    peer_state* state;  // peers_[peer]: entries of peers_ are never erased
   };
 
  public:
@@ -268,7 +298,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         encode(d.what, payload);
         for (auto& [name, p] : peers_)
           if (p.link)
-            (void)p.link.tell(link_send{frame_header{frame_kind::down, 0, id, 0, 0}, payload});
+            detail::send_frame(p.link, frame_header{frame_kind::down, 0, id, 0, 0}, payload);
         break;
       }
     }
@@ -299,12 +329,21 @@ class node_actor final : public actor, public link_listener, public troupe::deta
 
   void on_frame(const actor_ref<peer_link>& l, const frame_header& h,
                 std::string_view payload) override {
-    auto lp = link_peer_.find(l.addr().cell());
-    if (lp == link_peer_.end()) return;
-    peer_state& p = peers_[lp->second];
+    // The sending peer's state (a map lookup by name) is only needed by
+    // replies and down frames; the cache remembers the last link's.
+    auto peer_of_link = [&]() -> peer_state* {
+      actor_cell* c = l.addr().cell();
+      if (c != frame_peer_cache_.link) {
+        auto lp = link_peer_.find(c);
+        if (lp == link_peer_.end()) return nullptr;
+        frame_peer_cache_ = {c, &peers_[lp->second]};
+      }
+      return frame_peer_cache_.peer;
+    };
     switch (h.kind) {
       case frame_kind::tell:
       case frame_kind::ask: {
+        if (!peer_of_link()) return;  // not (or no longer) an up link
         auto pub = published_.find(h.target);
         if (pub == published_.end() || !pub->second.addr.alive()) {
           if (h.kind == frame_kind::ask) reply_error(l, h.correlation, errc::actor_dead);
@@ -329,12 +368,16 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         return;
       case frame_kind::reply:
       case frame_kind::reply_error: {
+        peer_state* pp = peer_of_link();
+        if (!pp) return;
+        peer_state& p = *pp;
         auto it = p.pending.find(h.correlation);
         if (it == p.pending.end()) {
           // A reply to an ask this node forwarded: relay it to the asker's node.
           if (auto r = p.relays.find(h.correlation); r != p.relays.end()) {
-            (void)r->second.origin.tell(link_send{
-                frame_header{h.kind, 0, 0, 0, r->second.correlation}, std::string(payload)});
+            detail::send_frame(r->second.origin,
+                               frame_header{h.kind, 0, 0, 0, r->second.correlation},
+                               std::string(payload));
             p.relays.erase(r);
           }
           return;  // else the asker's deadline already passed and it was swept
@@ -356,6 +399,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         return;
       }
       case frame_kind::down: {
+        peer_state* pp = peer_of_link();
+        if (!pp) return;
+        peer_state& p = *pp;
         bounded_input_archive ar(payload);
         std::uint8_t reason = 0;
         std::string what;
@@ -385,43 +431,59 @@ class node_actor final : public actor, public link_listener, public troupe::deta
 
   void forward(troupe::detail::actor_cell* proxy, troupe::detail::message* m) noexcept override {
     auto t = proxies_.find(proxy);
-    peer_state* p = t == proxies_.end() ? nullptr : peer(t->second.peer);
+    peer_state* p = t == proxies_.end() ? nullptr : t->second.state;
     if (!p || !p->link) {
       m->ops_->discard(m, errc::node_down);
       return;
     }
     frame_header h{m->ask_base_ ? frame_kind::ask : frame_kind::tell, m->ops_->wire_type,
                    t->second.remote_id, 0, 0};
-    send_message(*p, h, std::string{}, m);
+    send_message(*p, h, {}, m);
   }
 
  private:
-  /// Encodes m after `payload` (a routing prefix, or nothing) and sends it to
-  /// p's link; an ask waits in p.pending for its reply. p's link is up.
-  void send_message(peer_state& p, frame_header h, std::string payload, message* m) noexcept {
-    const std::size_t prefix = payload.size();
+  /// Encodes m after `prefix` (a routing prefix, or nothing) straight into
+  /// p's link's output and sends it; an ask waits in p.pending for its reply.
+  /// p's link is up.
+  void send_message(peer_state& p, frame_header h, std::string_view prefix, message* m) noexcept {
+    peer_link* lk = link_here(p.link);
+    if (!lk) {  // stopped without telling us (runtime shutdown): as if down
+      m->ops_->discard(m, errc::node_down);
+      return;
+    }
+    if (m->ask_base_) h.correlation = next_correlation_;
+    const std::size_t limit =
+        std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_bytes - 4));
+    std::size_t encoded = 0;
+    peer_link::append_result r;
     try {
-      m->ops_->encode(m, payload);
+      r = lk->append(h, limit, [&](std::string& out) {
+        out.append(prefix);
+        const std::size_t before = out.size();
+        m->ops_->encode(m, out);
+        encoded = out.size() - before;
+      });
     } catch (...) {
       m->ops_->discard(m, errc::not_serializable);
       return;
     }
-    if (payload.size() >
-        std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_bytes - 4))) {
-      system().log("troupe: node " + opts_.name + ": a message of " +
-                   std::to_string(payload.size() - prefix) +
+    if (r == peer_link::append_result::too_large) {
+      system().log("troupe: node " + opts_.name + ": a message of " + std::to_string(encoded) +
                    " bytes exceeds the frame limit; not sent");
       m->ops_->discard(m, errc::message_too_large);
       return;
     }
+    if (r == peer_link::append_result::closed) {  // on_down follows and fails pending asks
+      m->ops_->discard(m, errc::node_down);
+      return;
+    }
     if (m->ask_base_) {
-      h.correlation = next_correlation_++;
+      ++next_correlation_;
       p.pending.emplace(h.correlation, m);
       if (p.pending.size() > p.sweep_at) sweep(p);
     } else {
       m->ops_->discard(m, errc::actor_dead);  // a tell carries no ask: this only frees it
     }
-    (void)p.link.tell(link_send{h, std::move(payload)});
   }
 
   // --- routing by key ---
@@ -547,7 +609,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         std::string out(payload);
         out[0] = 1;  // hops
         ++route_stats_.forwarded;
-        (void)to.link.tell(link_send{fh, std::move(out)});
+        detail::send_frame(to.link, fh, std::move(out));
         return;
       }
     }
@@ -585,8 +647,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   actor_addr make_proxy_addr(const troupe::detail::actor_type_info* type,
                              const std::string& peer_name, std::uint64_t id) {
     actor_addr a = system().make_proxy_addr(type, opts_.shard, this, id);
-    proxies_.emplace(a.cell(), proxy_target{peer_name, id});
     peer_state& p = peers_[peer_name];
+    proxies_.emplace(a.cell(), proxy_target{peer_name, id, &p});
     std::erase_if(p.proxies, [](const actor_addr& x) { return !x.alive(); });
     p.proxies.push_back(a);
     return a;
@@ -610,6 +672,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   void detail_down(const actor_ref<peer_link>& l, const std::string& name,
                    const std::string& reason) {
     link_peer_.erase(l.addr().cell());
+    frame_peer_cache_ = {};
     peer_state* p = peer(name);
     if (!p || p->link != l) return;  // a refused duplicate, or never up
     p->link = actor_ref<peer_link>{};
@@ -635,8 +698,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   void reply_error(const actor_ref<peer_link>& l, std::uint64_t correlation, errc e) {
     std::string payload;
     encode(static_cast<std::uint32_t>(e), payload);
-    (void)l.tell(
-        link_send{frame_header{frame_kind::reply_error, 0, 0, 0, correlation}, std::move(payload)});
+    detail::send_frame(l, frame_header{frame_kind::reply_error, 0, 0, 0, correlation},
+                       std::move(payload));
   }
 
   using actor_cell = troupe::detail::actor_cell;
@@ -665,6 +728,10 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     const published_actor* pub = nullptr;
   } name_cache_;
   std::unordered_map<actor_cell*, std::string> link_peer_;
+  struct {
+    actor_cell* link = nullptr;  // cleared when a link goes down
+    peer_state* peer = nullptr;
+  } frame_peer_cache_;
   std::unordered_map<actor_cell*, endpoint> dialed_;
   std::unordered_map<actor_cell*, proxy_target> proxies_;
   std::vector<detail::subscribe_q> subscribers_;
@@ -739,6 +806,25 @@ void node::route_send(detail::route_q q) const {
 }
 
 namespace detail {
+
+void send_frame(const actor_ref<peer_link>& l, const frame_header& h,
+                std::string payload) noexcept {
+  troupe::detail::actor_cell* c = l.addr().cell();
+  if (!c || !c->alive()) return;
+  try {
+    if (c->home_ == troupe::detail::this_shard()) {
+      if (peer_link* lk = link_here(l)) append_here(*lk, h, payload);
+      return;
+    }
+    auto* f = new frame_item;
+    f->run_ = &frame_item::run;
+    f->link = l;
+    f->header = h;
+    f->payload = std::move(payload);
+    c->home_->post(f);
+  } catch (...) {  // out of memory: the frame is lost, as a dropped tell
+  }
+}
 
 boost::system::error_code check_route(std::string_view key, std::string_view name) noexcept {
   if (key.empty()) return make_error_code(route_errc::empty_key);

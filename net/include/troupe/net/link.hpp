@@ -80,6 +80,16 @@ class peer_link : public actor {
   void handle(link_send f);
   /// Closes the link with a reason (logged, and sent to the peer when possible).
   void handle(link_close c);
+
+  enum class append_result { ok, closed, too_large };
+  /// Appends one frame to the output buffer at once, without a message: the
+  /// node's path, on this link's shard only. `fill(std::string&)` appends the
+  /// payload; a payload over `max_payload` bytes (at most frame_payload_max)
+  /// is taken back. Frames appended while a write is in flight go out together
+  /// in the next one. After the link closed, frames are dropped (`closed`).
+  /// If fill throws, the frame is taken back and the exception propagates.
+  template <class Fill>
+  append_result append(const frame_header& h, std::size_t max_payload, Fill&& fill);
   link_stats handle(link_stats_q) const { return stats_; }
 
  private:
@@ -94,6 +104,7 @@ class peer_link : public actor {
   task<bool> handshake();
   task<result<frame_view>> read_frame();
   void queue(const frame_header& h, std::string_view payload);
+  void start_flush();
   void close(std::string reason);
   bool listening() const noexcept { return !owner_ || owner_.alive(); }
 
@@ -111,7 +122,27 @@ class peer_link : public actor {
   std::int64_t last_in_ns_ = 0;
   std::int64_t last_out_ns_ = 0;
   link_stats stats_;
-  std::array<char, 65536> in_;  // one receive's worth; the reader keeps partial frames
 };
+
+template <class Fill>
+peer_link::append_result peer_link::append(const frame_header& h, std::size_t max_payload,
+                                           Fill&& fill) {
+  if (closed_) return append_result::closed;
+  const std::size_t start = begin_frame(out_, h);
+  try {
+    fill(out_);
+  } catch (...) {
+    out_.resize(start);
+    throw;
+  }
+  if (out_.size() - start - frame_header_bytes > std::min(max_payload, frame_payload_max)) {
+    out_.resize(start);
+    return append_result::too_large;
+  }
+  (void)end_frame(out_, start);  // within frame_payload_max: cannot fail
+  ++stats_.frames_out;
+  start_flush();
+  return append_result::ok;
+}
 
 }  // namespace troupe::net

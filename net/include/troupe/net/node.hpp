@@ -149,6 +149,12 @@ struct published_actor {
   std::unordered_map<std::uint32_t, inbound_fn> inbound;
 };
 
+/// Sends one frame over link `l`: appended to its output at once on the
+/// link's shard, else carried there through that shard's inbox (so frames
+/// from one thread keep their order with the node's own). Dropped if the
+/// link has stopped.
+void send_frame(const actor_ref<peer_link>& l, const frame_header& h, std::string payload) noexcept;
+
 /// An ask that arrived over a link: its reply goes back over that link.
 template <class R>
 struct remote_ask final : troupe::detail::ask_state<R> {
@@ -182,7 +188,7 @@ struct remote_ask final : troupe::detail::ask_state<R> {
         encode(static_cast<std::uint32_t>(errc::message_too_large), payload);
       }
     }
-    (void)self->from.tell(link_send{h, std::move(payload)});
+    send_frame(self->from, h, std::move(payload));
   }
   static void* operator new(std::size_t n) { return troupe::detail::pool_allocate(n); }
   static void operator delete(void* p, std::size_t n) noexcept {
@@ -208,8 +214,7 @@ boost::system::error_code inbound(troupe::detail::actor_cell* target, std::strin
       troupe::detail::envelope<T, M>::discard(e, errc::not_serializable);
       std::string p;
       encode(static_cast<std::uint32_t>(errc::not_serializable), p);
-      (void)from.tell(
-          link_send{frame_header{frame_kind::reply_error, 0, 0, 0, correlation}, std::move(p)});
+      send_frame(from, frame_header{frame_kind::reply_error, 0, 0, 0, correlation}, std::move(p));
       return {};
     }
   }

@@ -21,6 +21,7 @@
 namespace boost::asio {
 class io_context;
 }
+struct io_uring;  // liburing's ring (io_uring builds)
 
 namespace troupe {
 class runtime;
@@ -131,10 +132,12 @@ class shard {
   void wake() noexcept;
   bool drain_inbox();
   void park();
+  bool io_pending() const noexcept;
 
   runtime& rt_;
   unsigned index_;
   std::unique_ptr<boost::asio::io_context> io_;
+  ::io_uring* ring_ = nullptr;  // the io_context's ring, watched while spinning; null on epoll
   struct work_guard;
   std::unique_ptr<work_guard> guard_;
   run_queue runq_;
