@@ -271,8 +271,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     } else if (owner == opts_.name) {
       deliver_local(q.name, q.type, m);
     } else {
-      std::string prefix = route_prefix(0, q.key, q.name);
-      send_message(*owner_cache_.peer, route_header(m), std::move(prefix), m);
+      prefix_.clear();  // one buffer for every routed send: no allocation per message
+      append_route_prefix(prefix_, 0, q.key, q.name);
+      send_message(*owner_cache_.peer, route_header(m), prefix_, m);
     }
   }
 
@@ -496,16 +497,14 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   // A routed frame's payload: u8 hops, u16 key length, key, u8 name length,
   // name, then the message as in a tell frame. The header's `sender` field
   // carries the sender's route epoch.
-  static std::string route_prefix(std::uint8_t hops, std::string_view key, std::string_view name) {
-    std::string out;
-    out.reserve(4 + key.size() + name.size() + 80);
+  static void append_route_prefix(std::string& out, std::uint8_t hops, std::string_view key,
+                                  std::string_view name) {
     out.push_back(static_cast<char>(hops));
     out.push_back(static_cast<char>(key.size() & 0xFF));
     out.push_back(static_cast<char>(key.size() >> 8));
     out.append(key);
     out.push_back(static_cast<char>(name.size()));
     out.append(name);
-    return out;
   }
 
   struct routed_view {
@@ -719,6 +718,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   std::uint64_t seen_route_epoch_ = 0;  // the highest epoch a routed frame carried
   route_stats route_stats_;
   std::set<std::string, std::less<>> warned_names_;
+  std::string prefix_;  // the routing prefix of the routed send being encoded
   struct {
     const char* name = nullptr;  // a string_view's data() from table_
     peer_state* peer = nullptr;
