@@ -412,66 +412,67 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
   co_return reply_error(lock_errc::timeout);
 }
 
-// Renew and release: the lock of a request, or the error when there is none.
-lock_manager::lock_state* lock_manager::held_lock(const std::string& name, lock_reply& error) {
+// Renew and release: the holder a request names (its lock and index), or
+// the error that says why there is none.
+lock_manager::lock_state* lock_manager::find_hold(const std::string& name, std::uint64_t token,
+                                                  const std::string& owner, std::size_t& index,
+                                                  lock_reply& error) {
   lock_state* l = find(name);
-  if (!slots_[l ? l->slot : lock_slot(name, opts_.slots)].owned)
+  if (!slots_[l ? l->slot : lock_slot(name, opts_.slots)].owned) {
     error = reply_error(lock_errc::not_owner);
-  else if (!l)
+    return nullptr;
+  }
+  if (!l) {
     error = reply_error(lock_errc::expired);
-  else
+    return nullptr;
+  }
+  for (std::size_t i = 0; i < l->holders.size(); ++i) {
+    if (l->holders[i].token != token) continue;
+    if (l->holders[i].owner != owner) break;
+    index = i;
     return l;
+  }
+  bool owns_another = false;
+  for (const holder& h : l->holders) owns_another |= h.owner == owner;
+  error = reply_error(owns_another         ? lock_errc::wrong_token
+                      : l->holders.empty() ? lock_errc::expired
+                                           : lock_errc::not_holder);
   return nullptr;
-}
-
-// Renew and release by a token no holder has: why.
-lock_reply lock_manager::no_such_hold(const lock_state& l, const std::string& owner) const {
-  for (const holder& h : l.holders)
-    if (h.owner == owner) return reply_error(lock_errc::wrong_token);
-  return reply_error(l.holders.empty() ? lock_errc::expired : lock_errc::not_holder);
 }
 
 lock_reply lock_manager::handle(lock_renew q) {
   if (auto ec = check(q.name, q.ttl_ms)) return reply_error(static_cast<lock_errc>(ec.value()));
+  std::size_t i = 0;
   lock_reply error;
-  lock_state* l = held_lock(q.name, error);
+  lock_state* l = find_hold(q.name, q.token, q.owner, i, error);
   if (!l) return error;
   const std::int64_t now = now_ns();
-  for (std::size_t i = 0; i < l->holders.size(); ++i) {
-    holder& h = l->holders[i];
-    if (h.token != q.token) continue;
-    if (h.owner != q.owner) return reply_error(lock_errc::not_holder);
-    if (h.expires_ns <= now) {
-      end_holder(*l, i, lock_event::kind::expired, now);
-      promote(*l, now);
-      forget_if_idle(*l);
-      return reply_error(lock_errc::expired);
-    }
-    h.expires_ns = now + q.ttl_ms * 1'000'000;
-    emit(lock_event::kind::renewed, *l, h, now);
-    return lock_reply{0, h.token, q.ttl_ms, h.holds};
+  holder& h = l->holders[i];
+  if (h.expires_ns <= now) {
+    end_holder(*l, i, lock_event::kind::expired, now);
+    promote(*l, now);
+    forget_if_idle(*l);
+    return reply_error(lock_errc::expired);
   }
-  return no_such_hold(*l, q.owner);
+  h.expires_ns = now + q.ttl_ms * 1'000'000;
+  emit(lock_event::kind::renewed, *l, h, now);
+  return lock_reply{0, h.token, q.ttl_ms, h.holds};
 }
 
 lock_reply lock_manager::handle(lock_release q) {
   if (q.name.empty()) return reply_error(lock_errc::empty_name);
+  std::size_t i = 0;
   lock_reply error;
-  lock_state* l = held_lock(q.name, error);
+  lock_state* l = find_hold(q.name, q.token, q.owner, i, error);
   if (!l) return error;
   const std::int64_t now = now_ns();
-  for (std::size_t i = 0; i < l->holders.size(); ++i) {
-    holder& h = l->holders[i];
-    if (h.token != q.token) continue;
-    if (h.owner != q.owner) return reply_error(lock_errc::not_holder);
-    if (--h.holds > 0) return lock_reply{0, h.token, (h.expires_ns - now) / 1'000'000, h.holds};
-    const std::uint64_t token = h.token;
-    end_holder(*l, i, lock_event::kind::released, now);
-    promote(*l, now);
-    forget_if_idle(*l);
-    return lock_reply{0, token, 0, 0};
-  }
-  return no_such_hold(*l, q.owner);
+  holder& h = l->holders[i];
+  if (--h.holds > 0) return lock_reply{0, h.token, (h.expires_ns - now) / 1'000'000, h.holds};
+  const std::uint64_t token = h.token;
+  end_holder(*l, i, lock_event::kind::released, now);
+  promote(*l, now);
+  forget_if_idle(*l);
+  return lock_reply{0, token, 0, 0};
 }
 
 lock_info lock_manager::handle(lock_info_q q) {

@@ -240,8 +240,8 @@ class lock_manager : public actor {
 
   boost::system::error_code check(std::string_view name, std::int64_t ttl_ms) const;
   lock_state* find(const std::string& name);
-  lock_state* held_lock(const std::string& name, lock_reply& error);
-  lock_reply no_such_hold(const lock_state& l, const std::string& owner) const;
+  lock_state* find_hold(const std::string& name, std::uint64_t token, const std::string& owner,
+                        std::size_t& index, lock_reply& error);
   lock_state& get(const std::string& name, std::uint32_t slot);
   void purge_idle();
   void compact_held();
