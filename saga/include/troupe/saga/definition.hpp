@@ -21,7 +21,8 @@
 ///   def->parallel_step("notify") ... ;  // runs together with "charge"
 ///
 /// The context is serialized with cereal: its serialize() is read from the
-/// start request's JSON input (cereal's JSON archive: every field by name) and
+/// start request's JSON input (parsed by Boost.JSON, read by a cereal archive
+/// with the rules of cereal's JSON archive: every field by name) and
 /// stored in cereal's binary form after every transition. Actions and
 /// compensations receive the idempotency key "<saga id>/<step name>"; a
 /// participant must apply each key at most once (see docs/saga.md).
@@ -44,6 +45,7 @@
 #include <troupe/core/assert.hpp>
 #include <troupe/core/error.hpp>
 #include <troupe/core/task.hpp>
+#include <troupe/saga/detail/json_input.hpp>
 #include <troupe/saga/error.hpp>
 #include <troupe/saga/record.hpp>
 #include <vector>
@@ -233,7 +235,7 @@ class definition final : public saga_type {
     deadline_ = d;
     return *this;
   }
-  /// Replaces the JSON input decoder (default: cereal's JSON archive on Ctx).
+  /// Replaces the JSON input decoder (default: Ctx's serialize() over the parsed JSON).
   definition& input_parser(std::function<result<Ctx>(std::string_view)> p) {
     parser_ = std::move(p);
     return *this;
@@ -248,9 +250,11 @@ class definition final : public saga_type {
       return std::shared_ptr<detail::context_base>(std::move(box));
     }
     try {
-      detail::view_source src(json);
-      std::istream is(&src);
-      cereal::JSONInputArchive a(is);
+      detail::json_document doc;
+      if (!doc.parse(json))
+        return failure<std::shared_ptr<detail::context_base>>(
+            make_error_code(saga_errc::malformed_input));
+      detail::json_input_archive a(doc.root());
       box->value.serialize(a);
     } catch (const std::exception&) {
       return failure<std::shared_ptr<detail::context_base>>(
