@@ -388,28 +388,32 @@ task<void> orchestrator::handle(detail::run_saga m) {
 
 task<step_result> orchestrator::run_group(active& s, std::uint32_t group, bool forward) {
   const auto& specs = s.type->steps();
-  std::vector<std::size_t> todo;
-  for (std::size_t i = 0; i < specs.size(); ++i) {
-    if (specs[i].group != group) continue;
+  // The group's steps that have something to do (counted without a list:
+  // nearly every group has one step).
+  auto todo = [&](std::size_t i) {
+    if (specs[i].group != group) return false;
     step_status st = s.rec.steps[i].status;
-    if (forward) {
-      if (st != step_status::completed) todo.push_back(i);
-    } else if (specs[i].has_compensation &&
-               (st == step_status::completed || st == step_status::compensating)) {
-      todo.push_back(i);
-    }
+    if (forward) return st != step_status::completed;
+    return specs[i].has_compensation &&
+           (st == step_status::completed || st == step_status::compensating);
+  };
+  std::size_t count = 0, first = 0;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    if (!todo(i)) continue;
+    if (count++ == 0) first = i;
   }
-  if (todo.empty()) co_return step_result{};
-  if (todo.size() == 1) {
-    auto t = forward ? run_step(s, todo[0]) : compensate_step(s, todo[0]);
+  if (count == 0) co_return step_result{};
+  if (count == 1) {
+    auto t = forward ? run_step(s, first) : compensate_step(s, first);
     co_return co_await std::move(t);
   }
   // A parallel group: every member runs as its own handler; wait for all.
   auto j = std::make_shared<detail::join>(runtime::this_io());
-  j->remaining = todo.size();
+  j->remaining = count;
   j->timer.expires_at(boost::asio::steady_timer::time_point::max());
   auto me = troupe::ref_of(this);
-  for (std::size_t i : todo) (void)me.tell(detail::run_member{s.rec.id, i, forward, j});
+  for (std::size_t i = first; i < specs.size(); ++i)
+    if (todo(i)) (void)me.tell(detail::run_member{s.rec.id, i, forward, j});
   while (j->remaining > 0) {
     auto wait = j->timer.async_wait(use_task);
     co_await wait;

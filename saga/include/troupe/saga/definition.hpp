@@ -105,17 +105,29 @@ class context_base {
 };
 /// Streams into a string and out of a string_view without stringstream's copies.
 struct string_sink final : std::streambuf {
-  explicit string_sink(std::string& s) : out(s) {}
+  explicit string_sink(std::string* s = nullptr) : out(s) {}
   int_type overflow(int_type c) override {
-    if (c != traits_type::eof()) out.push_back(static_cast<char>(c));
+    if (c != traits_type::eof()) out->push_back(static_cast<char>(c));
     return c;
   }
   std::streamsize xsputn(const char* p, std::streamsize n) override {
-    out.append(p, static_cast<std::size_t>(n));
+    out->append(p, static_cast<std::size_t>(n));
     return n;
   }
-  std::string& out;
+  std::string* out;
 };
+/// A std::ostream over a string_sink, one per thread: constructing a stream
+/// (its locale set-up) cost more than encoding a small context. `busy` guards
+/// against a nested use, which gets a stream of its own.
+struct encode_stream {
+  string_sink sink;
+  std::ostream os{&sink};
+  bool busy = false;
+};
+inline encode_stream& this_thread_encode_stream() {
+  thread_local encode_stream s;
+  return s;
+}
 struct view_source final : std::streambuf {
   explicit view_source(std::string_view v) {
     char* p = const_cast<char*>(v.data());  // read only: the get area is never written
@@ -129,10 +141,25 @@ class context_box final : public context_base {
   Ctx value{};
   std::string encode() const override {
     std::string out;
-    string_sink sink(out);
-    std::ostream os(&sink);
-    {
+    encode_stream& shared = this_thread_encode_stream();
+    if (shared.busy) {
+      string_sink sink(&out);
+      std::ostream os(&sink);
       cereal::BinaryOutputArchive a(os);
+      a(const_cast<Ctx&>(value));
+      return out;
+    }
+    struct release {
+      encode_stream& s;
+      ~release() {
+        s.sink.out = nullptr;
+        s.busy = false;
+      }
+    } guard{shared};
+    shared.busy = true;
+    shared.sink.out = &out;
+    {
+      cereal::BinaryOutputArchive a(shared.os);
       a(const_cast<Ctx&>(value));
     }
     return out;
