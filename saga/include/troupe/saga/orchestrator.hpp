@@ -20,6 +20,7 @@
 /// a timeout, not the orchestrator. Every transition is written to the store
 /// and awaited before the next action starts (see docs/saga.md).
 
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -150,7 +151,7 @@ class orchestrator : public troupe::actor {
   void release_slot();
 
   orchestrator_options opts_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<active>> active_;
+  boost::unordered_flat_map<std::uint64_t, std::unique_ptr<active>> active_;
   std::size_t running_ = 0;
   std::deque<std::uint64_t> queued_;
 };
