@@ -5,6 +5,29 @@
 
 namespace troupe::saga {
 
+stored_saga* memory_store::find_row(std::uint64_t id) {
+  auto it = pages_.find(id / page_rows);
+  if (it == pages_.end()) return nullptr;
+  auto& slot = it->second->rows[id % page_rows];
+  return slot ? &*slot : nullptr;
+}
+
+void memory_store::insert_row(stored_saga s) {
+  auto& page = pages_[s.id / page_rows];
+  if (!page) page = std::make_unique<row_page>();
+  page->rows[s.id % page_rows].emplace(std::move(s));
+  ++page->used;
+}
+
+void memory_store::erase_row(std::uint64_t id) {
+  auto it = pages_.find(id / page_rows);
+  if (it == pages_.end()) return;
+  auto& slot = it->second->rows[id % page_rows];
+  if (!slot) return;
+  slot.reset();
+  if (--it->second->used == 0) pages_.erase(it);
+}
+
 std::uint64_t memory_store::next_id() {
   std::lock_guard lock(mutex_);
   return ++last_id_;
@@ -14,14 +37,18 @@ task<result<std::optional<stored_saga>>> memory_store::create(stored_saga s) {
   std::optional<stored_saga> existing;
   {
     std::lock_guard lock(mutex_);
-    TROUPE_ASSERT(s.id != 0 && !rows_.contains(s.id), "memory_store: create with a used id");
+    TROUPE_ASSERT(s.id != 0 && !find_row(s.id), "memory_store: create with a used id");
     if (!s.key.empty()) {
       auto [it, inserted] = by_key_.try_emplace(s.key, s.id);
-      if (!inserted) existing = rows_.at(it->second);
+      if (!inserted) {
+        stored_saga* holder = find_row(it->second);
+        TROUPE_ASSERT(holder != nullptr, "memory_store: a key without its row");
+        existing = *holder;
+      }
     }
     if (!existing) {
       last_id_ = std::max(last_id_, s.id);
-      rows_.emplace(s.id, std::move(s));
+      insert_row(std::move(s));
       ++stats_.writes;
       ++stats_.commits;
     }
@@ -34,23 +61,24 @@ task<boost::system::error_code> memory_store::save(std::uint64_t id, saga_state 
   boost::system::error_code ec;
   {
     std::lock_guard lock(mutex_);
-    auto it = rows_.find(id);
-    if (it == rows_.end()) {
+    stored_saga* row = find_row(id);
+    if (!row) {
       ec = saga_errc::not_found;
     } else {
-      bool finishing = saga::unfinished(it->second.state) && !saga::unfinished(state);
-      it->second.state = state;
-      it->second.record = std::move(record);
+      bool finishing = saga::unfinished(row->state) && !saga::unfinished(state);
+      row->state = state;
+      row->record = std::move(record);
       ++stats_.writes;
       ++stats_.commits;
       if (finishing) {
         finished_.push_back(id);
         while (finished_.size() > opts_.finished_max) {
-          auto old = rows_.find(finished_.front());
+          std::uint64_t oldest = finished_.front();
           finished_.pop_front();
-          if (old == rows_.end()) continue;
-          if (!old->second.key.empty()) by_key_.erase(old->second.key);
-          rows_.erase(old);
+          stored_saga* old = find_row(oldest);
+          if (!old) continue;
+          if (!old->key.empty()) by_key_.erase(old->key);
+          erase_row(oldest);
         }
       }
     }
@@ -60,9 +88,9 @@ task<boost::system::error_code> memory_store::save(std::uint64_t id, saga_state 
 
 task<result<stored_saga>> memory_store::load(std::uint64_t id) {
   std::unique_lock lock(mutex_);
-  auto it = rows_.find(id);
-  if (it == rows_.end()) co_return failure<stored_saga>(make_error_code(saga_errc::not_found));
-  stored_saga copy = it->second;
+  stored_saga* row = find_row(id);
+  if (!row) co_return failure<stored_saga>(make_error_code(saga_errc::not_found));
+  stored_saga copy = *row;
   lock.unlock();
   co_return copy;
 }
@@ -72,8 +100,9 @@ task<result<std::vector<stored_saga>>> memory_store::list(saga_state state, std:
   std::vector<stored_saga> out;
   {
     std::lock_guard lock(mutex_);
-    for (auto& [id, row] : rows_)
-      if (row.state == state) match.push_back(&row);
+    for (auto& [index, page] : pages_)
+      for (auto& row : page->rows)
+        if (row && row->state == state) match.push_back(&*row);
     std::sort(match.begin(), match.end(), [](auto* a, auto* b) { return a->id < b->id; });
     for (std::size_t i = 0; i < match.size() && i < limit; ++i) out.push_back(*match[i]);
   }
@@ -84,8 +113,9 @@ task<result<std::vector<stored_saga>>> memory_store::unfinished() {
   std::vector<stored_saga> out;
   {
     std::lock_guard lock(mutex_);
-    for (auto& [id, row] : rows_)
-      if (saga::unfinished(row.state)) out.push_back(row);
+    for (auto& [index, page] : pages_)
+      for (auto& row : page->rows)
+        if (row && saga::unfinished(row->state)) out.push_back(*row);
   }
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
   co_return out;

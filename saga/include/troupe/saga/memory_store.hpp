@@ -7,7 +7,9 @@
 
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <troupe/saga/store.hpp>
 #include <unordered_map>
 
@@ -33,10 +35,20 @@ class memory_store final : public saga_store {
   memory_store_options opts_;
   mutable std::mutex mutex_;
   std::uint64_t last_id_ = 0;
-  // Open addressing: growing it moves a compact array instead of relinking a
-  // node per saga (with a million sagas kept, relinking showed in profiles).
-  boost::unordered_flat_map<std::uint64_t, stored_saga> rows_;
-  std::deque<std::uint64_t> finished_;  // oldest first
+  // Rows live in pages of consecutive ids. Ids come from next_id() in order,
+  // so a saga's row lands next to the previous one and the store grows page
+  // by page: no rehash moving every row (with a million sagas kept, growing a
+  // hash map of rows showed in profiles), no random writes into a large table.
+  static constexpr std::uint64_t page_rows = 256;
+  struct row_page {
+    std::optional<stored_saga> rows[page_rows];
+    std::size_t used = 0;
+  };
+  stored_saga* find_row(std::uint64_t id);
+  void insert_row(stored_saga s);
+  void erase_row(std::uint64_t id);
+  boost::unordered_flat_map<std::uint64_t, std::unique_ptr<row_page>> pages_;  // by id / page_rows
+  std::deque<std::uint64_t> finished_;                                         // oldest first
   std::unordered_map<std::string, std::uint64_t> by_key_;
   store_stats stats_;
 };
