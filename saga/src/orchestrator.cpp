@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/asio/steady_timer.hpp>
+#include <charconv>
 #include <troupe/saga/error.hpp>
 #include <troupe/saga/orchestrator.hpp>
 
@@ -137,21 +138,32 @@ task<bool> orchestrator::save(active& s) {
 
 // --- start, cancel, queries -------------------------------------------------
 
-task<result<started>> orchestrator::handle(start_saga m) {
-  const saga_type* type = opts_.types->find(m.type);
-  if (!type) co_return fail<started>(saga_errc::unknown_saga_type);
-  auto ctx = type->parse_input(m.input);
-  if (!ctx) co_return failure<started>(ctx.error());
+// A start is prepared and settled in plain functions around the one store
+// write it awaits: the handler's coroutine frame then holds little more than
+// the request (a frame of more than 512 bytes is not pooled).
+struct orchestrator::start_plan {
+  std::unique_ptr<active> a;
+  stored_saga row;
+  bool run_now = false;
+};
 
-  auto a = std::make_unique<active>();
-  a->type = type;
-  a->ctx = std::move(*ctx);
-  saga_record& r = a->rec;
+result<orchestrator::start_plan> orchestrator::plan_start(start_saga& m) {
+  const saga_type* type = opts_.types->find(m.type);
+  if (!type) return fail<start_plan>(saga_errc::unknown_saga_type);
+  auto ctx = type->parse_input(m.input);
+  if (!ctx) return failure<start_plan>(ctx.error());
+
+  start_plan p;
+  p.a = std::make_unique<active>();
+  active& a = *p.a;
+  a.type = type;
+  a.ctx = std::move(*ctx);
+  saga_record& r = a.rec;
   r.id = opts_.store->next_id();
-  r.type = m.type;
-  r.idempotency_key = m.idempotency_key;
+  r.type = std::move(m.type);
+  r.idempotency_key = std::move(m.idempotency_key);
   r.state = saga_state::pending;
-  r.context = a->ctx->encode();
+  r.context = a.ctx->encode();
   r.input_hash = fnv1a(r.context);
   r.created_ns = r.updated_ns = wall_ns();
   if (type->deadline().count() > 0)
@@ -164,48 +176,59 @@ task<result<started>> orchestrator::handle(start_saga m) {
     st.name = spec.name;
     r.steps.push_back(std::move(st));
   }
-  event(*a, event_kind::created, -1, 0);
+  event(a, event_kind::created, -1, 0);
 
   // With a free slot, the create also records the saga as running and its
   // first step's first attempt as started: one store write fewer per saga,
   // and still durable before that action runs.
   const auto& specs = type->steps();
-  const bool run_now = running_ < opts_.max_active && queued_.empty() &&
-                       specs[0].kind == step_kind::action &&
-                       (specs.size() == 1 || specs[1].group != specs[0].group);
-  if (run_now) {
+  p.run_now = running_ < opts_.max_active && queued_.empty() &&
+              specs[0].kind == step_kind::action &&
+              (specs.size() == 1 || specs[1].group != specs[0].group);
+  if (p.run_now) {
     ++running_;  // the slot is taken now: other starts interleave at the create
     r.state = saga_state::running;
-    event(*a, event_kind::started, -1, 0);
+    event(a, event_kind::started, -1, 0);
     step_state& first = r.steps[0];
     first.status = step_status::running;
     first.attempts = 1;
     first.started_ns = r.created_ns;
-    event(*a, event_kind::step_started, 0, 1);
-    a->first_start_saved = true;
+    event(a, event_kind::step_started, 0, 1);
+    a.first_start_saved = true;
   }
+  p.row = stored_saga{r.id, r.idempotency_key, r.state, encode_record(r)};
+  return p;
+}
 
-  stored_saga row{r.id, r.idempotency_key, r.state, encode_record(r)};
-  auto t = opts_.store->create(std::move(row));
-  auto created = co_await std::move(t);
+result<started> orchestrator::settle_start(start_plan& p,
+                                           result<std::optional<stored_saga>>& created) {
   if (!created || *created) {
-    if (run_now) release_slot();
+    if (p.run_now) release_slot();
   }
-  if (!created) co_return failure<started>(created.error());
+  if (!created) return failure<started>(created.error());
+  const saga_record& r = p.a->rec;
   if (*created) {
     auto existing = decode_record((*created)->record);
-    if (!existing) co_return failure<started>(existing.error());
+    if (!existing) return failure<started>(existing.error());
     if (existing->type != r.type || existing->input_hash != r.input_hash)
-      co_return fail<started>(saga_errc::idempotency_conflict);
-    co_return started{existing->id, false};
+      return fail<started>(saga_errc::idempotency_conflict);
+    return started{existing->id, false};
   }
   std::uint64_t id = r.id;
-  active_.emplace(id, std::move(a));
-  if (run_now)
+  active_.emplace(id, std::move(p.a));
+  if (p.run_now)
     (void)troupe::ref_of(this).tell(detail::run_saga{id});
   else
     admit(id);
-  co_return started{id, true};
+  return started{id, true};
+}
+
+task<result<started>> orchestrator::handle(start_saga m) {
+  auto plan = plan_start(m);
+  if (!plan) co_return failure<started>(plan.error());
+  auto t = opts_.store->create(std::move(plan->row));
+  auto created = co_await std::move(t);
+  co_return settle_start(*plan, created);
 }
 
 task<result<void>> orchestrator::handle(cancel_saga m) {
@@ -433,14 +456,13 @@ task<void> orchestrator::handle(detail::run_member m) {
 task<step_result> orchestrator::call(active& s, std::size_t step, std::size_t participant,
                                      step_op op, std::uint32_t attempt,
                                      std::chrono::milliseconds timeout) {
-  const step_spec& spec = s.type->steps()[step];
-  step_call c;
-  c.saga_id = s.rec.id;
-  c.step = spec.name;
-  c.idempotency_key = std::to_string(s.rec.id) + "/" + spec.name;
-  c.attempt = attempt;
-  if (spec.kind == step_kind::two_phase) c.participant = spec.participants[participant];
-  detail::run_call msg{s.type, s.ctx, step, participant, op, std::move(c)};
+  detail::run_call msg{s.type,
+                       s.ctx,
+                       s.rec.id,
+                       static_cast<std::uint32_t>(step),
+                       static_cast<std::uint32_t>(participant),
+                       attempt,
+                       op};
   auto ask = troupe::ref_of(this).ask(std::move(msg), timeout);
   auto r = co_await ask;
   if (r) co_return r->ec;
@@ -448,9 +470,28 @@ task<step_result> orchestrator::call(active& s, std::size_t step, std::size_t pa
   co_return r.error();
 }
 
+namespace {
+/// Starts one attempt of a step's coroutine (a plain function: the step_call
+/// is built and handed over here, not kept in the handler's frame).
+task<step_result> start_call(const detail::run_call& m) {
+  const step_spec& spec = m.type->steps()[m.step];
+  step_call c;
+  c.saga_id = m.saga;
+  c.step = spec.name;
+  char id[24];
+  auto [end, ec] = std::to_chars(id, id + sizeof(id), m.saga);
+  TROUPE_ASSERT(ec == std::errc{}, "saga: id does not format");
+  c.idempotency_key.reserve(static_cast<std::size_t>(end - id) + 1 + spec.name.size());
+  c.idempotency_key.append(id, end).append(1, '/').append(spec.name);
+  c.attempt = m.attempt;
+  if (spec.kind == step_kind::two_phase) c.participant = spec.participants[m.participant];
+  return m.type->invoke(m.step, m.participant, m.op, *m.ctx, std::move(c));
+}
+}  // namespace
+
 task<detail::call_outcome> orchestrator::handle(detail::run_call m) {
   try {
-    auto t = m.type->invoke(m.step, m.participant, m.op, *m.ctx, std::move(m.call));
+    auto t = start_call(m);
     step_result r = co_await std::move(t);
     co_return detail::call_outcome{r};
   } catch (const std::exception& e) {

@@ -94,13 +94,17 @@ struct waiter;
 struct run_saga {
   std::uint64_t id;
 };
+/// One attempt of a step's coroutine. Small on purpose: the handler builds
+/// the step_call (its strings) itself, so neither the asking coroutine's
+/// frame nor the message carries them.
 struct run_call {
   const saga_type* type;
-  std::shared_ptr<context_base> ctx;
-  std::size_t step;
-  std::size_t participant;
+  std::shared_ptr<context_base> ctx;  // the action may outlive its saga (after a timeout)
+  std::uint64_t saga;
+  std::uint32_t step;
+  std::uint32_t participant;
+  std::uint32_t attempt;
   step_op op;
-  step_call call;
 };
 /// The reply of a run_call (result<error_code> is ambiguous in Boost.System).
 struct call_outcome {
@@ -135,6 +139,9 @@ class orchestrator : public troupe::actor {
 
  private:
   struct active;
+  struct start_plan;
+  result<start_plan> plan_start(start_saga& m);
+  result<started> settle_start(start_plan& p, result<std::optional<stored_saga>>& created);
   void admit(std::uint64_t id);
   void event(active& s, event_kind k, int step, std::uint32_t attempt, std::string detail = {});
   task<bool> save(active& s);
