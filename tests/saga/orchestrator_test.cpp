@@ -637,3 +637,46 @@ TEST_CASE("start input is read as cereal's JSON archive reads it", "[saga][input
   }
   CHECK(saga_reading(*pos, R"([1, "b", [2, 3]])").has_value());
 }
+
+TEST_CASE("a saga started after another finished carries nothing of it", "[saga][orchestrator]") {
+  // Finished sagas' records are reused for new starts: nothing of the first
+  // (its error, attempts, statuses, history) may show in the second.
+  fixture f;
+  f.types->add(make_order(f.lg, f.sc, 3));
+  f.spawn();
+  f.sc->fail("s1", make_error_code(saga_errc::rejected));
+  saga_record first = f.wait(f.start("order", order_input("lamp", 2), "first").id);
+  REQUIRE(first.state == saga_state::compensated);
+  REQUIRE_FALSE(first.error.empty());
+  f.sc->fail("s1", boost::system::error_code{});  // succeeds from now on
+  auto second_id = f.start("order", order_input("book", 1)).id;
+  CHECK(second_id != first.id);
+  saga_record finished = f.wait(second_id);
+  auto stored = flat(f.rt.ask_sync(f.orch, get_saga{second_id}, 5s));
+  REQUIRE(stored);
+  for (const saga_record& r : {finished, *stored}) {
+    CHECK(r.id == second_id);
+    CHECK(r.state == saga_state::completed);
+    CHECK(r.error.empty());
+    CHECK(r.idempotency_key.empty());
+    CHECK_FALSE(r.cancel_requested);
+    CHECK(r.history_dropped == 0);
+    REQUIRE(r.steps.size() == 3);
+    for (const step_state& st : r.steps) {
+      CHECK(st.status == step_status::completed);
+      CHECK(st.attempts == 1);
+      CHECK(st.compensation_attempts == 0);
+      CHECK(st.last_error.empty());
+    }
+    REQUIRE_FALSE(r.history.empty());
+    CHECK(r.history.front().kind == event_kind::created);
+    CHECK(r.history.back().kind == event_kind::completed);
+    CHECK(r.history.size() ==
+          9);  // created, started, 3 x (step_started, step_completed), completed
+  }
+  // The first saga's stored record is untouched.
+  auto again = flat(f.rt.ask_sync(f.orch, get_saga{first.id}, 5s));
+  REQUIRE(again);
+  CHECK(again->state == saga_state::compensated);
+  CHECK(again->idempotency_key == "first");
+}

@@ -156,11 +156,15 @@ class orchestrator : public troupe::actor {
   void finish(active& s);
   void abandon(active& s);
   void release_slot();
+  std::unique_ptr<active> fresh_active();
+  void recycle(std::unique_ptr<active> a);
 
   orchestrator_options opts_;
   boost::unordered_flat_map<std::uint64_t, std::unique_ptr<active>> active_;
   std::size_t running_ = 0;
   std::deque<std::uint64_t> queued_;
+  static constexpr std::size_t spare_max = 256;
+  std::vector<std::unique_ptr<active>> spare_;  // finished sagas' records, for reuse
 };
 
 }  // namespace troupe::saga
