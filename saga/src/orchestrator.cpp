@@ -433,7 +433,9 @@ task<step_result> orchestrator::call(active& s, std::size_t step, std::size_t pa
   step_call c;
   c.saga_id = s.rec.id;
   c.step = spec.name;
-  c.idempotency_key = std::to_string(s.rec.id) + "/" + spec.name;
+  c.idempotency_key = opts_.name.empty()
+                          ? std::to_string(s.rec.id) + "/" + spec.name
+                          : opts_.name + "/" + std::to_string(s.rec.id) + "/" + spec.name;
   c.attempt = attempt;
   if (spec.kind == step_kind::two_phase) c.participant = spec.participants[participant];
   detail::run_call msg{s.type, s.ctx, step, participant, op, std::move(c)};

@@ -42,6 +42,11 @@ struct orchestrator_options {
   std::size_t max_active = 10'000;
   /// Events kept per saga (the most recent); older ones are counted in history_dropped.
   std::size_t history_cap = 64;
+  /// Names this orchestrator in the idempotency keys its steps receive:
+  /// "<name>/<saga id>/<step>" (empty: "<saga id>/<step>"). Saga ids are
+  /// unique per store only, so orchestrators with their own stores that
+  /// share participants (one per node of a cluster) each need a distinct name.
+  std::string name{};
   /// Called on the orchestrator's shard once a saga's final state is durable.
   std::function<void(const saga_record&)> on_finished{};
 };

@@ -1,4 +1,4 @@
-// demo: the narrated run behind ./scripts/demo.
+// 05_tour: a narrated run of a small troupe program.
 //
 // A small bank on a runtime with two shards tells its own story on stdout:
 // actors telling each other things, asking each other (also from one shard to
