@@ -182,6 +182,12 @@ std::shared_ptr<saga::definition<selftest_ctx>> selftest_definition(
   return def;
 }
 
+// One per shard: reports its shard's mailboxes for /metrics.
+struct mailbox_probe_q {};
+struct shard_probe : troupe::actor {
+  troupe::mailbox_stats handle(mailbox_probe_q) { return troupe::runtime::shard_mailboxes(); }
+};
+
 std::int64_t to_ms(std::int64_t ns) { return ns / 1'000'000; }
 
 // The orchestrator answers result<T>: an ask of it yields result<result<T>>.
@@ -254,6 +260,7 @@ class node_app {
         service_(node_, router_, lock_options(c)) {
     http_.emplace(rt_, http_options(c));
     try {
+      start_probes();
       start_extensions();
       start_sagas(c);
       add_routes();
@@ -325,6 +332,14 @@ class node_app {
     for (auto it = started_.rbegin(); it != started_.rend(); ++it)
       if ((*it)->stop) (*it)->stop();
     started_.clear();
+  }
+
+  void start_probes() {
+    for (unsigned i = 0; i < rt_.shard_count(); ++i) {
+      troupe::spawn_options so;
+      so.shard = static_cast<int>(i);
+      probes_.push_back(rt_.spawn<shard_probe>(so));
+    }
   }
 
   void start_sagas(const config& c) {
@@ -591,6 +606,20 @@ class node_app {
          "# TYPE troupe_live_actors gauge\n";
     for (unsigned i = 0; i < rt_.shard_count(); ++i)
       m << "troupe_live_actors{shard=\"" << i << "\"} " << rt_.shard_stats(i).live_actors << "\n";
+    m << "# HELP troupe_mailbox_queued Messages waiting in the mailboxes of a shard's actors.\n"
+         "# TYPE troupe_mailbox_queued gauge\n";
+    std::ostringstream deepest;
+    deepest << "# HELP troupe_mailbox_deepest The longest mailbox on a shard.\n"
+               "# TYPE troupe_mailbox_deepest gauge\n";
+    for (unsigned i = 0; i < probes_.size(); ++i) {
+      auto pcall = probes_[i].ask(mailbox_probe_q{}, 2s);
+      result<troupe::mailbox_stats> mb = co_await pcall;
+      if (!mb) continue;
+      m << "troupe_mailbox_queued{shard=\"" << i << "\"} " << mb->queued << "\n";
+      deepest << "troupe_mailbox_deepest{shard=\"" << i << "\",actor=\"" << mb->deepest_type
+              << "\"} " << mb->deepest << "\n";
+    }
+    m << deepest.str();
     const troupe::runtime_stats all = rt_.stats();
     m << "# HELP troupe_ask_timeouts_total Asks that hit their deadline.\n"
          "# TYPE troupe_ask_timeouts_total counter\n"
@@ -648,11 +677,44 @@ class node_app {
            "troupe_lock_waiters "
         << ls->waiters << "\n";
     }
+    auto scall = orchestrator_.ask(saga::get_stats{}, 2s);
+    result<saga::orchestrator_stats> ss = co_await scall;
+    if (ss) {
+      m << "# HELP troupe_sagas Sagas on this node's orchestrator now, by state.\n"
+           "# TYPE troupe_sagas gauge\n"
+           "troupe_sagas{state=\"pending\"} "
+        << ss->pending << "\ntroupe_sagas{state=\"running\"} " << ss->running
+        << "\ntroupe_sagas{state=\"compensating\"} " << ss->compensating
+        << "\n# HELP troupe_sagas_finished_total Sagas finished since the node started, by "
+           "final state.\n"
+           "# TYPE troupe_sagas_finished_total counter\n"
+           "troupe_sagas_finished_total{state=\"completed\"} "
+        << ss->completed << "\ntroupe_sagas_finished_total{state=\"compensated\"} "
+        << ss->compensated << "\ntroupe_sagas_finished_total{state=\"stuck\"} " << ss->stuck
+        << "\n# HELP troupe_saga_step_seconds Saga step calls (each attempt of an action, "
+           "compensation or two-phase call).\n"
+           "# TYPE troupe_saga_step_seconds histogram\n";
+      const auto& le = saga::orchestrator_stats::bucket_le;
+      for (std::size_t i = 0; i < le.size(); ++i)
+        m << "troupe_saga_step_seconds_bucket{le=\"" << le[i] << "\"} " << ss->step_buckets[i]
+          << "\n";
+      m << "troupe_saga_step_seconds_bucket{le=\"+Inf\"} " << ss->step_buckets.back()
+        << "\ntroupe_saga_step_seconds_sum " << ss->step_seconds_sum
+        << "\ntroupe_saga_step_seconds_count " << ss->step_buckets.back()
+        << "\n# HELP troupe_saga_step_failures_total Step calls that returned an error.\n"
+           "# TYPE troupe_saga_step_failures_total counter\n"
+           "troupe_saga_step_failures_total "
+        << ss->step_failures << "\n";
+    }
     const net::http_stats hs = http_->stats();
     m << "# HELP troupe_http_requests_total HTTP requests served.\n"
          "# TYPE troupe_http_requests_total counter\n"
          "troupe_http_requests_total "
-      << hs.requests << "\ntroupe_http_client_errors_total " << hs.client_errors << "\n";
+      << hs.requests
+      << "\n# HELP troupe_http_client_errors_total Requests answered with a 4xx.\n"
+         "# TYPE troupe_http_client_errors_total counter\n"
+         "troupe_http_client_errors_total "
+      << hs.client_errors << "\n";
     co_return net::http_response{200, m.str(), "text/plain; version=0.0.4"};
   }
 
@@ -665,6 +727,7 @@ class node_app {
   std::shared_ptr<saga::saga_store> store_;
   troupe::actor_ref<selftest_participant> participant_;
   troupe::actor_ref<saga::orchestrator> orchestrator_;
+  std::vector<troupe::actor_ref<shard_probe>> probes_;
   std::optional<net::http_gateway> http_;
   std::vector<const net::node_extension*> started_;
 };

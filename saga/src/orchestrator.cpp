@@ -439,8 +439,10 @@ task<step_result> orchestrator::call(active& s, std::size_t step, std::size_t pa
   c.attempt = attempt;
   if (spec.kind == step_kind::two_phase) c.participant = spec.participants[participant];
   detail::run_call msg{s.type, s.ctx, step, participant, op, std::move(c)};
+  const auto t0 = std::chrono::steady_clock::now();
   auto ask = troupe::ref_of(this).ask(std::move(msg), timeout);
   auto r = co_await ask;
+  record_step(std::chrono::steady_clock::now() - t0, !r || r->ec);
   if (r) co_return r->ec;
   if (r.error() == troupe::errc::ask_timeout) co_return make_error_code(saga_errc::step_timeout);
   co_return r.error();
@@ -623,8 +625,53 @@ task<step_result> orchestrator::settle_two_phase(active& s, std::size_t i, step_
   co_return step_result{};
 }
 
+void orchestrator::record_step(std::chrono::steady_clock::duration d, bool failed) {
+  const double secs = std::chrono::duration<double>(d).count();
+  auto& b = stats_.step_buckets;
+  std::size_t i = 0;
+  while (i < orchestrator_stats::bucket_le.size() && secs > orchestrator_stats::bucket_le[i]) ++i;
+  ++b[i];  // counts per bucket here; made cumulative when asked
+  stats_.step_seconds_sum += secs;
+  if (failed) ++stats_.step_failures;
+}
+
+orchestrator_stats orchestrator::handle(get_stats) {
+  orchestrator_stats out = stats_;
+  for (std::size_t i = 1; i < out.step_buckets.size(); ++i)
+    out.step_buckets[i] += out.step_buckets[i - 1];
+  for (const auto& [id, a] : active_) {
+    switch (a->rec.state) {
+      case saga_state::pending:
+        ++out.pending;
+        break;
+      case saga_state::running:
+        ++out.running;
+        break;
+      case saga_state::compensating:
+        ++out.compensating;
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
 void orchestrator::finish(active& s) {
   TROUPE_ASSERT(!unfinished(s.rec.state), "orchestrator: finish() of an unfinished saga");
+  switch (s.rec.state) {
+    case saga_state::completed:
+      ++stats_.completed;
+      break;
+    case saga_state::compensated:
+      ++stats_.compensated;
+      break;
+    case saga_state::stuck:
+      ++stats_.stuck;
+      break;
+    default:
+      break;
+  }
   for (auto& w : s.waiters) {
     w->outcome = s.rec;
     w->timer.cancel();
