@@ -370,18 +370,13 @@ int main(int argc, char** argv) {
   }
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     auto& n = nodes[i];
-    n.args = {"--name",
-              n.name,
-              "--listen",
-              "127.0.0.1:" + std::to_string(n.cluster),
-              "--http",
-              "127.0.0.1:" + std::to_string(n.http),
-              "--data-dir",
-              data_dir + "/" + n.name,
-              "--shop-layout",
-              "inventory=node-1,payment=node-2,shipping=node-3",
-              "--shop-decline-percent",
-              std::to_string(decline)};
+    n.args = {"--name", n.name, "--listen", "127.0.0.1:" + std::to_string(n.cluster), "--http",
+              "127.0.0.1:" + std::to_string(n.http), "--data-dir", data_dir + "/" + n.name,
+              "--shop-layout", "inventory=node-1,payment=node-2,shipping=node-3",
+              "--shop-decline-percent", std::to_string(decline),
+              // A short lease cap: a node grants locks 10 s after it starts
+              // serving their slots (the lock-delay), not a minute.
+              "--lock-max-ttl-ms", "10000"};
     // Each node dials the ones before it: every pair has one dialer, which
     // redials when the other restarts.
     std::string seeds;
@@ -613,7 +608,7 @@ int main(int argc, char** argv) {
         "  curl -s 127.0.0.1:%u/api/v1/shop/payments\n"
         "  curl -s 127.0.0.1:%u/api/v1/shop/shipping\n"
         "  curl -s -X POST 127.0.0.1:%u/api/v1/locks/demo/acquire -d "
-        "'{\"owner\":\"me\",\"ttl_ms\":10000}'\n"
+        "'{\"owner\":\"me\",\"ttl_ms\":10000,\"wait_ms\":15000}'\n"
         "  curl -s 127.0.0.1:%u/metrics\n"
         "  data and logs: %s\n",
         p1, p1, p1, p1, p1, p1, p2, p3, p1, p1, data_dir.c_str());
