@@ -80,6 +80,12 @@ boost::asio::io_context& runtime::this_io() {
   return s->io();
 }
 
+mailbox_stats runtime::shard_mailboxes() {
+  detail::shard* s = detail::this_shard();
+  TROUPE_ASSERT(s != nullptr, "runtime::shard_mailboxes() called outside a shard");
+  return s->mailboxes();
+}
+
 detail::actor_cell* runtime::allocate_cell(const detail::actor_type_info* type, std::size_t,
                                            std::size_t align, const spawn_options& opts) {
   TROUPE_ASSERT(align <= alignof(std::max_align_t), "over-aligned actor types are not supported");

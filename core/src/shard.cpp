@@ -89,6 +89,18 @@ void shard::link_live(actor_cell* c) noexcept {
   bump_size(live_count_, +1);
 }
 
+mailbox_stats shard::mailboxes() const {
+  mailbox_stats m;
+  for (const actor_cell* c = live_head_; c; c = c->live_next_) {
+    m.queued += c->mailbox_len_;
+    if (c->mailbox_len_ > m.deepest) {
+      m.deepest = c->mailbox_len_;
+      m.deepest_type = c->type_->name;
+    }
+  }
+  return m;
+}
+
 void shard::unlink_live(actor_cell* c) noexcept {
   if (c->live_prev_)
     c->live_prev_->live_next_ = c->live_next_;

@@ -463,8 +463,10 @@ task<step_result> orchestrator::call(active& s, std::size_t step, std::size_t pa
                        static_cast<std::uint32_t>(participant),
                        attempt,
                        op};
+  const auto t0 = std::chrono::steady_clock::now();
   auto ask = troupe::ref_of(this).ask(std::move(msg), timeout);
   auto r = co_await ask;
+  record_step(std::chrono::steady_clock::now() - t0, !r || r->ec);
   if (r) co_return r->ec;
   if (r.error() == troupe::errc::ask_timeout) co_return make_error_code(saga_errc::step_timeout);
   co_return r.error();
@@ -473,7 +475,8 @@ task<step_result> orchestrator::call(active& s, std::size_t step, std::size_t pa
 namespace {
 /// Starts one attempt of a step's coroutine (a plain function: the step_call
 /// is built and handed over here, not kept in the handler's frame).
-task<step_result> start_call(const detail::run_call& m) {
+/// The idempotency key is "<saga id>/<step>", or "<orchestrator name>/<saga id>/<step>".
+task<step_result> start_call(const detail::run_call& m, const std::string& orchestrator_name) {
   const step_spec& spec = m.type->steps()[m.step];
   step_call c;
   c.saga_id = m.saga;
@@ -481,7 +484,9 @@ task<step_result> start_call(const detail::run_call& m) {
   char id[24];
   auto [end, ec] = std::to_chars(id, id + sizeof(id), m.saga);
   TROUPE_ASSERT(ec == std::errc{}, "saga: id does not format");
-  c.idempotency_key.reserve(static_cast<std::size_t>(end - id) + 1 + spec.name.size());
+  const std::size_t prefix = orchestrator_name.empty() ? 0 : orchestrator_name.size() + 1;
+  c.idempotency_key.reserve(prefix + static_cast<std::size_t>(end - id) + 1 + spec.name.size());
+  if (prefix) c.idempotency_key.append(orchestrator_name).append(1, '/');
   c.idempotency_key.append(id, end).append(1, '/').append(spec.name);
   c.attempt = m.attempt;
   if (spec.kind == step_kind::two_phase) c.participant = spec.participants[m.participant];
@@ -491,7 +496,7 @@ task<step_result> start_call(const detail::run_call& m) {
 
 task<detail::call_outcome> orchestrator::handle(detail::run_call m) {
   try {
-    auto t = start_call(m);
+    auto t = start_call(m, opts_.name);
     step_result r = co_await std::move(t);
     co_return detail::call_outcome{r};
   } catch (const std::exception& e) {
@@ -666,8 +671,53 @@ task<step_result> orchestrator::settle_two_phase(active& s, std::size_t i, step_
   co_return step_result{};
 }
 
+void orchestrator::record_step(std::chrono::steady_clock::duration d, bool failed) {
+  const double secs = std::chrono::duration<double>(d).count();
+  auto& b = stats_.step_buckets;
+  std::size_t i = 0;
+  while (i < orchestrator_stats::bucket_le.size() && secs > orchestrator_stats::bucket_le[i]) ++i;
+  ++b[i];  // counts per bucket here; made cumulative when asked
+  stats_.step_seconds_sum += secs;
+  if (failed) ++stats_.step_failures;
+}
+
+orchestrator_stats orchestrator::handle(get_stats) {
+  orchestrator_stats out = stats_;
+  for (std::size_t i = 1; i < out.step_buckets.size(); ++i)
+    out.step_buckets[i] += out.step_buckets[i - 1];
+  for (const auto& [id, a] : active_) {
+    switch (a->rec.state) {
+      case saga_state::pending:
+        ++out.pending;
+        break;
+      case saga_state::running:
+        ++out.running;
+        break;
+      case saga_state::compensating:
+        ++out.compensating;
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
 void orchestrator::finish(active& s) {
   TROUPE_ASSERT(!unfinished(s.rec.state), "orchestrator: finish() of an unfinished saga");
+  switch (s.rec.state) {
+    case saga_state::completed:
+      ++stats_.completed;
+      break;
+    case saga_state::compensated:
+      ++stats_.compensated;
+      break;
+    case saga_state::stuck:
+      ++stats_.stuck;
+      break;
+    default:
+      break;
+  }
   for (auto& w : s.waiters) {
     w->outcome = s.rec;
     w->timer.cancel();

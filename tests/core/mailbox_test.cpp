@@ -100,3 +100,33 @@ TEST_CASE("an unbounded mailbox takes a million messages", "[core][mailbox]") {
   REQUIRE(got);
   CHECK(got->size() == 1'000'000);
 }
+
+namespace {
+struct probe_q {};
+class probe : public troupe::actor {
+ public:
+  troupe::mailbox_stats handle(probe_q) { return troupe::runtime::shard_mailboxes(); }
+};
+}  // namespace
+
+TEST_CASE("shard_mailboxes reports what waits on the shard and the longest mailbox",
+          "[core][mailbox]") {
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::sim(sink)};
+  auto b = rt.spawn<box>();
+  auto p = rt.spawn<probe>();
+  CHECK_FALSE(b.tell(hold{}));
+  rt.run_until_idle();  // hold is running: what comes next waits
+  for (int i = 0; i < 5; ++i) CHECK_FALSE(b.tell(item{i}));
+  auto busy = rt.ask_sync(p, probe_q{}, 1s);
+  REQUIRE(busy);
+  CHECK(busy->queued == 5);
+  CHECK(busy->deepest == 5);
+  CHECK(busy->deepest_type.find("box") != std::string::npos);
+  rt.advance(2s);  // hold ends; the items are handled
+  auto idle = rt.ask_sync(p, probe_q{}, 1s);
+  REQUIRE(idle);
+  CHECK(idle->queued == 0);
+  CHECK(idle->deepest == 0);
+  CHECK(idle->deepest_type.empty());
+}

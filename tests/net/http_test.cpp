@@ -470,6 +470,29 @@ TEST_CASE("troupe-node runs sagas over HTTP, idempotently, and keeps them across
     }
     CHECK_FALSE(done.at("history").as_array().empty());
 
+    // A long poll: ?wait_ms answers once the saga has finished.
+    reply s2 =
+        c.call(http::verb::post, "/api/v1/sagas/troupe.selftest", R"({"input":{"note":"second"}})");
+    REQUIRE(s2.status == 201);
+    const std::string id2(json::parse(s2.body).at("id").as_string());
+    reply waited = c.call(http::verb::get, "/api/v1/sagas/" + id2 + "?wait_ms=10000");
+    REQUIRE(waited.status == 200);
+    CHECK(json::parse(waited.body).at("state").as_string() == "completed");
+    CHECK(c.call(http::verb::get, "/api/v1/sagas/" + id2 + "?wait_ms=x").status == 400);
+    CHECK(c.call(http::verb::get, "/api/v1/sagas/" + id2 + "?wait_ms=60001").status == 400);
+
+    // /metrics counts them: two completed, six step calls in the histogram,
+    // none running; and the shards' mailboxes.
+    reply m = c.call(http::verb::get, "/metrics");
+    REQUIRE(m.status == 200);
+    CHECK(m.body.find("troupe_sagas_finished_total{state=\"completed\"} 2\n") != std::string::npos);
+    CHECK(m.body.find("troupe_sagas{state=\"running\"} 0\n") != std::string::npos);
+    CHECK(m.body.find("troupe_saga_step_seconds_count 6\n") != std::string::npos);
+    CHECK(m.body.find("troupe_saga_step_seconds_bucket{le=\"+Inf\"} 6\n") != std::string::npos);
+    CHECK(m.body.find("# TYPE troupe_saga_step_seconds histogram") != std::string::npos);
+    CHECK(m.body.find("troupe_mailbox_queued{shard=\"0\"}") != std::string::npos);
+    CHECK(m.body.find("troupe_mailbox_deepest{shard=\"1\"") != std::string::npos);
+
     // The same key and input: the same saga; another input: a conflict.
     reply again = c.call(http::verb::post, "/api/v1/sagas/troupe.selftest",
                          R"({"input":{"note":"first"},"idempotency_key":"k-1"})");

@@ -680,3 +680,31 @@ TEST_CASE("a saga started after another finished carries nothing of it", "[saga]
   CHECK(again->state == saga_state::compensated);
   CHECK(again->idempotency_key == "first");
 }
+
+TEST_CASE("named orchestrators that share a participant give their steps distinct keys",
+          "[saga][orchestrator]") {
+  // Two orchestrators with their own stores both number their first saga 1;
+  // the name keeps the participant from taking one's step for the other's.
+  fixture f;
+  f.types->add(make_order(f.lg, f.sc, 2));
+  auto spawn = [&](const std::string& name) {
+    orchestrator_options o;
+    o.store = std::make_shared<memory_store>();
+    o.types = f.types;
+    o.name = name;
+    return f.rt.spawn<orchestrator>(std::move(o));
+  };
+  for (auto orch : {spawn("node-a"), spawn("node-b")}) {
+    auto s = flat(f.rt.ask_sync(orch, start_saga{"order", order_input()}, 5s));
+    REQUIRE(s);
+    CHECK(s->id == 1);
+    auto r = flat(f.rt.ask_sync(orch, wait_saga{s->id, 10s}, 15s));
+    REQUIRE(r);
+    CHECK(r->state == saga_state::completed);
+  }
+  auto keys = f.sc->keys();
+  std::sort(keys.begin(), keys.end());
+  CHECK(keys == seq({"node-a/1/s0", "node-a/1/s1", "node-b/1/s0", "node-b/1/s1"}));
+  CHECK(f.effects().size() == 4);  // both sagas' steps applied
+  CHECK(f.duplicates() == 0);
+}

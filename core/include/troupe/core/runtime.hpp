@@ -89,6 +89,9 @@ class runtime {
   /// The io_context of the calling shard — inside an actor's constructor, of
   /// the shard the actor is being spawned on.
   static boost::asio::io_context& this_io();
+  /// Inside a handler: the mailboxes of the actors homed on the calling
+  /// shard (a walk over them, for metrics: ask an actor on each shard).
+  static mailbox_stats shard_mailboxes();
 
   // --- registry ---
   /// Registers addr under name; errc::name_taken if the name is in use.

@@ -20,6 +20,7 @@
 /// a timeout, not the orchestrator. Every transition is written to the store
 /// and awaited before the next action starts (see docs/saga.md).
 
+#include <array>
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <chrono>
 #include <cstdint>
@@ -43,6 +44,11 @@ struct orchestrator_options {
   std::size_t max_active = 10'000;
   /// Events kept per saga (the most recent); older ones are counted in history_dropped.
   std::size_t history_cap = 64;
+  /// Names this orchestrator in the idempotency keys its steps receive:
+  /// "<name>/<saga id>/<step>" (empty: "<saga id>/<step>"). Saga ids are
+  /// unique per store only, so orchestrators with their own stores that
+  /// share participants (one per node of a cluster) each need a distinct name.
+  std::string name{};
   /// Called on the orchestrator's shard once a saga's final state is durable.
   std::function<void(const saga_record&)> on_finished{};
 };
@@ -83,6 +89,22 @@ struct wait_saga {
   std::uint64_t id = 0;
   std::chrono::milliseconds timeout{std::chrono::seconds(10)};
 };
+/// Counters of one orchestrator since it started: its sagas now by state,
+/// those that finished by final state, and how long step calls took.
+struct get_stats {};
+struct orchestrator_stats {
+  /// Upper bounds of the step-latency buckets, in seconds (the last is +Inf).
+  static constexpr std::array<double, 12> bucket_le{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                    0.1,   0.25,   0.5,   1.0,  2.5,   10.0};
+  std::uint64_t pending = 0, running = 0, compensating = 0;  ///< here now (gauges)
+  std::uint64_t completed = 0, compensated = 0, stuck = 0;   ///< finished here (counters)
+  /// Step calls (actions, compensations, two-phase calls), each attempt:
+  /// cumulative counts per bucket_le bound, then the +Inf count; and the sum.
+  std::array<std::uint64_t, bucket_le.size() + 1> step_buckets{};
+  double step_seconds_sum = 0;
+  std::uint64_t step_failures = 0;  ///< attempts that returned an error
+};
+
 /// Reloads every unfinished saga from the store and resumes it; replies with
 /// how many. A step logged as started but not finished runs again with the
 /// same idempotency key. Sagas already running here are left alone.
@@ -131,6 +153,7 @@ class orchestrator : public troupe::actor {
   task<result<std::vector<saga_record>>> handle(list_sagas m);
   task<result<saga_record>> handle(wait_saga m);
   task<result<std::size_t>> handle(recover m);
+  orchestrator_stats handle(get_stats);
 
   // Internal: sent by the orchestrator to itself.
   task<void> handle(detail::run_saga m);
@@ -154,6 +177,7 @@ class orchestrator : public troupe::actor {
   task<step_result> compensate_step(active& s, std::size_t i);
   task<void> backoff(active& s, std::chrono::milliseconds d, bool cancellable);
   void finish(active& s);
+  void record_step(std::chrono::steady_clock::duration d, bool failed);
   void abandon(active& s);
   void release_slot();
   std::unique_ptr<active> fresh_active();
@@ -165,6 +189,7 @@ class orchestrator : public troupe::actor {
   std::deque<std::uint64_t> queued_;
   static constexpr std::size_t spare_max = 256;
   std::vector<std::unique_ptr<active>> spare_;  // finished sagas' records, for reuse
+  orchestrator_stats stats_;  // the finished counters and step latencies; gauges are counted on ask
 };
 
 }  // namespace troupe::saga

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <string>
 #include <thread>
 #include <troupe/core/detail/cell.hpp>
 #include <troupe/core/detail/timer_wheel.hpp>
@@ -25,7 +26,14 @@ struct io_uring;  // liburing's ring (io_uring builds)
 
 namespace troupe {
 class runtime;
-}
+/// The mailboxes of one shard's actors at one moment (see runtime::shard_mailboxes).
+struct mailbox_stats {
+  std::uint64_t queued = 0;   ///< messages waiting in all of them
+  std::uint32_t deepest = 0;  ///< the longest one
+  std::string deepest_type;   ///< the actor type with the longest one (empty if all are empty)
+};
+
+}  // namespace troupe
 
 namespace troupe::detail {
 
@@ -108,6 +116,8 @@ class shard {
   void unlink_live(actor_cell* c) noexcept;
   /// Live actors homed here; readable from any thread (a snapshot).
   std::size_t live_count() const noexcept { return live_count_.load(std::memory_order_relaxed); }
+  /// The live actors' mailboxes. Shard thread only.
+  mailbox_stats mailboxes() const;
 
   // --- the loop ---
   void start_thread();

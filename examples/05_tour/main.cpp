@@ -1,4 +1,4 @@
-// demo: the narrated run behind ./scripts/demo.
+// 05_tour: a narrated run of a small troupe program.
 //
 // A small bank on a runtime with two shards tells its own story on stdout:
 // actors telling each other things, asking each other (also from one shard to
@@ -288,14 +288,14 @@ int run() {
 int main(int argc, char** argv) {
   if (argc > 1) {
     const std::string_view arg = argv[1];
-    std::cerr << "usage: troupe_demo\n"
+    std::cerr << "usage: example_05_tour\n"
                  "  Prints a narrated run of a small troupe program; takes no arguments.\n";
     return arg == "-h" || arg == "--help" ? 0 : 2;
   }
   try {
     return run();
   } catch (const std::exception& e) {
-    std::cerr << "troupe_demo: " << e.what() << '\n';
+    std::cerr << "example_05_tour: " << e.what() << '\n';
     return 1;
   }
 }
