@@ -52,14 +52,7 @@ namespace troupe::net {
 namespace {
 constexpr std::uint64_t node_actor_id = 1;  // every node actor is published as id 1
 
-/// The link object behind `l` if it runs on this thread's shard and is alive.
-peer_link* link_here(const actor_ref<peer_link>& l) noexcept {
-  troupe::detail::actor_cell* c = l.addr().cell();
-  if (!c || c->home_ != troupe::detail::this_shard() || !c->alive() ||
-      !c->has(troupe::detail::actor_cell::instance_live))
-    return nullptr;
-  return static_cast<peer_link*>(c->instance_);
-}
+using detail::link_here;
 
 void append_here(peer_link& lk, const frame_header& h, std::string_view payload) {
   (void)lk.append(h, frame_payload_max, [&](std::string& out) { out.append(payload); });
@@ -806,6 +799,20 @@ void node::route_send(detail::route_q q) const {
 }
 
 namespace detail {
+
+peer_link* link_here(const actor_ref<peer_link>& l) noexcept {
+  troupe::detail::actor_cell* c = l.addr().cell();
+  if (!c || c->home_ != troupe::detail::this_shard() || !c->alive() ||
+      !c->has(troupe::detail::actor_cell::instance_live))
+    return nullptr;
+  return static_cast<peer_link*>(c->instance_);
+}
+
+std::string error_payload(errc e) {
+  std::string payload;
+  encode(static_cast<std::uint32_t>(e), payload);
+  return payload;
+}
 
 void send_frame(const actor_ref<peer_link>& l, const frame_header& h,
                 std::string payload) noexcept {
