@@ -138,6 +138,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     me.type_name = type_name;
     detail::fill_inbound<node_actor>(me, remote_messages{});
     published_.emplace(node_actor_id, std::move(me));
+    inbound_cache_ = {};
     if (!opts_.secret)
       system().log(
           "troupe: node " + opts_.name +
@@ -195,6 +196,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     const std::uint64_t id = next_local_id_++;
     monitor(q.entry.addr);
     name_cache_ = {};
+    inbound_cache_ = {};
     if (auto old = names_.find(q.name); old != names_.end()) published_.erase(old->second);
     names_[q.name] = id;
     published_.emplace(id, std::move(q.entry));
@@ -287,6 +289,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         name_cache_ = {};
         std::erase_if(names_, [id](const auto& kv) { return kv.second == id; });
         published_.erase(it);
+        inbound_cache_ = {};
         std::string payload;
         encode(static_cast<std::uint8_t>(d.reason), payload);
         encode(d.what, payload);
@@ -338,19 +341,27 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       case frame_kind::tell:
       case frame_kind::ask: {
         if (!peer_of_link()) return;  // not (or no longer) an up link
-        auto pub = published_.find(h.target);
-        if (pub == published_.end() || !pub->second.addr.alive()) {
+        // A stream of frames mostly carries one type to one actor: the last
+        // (target, type) -> decoder is remembered.
+        inbound_cache& ic = inbound_cache_;
+        if (!ic.pub || ic.target != h.target || ic.type_id != h.type_id) {
+          auto pub = published_.find(h.target);
+          if (pub == published_.end() || !pub->second.addr.alive()) {
+            if (h.kind == frame_kind::ask) reply_error(l, h.correlation, errc::actor_dead);
+            return;
+          }
+          auto fn = pub->second.inbound.find(h.type_id);
+          if (fn == pub->second.inbound.end()) {
+            (void)l.tell(link_close{"unknown message type id " + std::to_string(h.type_id) +
+                                    " for " + pub->second.type_name});
+            return;
+          }
+          ic = {h.target, h.type_id, &pub->second, fn->second};
+        } else if (!ic.pub->addr.alive()) {
           if (h.kind == frame_kind::ask) reply_error(l, h.correlation, errc::actor_dead);
           return;
         }
-        auto fn = pub->second.inbound.find(h.type_id);
-        if (fn == pub->second.inbound.end()) {
-          (void)l.tell(link_close{"unknown message type id " + std::to_string(h.type_id) + " for " +
-                                  pub->second.type_name});
-          return;
-        }
-        boost::system::error_code ec =
-            fn->second(pub->second.addr.cell(), payload, l, h.correlation);
+        boost::system::error_code ec = ic.fn(ic.pub->addr.cell(), payload, l, h.correlation);
         if (ec)
           (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) +
                                   " failed to decode (" + ec.message() + ")"});
@@ -424,14 +435,19 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   // --- remote_sink: called on this shard, in send order, for every message to a proxy ---
 
   void forward(troupe::detail::actor_cell* proxy, troupe::detail::message* m) noexcept override {
-    auto t = proxies_.find(proxy);
-    peer_state* p = t == proxies_.end() ? nullptr : t->second.state;
+    // The last proxy's target is remembered (cleared when proxies_ loses an entry).
+    if (proxy != proxy_cache_.proxy) {
+      auto t = proxies_.find(proxy);
+      proxy_cache_ = {proxy, t == proxies_.end() ? nullptr : &t->second};
+    }
+    const proxy_target* t = proxy_cache_.target;
+    peer_state* p = t ? t->state : nullptr;
     if (!p || !p->link) {
       m->ops_->discard(m, errc::node_down);
       return;
     }
     frame_header h{m->ask_base_ ? frame_kind::ask : frame_kind::tell, m->ops_->wire_type,
-                   t->second.remote_id, 0, 0};
+                   t->remote_id, 0, 0};
     send_message(*p, h, {}, m);
   }
 
@@ -641,6 +657,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     actor_addr a = system().make_proxy_addr(type, opts_.shard, this, id);
     peer_state& p = peers_[peer_name];
     proxies_.emplace(a.cell(), proxy_target{peer_name, id, &p});
+    proxy_cache_ = {};  // a cell may be reused for a new proxy
     std::erase_if(p.proxies, [](const actor_addr& x) { return !x.alive(); });
     p.proxies.push_back(a);
     return a;
@@ -676,6 +693,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       actor_cell* c = proxy.cell();
       if (c->alive()) c->stop(exit_reason::node_down, "link to " + name + " went down: " + reason);
       proxies_.erase(c);
+      proxy_cache_ = {};
     }
     p->proxies.clear();
     p->node_proxy = actor_ref<node_actor>{};
@@ -727,6 +745,16 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   } frame_peer_cache_;
   std::unordered_map<actor_cell*, endpoint> dialed_;
   std::unordered_map<actor_cell*, proxy_target> proxies_;
+  struct {
+    actor_cell* proxy = nullptr;
+    const proxy_target* target = nullptr;  // null: not a proxy of this node
+  } proxy_cache_;
+  struct inbound_cache {
+    std::uint64_t target = 0;
+    std::uint32_t type_id = 0;
+    const published_actor* pub = nullptr;  // an entry of published_; null: empty
+    detail::inbound_fn fn = nullptr;
+  } inbound_cache_;
   std::vector<detail::subscribe_q> subscribers_;
 };
 
