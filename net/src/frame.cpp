@@ -210,31 +210,55 @@ void frame_reader::commit(std::size_t n) {
 
 result<std::optional<frame_view>> frame_reader::next() {
   using R = std::optional<frame_view>;
-  if (error_) return failure<R>(error_);
+  frame_view v;
+  switch (next(v)) {
+    case status::frame:
+      return R{v};
+    case status::need_more:
+      return R{};
+    case status::failed:
+      break;
+  }
+  return failure<R>(error_);
+}
+
+frame_reader::status frame_reader::next(frame_view& out) noexcept {
+  if (error_) return status::failed;
   const std::size_t avail = end_ - begin_;
-  if (avail < length_bytes) return R{};
+  if (avail < length_bytes) return status::need_more;
   const char* p = data_.get() + begin_;
   const auto length = load_le<std::uint32_t>(p);
   // Judge every header byte as soon as it is here: an oversized frame is refused
   // before its body is buffered, garbage before it can fill the buffer.
-  if (length > max_frame_) return failure<R>(fail(frame_errc::frame_too_large));
-  if (length < header_after_length) return failure<R>(fail(frame_errc::frame_too_short));
-  if (avail > 4 && !is_frame_kind(static_cast<std::uint8_t>(p[4])))
-    return failure<R>(fail(frame_errc::bad_kind));
-  for (std::size_t i = 5; i < 8 && i < avail; ++i)  // flags, then the two reserved bytes
-    if (p[i] != 0) return failure<R>(fail(frame_errc::bad_reserved));
-  if (avail - length_bytes < length) return R{};
+  if (length > max_frame_) {
+    fail(frame_errc::frame_too_large);
+    return status::failed;
+  }
+  if (length < header_after_length) {
+    fail(frame_errc::frame_too_short);
+    return status::failed;
+  }
+  if (avail > 4 && !is_frame_kind(static_cast<std::uint8_t>(p[4]))) {
+    fail(frame_errc::bad_kind);
+    return status::failed;
+  }
+  for (std::size_t i = 5; i < 8 && i < avail; ++i) {  // flags, then the two reserved bytes
+    if (p[i] != 0) {
+      fail(frame_errc::bad_reserved);
+      return status::failed;
+    }
+  }
+  if (avail - length_bytes < length) return status::need_more;
 
-  frame_view v;
-  v.header.kind = static_cast<frame_kind>(p[4]);
-  v.header.type_id = load_le<std::uint32_t>(p + 8);
-  v.header.target = load_le<std::uint64_t>(p + 12);
-  v.header.sender = load_le<std::uint64_t>(p + 20);
-  v.header.correlation = load_le<std::uint64_t>(p + 28);
-  v.payload = {p + frame_header_bytes, length - header_after_length};
+  out.header.kind = static_cast<frame_kind>(p[4]);
+  out.header.type_id = load_le<std::uint32_t>(p + 8);
+  out.header.target = load_le<std::uint64_t>(p + 12);
+  out.header.sender = load_le<std::uint64_t>(p + 20);
+  out.header.correlation = load_le<std::uint64_t>(p + 28);
+  out.payload = {p + frame_header_bytes, length - header_after_length};
   begin_ += length_bytes + length;
   TROUPE_ASSERT(begin_ <= end_, "frame_reader: consumed past the end");
-  return R{v};
+  return status::frame;
 }
 
 result<void> frame_reader::finish() {

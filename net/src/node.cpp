@@ -268,7 +268,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     } else {
       prefix_.clear();  // one buffer for every routed send: no allocation per message
       append_route_prefix(prefix_, 0, q.key, q.name);
-      send_message(*owner_cache_.peer, route_header(m), prefix_, m);
+      send_message(*owner_cache_.peer,
+                   m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell, 0, route_epoch_,
+                   prefix_, m);
     }
   }
 
@@ -446,22 +448,28 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       m->ops_->discard(m, errc::node_down);
       return;
     }
-    frame_header h{m->ask_base_ ? frame_kind::ask : frame_kind::tell, m->ops_->wire_type,
-                   t->remote_id, 0, 0};
-    send_message(*p, h, {}, m);
+    send_message(*p, m->ask_base_ ? frame_kind::ask : frame_kind::tell, t->remote_id, 0, {}, m);
   }
 
  private:
   /// Encodes m after `prefix` (a routing prefix, or nothing) straight into
-  /// p's link's output and sends it; an ask waits in p.pending for its reply.
-  /// p's link is up.
-  void send_message(peer_state& p, frame_header h, std::string_view prefix, message* m) noexcept {
+  /// p's link's output, in a frame of `kind` with m's type id, `target` and
+  /// `sender`, and sends it; an ask waits in p.pending for its reply.
+  /// p's link is up. (The header is passed in fields, not as a struct: a
+  /// struct built and copied at once stalls on store forwarding.)
+  void send_message(peer_state& p, frame_kind kind, std::uint64_t target, std::uint64_t sender,
+                    std::string_view prefix, message* m) noexcept {
     peer_link* lk = link_here(p.link);
     if (!lk) {  // stopped without telling us (runtime shutdown): as if down
       m->ops_->discard(m, errc::node_down);
       return;
     }
-    if (m->ask_base_) h.correlation = next_correlation_;
+    frame_header h;
+    h.kind = kind;
+    h.type_id = m->ops_->wire_type;
+    h.target = target;
+    h.sender = sender;
+    h.correlation = m->ask_base_ ? next_correlation_ : 0;
     const std::size_t limit =
         std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_bytes - 4));
     std::size_t encoded = 0;
@@ -497,11 +505,6 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   // --- routing by key ---
-
-  frame_header route_header(const message* m) const noexcept {
-    return frame_header{m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell,
-                        m->ops_->wire_type, 0, route_epoch_, 0};
-  }
 
   // A routed frame's payload: u8 hops, u16 key length, key, u8 name length,
   // name, then the message as in a tell frame. The header's `sender` field

@@ -186,6 +186,12 @@ class frame_reader {
   /// error that stopped the stream (sticky: every later call returns it too).
   [[nodiscard]] result<std::optional<frame_view>> next();
 
+  /// next() for a hot loop: the frame is written into `out` field by field.
+  enum class status { frame, need_more, failed };
+  /// status::frame: `out` holds the next frame; need_more: more bytes are
+  /// needed; failed: the stream stopped (error() says why; sticky).
+  [[nodiscard]] status next(frame_view& out) noexcept;
+
   /// Ends the stream: an error if the reader had failed, `truncated` if bytes
   /// of an unfinished frame are buffered (call it after next() returned
   /// std::nullopt). Leaves the reader failed if it reports an error.
