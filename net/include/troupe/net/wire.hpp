@@ -156,7 +156,19 @@ class bounded_input_archive
 
   /// Reads a size tag: refused if larger than the bytes left, or if all size
   /// tags together would claim more elements than the payload has bytes.
-  std::uint64_t read_size();
+  std::uint64_t read_size() {
+    std::uint32_t n;
+    read(&n, sizeof n);
+    // Every element takes at least one byte, so a size beyond the bytes left is
+    // a lie; refusing it here, before the container is sized, is what keeps a
+    // small hostile payload from demanding a huge allocation. The budget bounds
+    // the sum of all sizes too, which catches nested containers each claiming
+    // "the rest".
+    if (n > remaining()) reject("size tag larger than the bytes left");
+    if (n > size_budget_) reject("size tags claim more elements than the payload has bytes");
+    size_budget_ -= n;
+    return n;
+  }
 
   /// Refuses `n` elements of `element_bytes` bytes each unless the bytes left
   /// hold them all (used before sizing a buffer that is then filled in bulk).
