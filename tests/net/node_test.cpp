@@ -517,7 +517,7 @@ TEST_CASE("shutting down the asking node fails its pending remote asks at once",
   CHECK(std::chrono::steady_clock::now() - t0 < 10s);
 }
 
-TEST_CASE("a reply that cannot be encoded fails the remote ask, and the link stays up",
+TEST_CASE("a reply that cannot be encoded fails the remote ask and the link stays up",
           "[net][node][io]") {
   // The responder on the link's shard (its reply is encoded straight into the
   // link's output) and on another shard (encoded there, appended on arrival).
