@@ -139,6 +139,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     detail::fill_inbound<node_actor>(me, remote_messages{});
     published_.emplace(node_actor_id, std::move(me));
     inbound_cache_ = {};
+    routed_cache_ = {};
     if (!opts_.secret)
       system().log(
           "troupe: node " + opts_.name +
@@ -197,6 +198,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     monitor(q.entry.addr);
     name_cache_ = {};
     inbound_cache_ = {};
+    routed_cache_ = {};
     if (auto old = names_.find(q.name); old != names_.end()) published_.erase(old->second);
     names_[q.name] = id;
     published_.emplace(id, std::move(q.entry));
@@ -292,6 +294,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         std::erase_if(names_, [id](const auto& kv) { return kv.second == id; });
         published_.erase(it);
         inbound_cache_ = {};
+        routed_cache_ = {};
         std::string payload;
         encode(static_cast<std::uint8_t>(d.reason), payload);
         encode(d.what, payload);
@@ -630,16 +633,23 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       if (ask) reply_error(l, h.correlation, errc::name_not_found);
       return;
     }
-    auto fn = pub->inbound.find(h.type_id);
-    if (fn == pub->inbound.end()) {
-      // The sender expected another actor type under this name.
-      if (ask)
-        reply_error(l, h.correlation, errc::wrong_type);
-      else
-        undeliverable(v->name);
-      return;
+    detail::inbound_fn fn = nullptr;
+    if (routed_cache_.pub == pub && routed_cache_.type_id == h.type_id) {
+      fn = routed_cache_.fn;
+    } else {
+      auto it = pub->inbound.find(h.type_id);
+      if (it == pub->inbound.end()) {
+        // The sender expected another actor type under this name.
+        if (ask)
+          reply_error(l, h.correlation, errc::wrong_type);
+        else
+          undeliverable(v->name);
+        return;
+      }
+      fn = it->second;
+      routed_cache_ = {pub, h.type_id, fn};
     }
-    boost::system::error_code ec = fn->second(pub->addr.cell(), v->message, l, h.correlation);
+    boost::system::error_code ec = fn(pub->addr.cell(), v->message, l, h.correlation);
     if (ec)
       (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) +
                               " failed to decode (" + ec.message() + ")"});
@@ -758,6 +768,11 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     const published_actor* pub = nullptr;  // an entry of published_; null: empty
     detail::inbound_fn fn = nullptr;
   } inbound_cache_;
+  struct {
+    const published_actor* pub = nullptr;  // an entry of published_; null: empty
+    std::uint32_t type_id = 0;
+    detail::inbound_fn fn = nullptr;
+  } routed_cache_;
   std::vector<detail::subscribe_q> subscribers_;
 };
 
@@ -826,6 +841,19 @@ void node::set_route_table(std::shared_ptr<const route_table> table) {
 }
 
 void node::route_send(detail::route_q q) const {
+  // On the node's shard, with nothing queued for the node actor and none of
+  // its turns in progress, the send is placed at once, as a message to a
+  // proxy is: every earlier message to the node actor (a new route table, an
+  // earlier routed send) has been handled, so the order is the mailbox's.
+  using troupe::detail::actor_cell;
+  actor_cell* c = actor_.addr().cell();
+  constexpr std::uint8_t hold = actor_cell::scheduled | actor_cell::busy | actor_cell::in_turn |
+                                actor_cell::stopping | actor_cell::restart_pending;
+  if (c && c->home_ == troupe::detail::this_shard() && c->alive() &&
+      c->has(actor_cell::instance_live) && (c->flags_ & hold) == 0 && c->mailbox_len_ == 0) {
+    static_cast<node_actor*>(c->instance_)->handle(std::move(q));
+    return;
+  }
   (void)actor_.tell(std::move(q));  // refused: the envelope fails with no_route as q goes
 }
 
