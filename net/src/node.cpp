@@ -260,16 +260,22 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   void handle(detail::route_q&& q) {  // by reference: its strings stay in the envelope
-    message* m = q.msg.release();
+    place(q.key, q.name, q.type, q.msg.release());
+  }
+
+  /// Places a routed envelope: on this node, or in a routed frame to the
+  /// key's owner (node::route_here calls it directly on this shard).
+  void place(std::string_view key, std::string_view name,
+             const troupe::detail::actor_type_info* type, message* m) {
     ++route_stats_.sent;
-    std::string_view owner = route_owner(q.key);
+    std::string_view owner = route_owner(key);
     if (owner.empty()) {
       m->ops_->discard(m, errc::no_route);
     } else if (owner == opts_.name) {
-      deliver_local(q.name, q.type, m);
+      deliver_local(name, type, m);
     } else {
       prefix_.clear();  // one buffer for every routed send: no allocation per message
-      append_route_prefix(prefix_, 0, q.key, q.name);
+      append_route_prefix(prefix_, 0, key, name);
       send_message(*owner_cache_.peer,
                    m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell, 0, route_epoch_,
                    prefix_, m);
@@ -840,7 +846,9 @@ void node::set_route_table(std::shared_ptr<const route_table> table) {
   (void)actor_.tell(detail::set_route_q{std::move(table)});
 }
 
-void node::route_send(detail::route_q q) const {
+bool node::route_here(std::string_view key, std::string_view name,
+                      const troupe::detail::actor_type_info* type,
+                      troupe::detail::message* m) const {
   // On the node's shard, with nothing queued for the node actor and none of
   // its turns in progress, the send is placed at once, as a message to a
   // proxy is: every earlier message to the node actor (a new route table, an
@@ -849,11 +857,14 @@ void node::route_send(detail::route_q q) const {
   actor_cell* c = actor_.addr().cell();
   constexpr std::uint8_t hold = actor_cell::scheduled | actor_cell::busy | actor_cell::in_turn |
                                 actor_cell::stopping | actor_cell::restart_pending;
-  if (c && c->home_ == troupe::detail::this_shard() && c->alive() &&
-      c->has(actor_cell::instance_live) && (c->flags_ & hold) == 0 && c->mailbox_len_ == 0) {
-    static_cast<node_actor*>(c->instance_)->handle(std::move(q));
-    return;
-  }
+  if (!c || c->home_ != troupe::detail::this_shard() || !c->alive() ||
+      !c->has(actor_cell::instance_live) || (c->flags_ & hold) != 0 || c->mailbox_len_ != 0)
+    return false;
+  static_cast<node_actor*>(c->instance_)->place(key, name, type, m);
+  return true;
+}
+
+void node::route_send(detail::route_q q) const {
   (void)actor_.tell(std::move(q));  // refused: the envelope fails with no_route as q goes
 }
 
@@ -900,6 +911,7 @@ boost::system::error_code check_route(std::string_view key, std::string_view nam
 }
 
 void route_dispatch::operator()(troupe::detail::message* e) {
+  if (n->route_here(key, name, type, e)) return;
   n->route_send(route_q{std::move(key), std::move(name), type, owned_message(e)});
 }
 

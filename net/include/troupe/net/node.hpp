@@ -409,6 +409,11 @@ class node {
 
   /// Internal: hands a routed envelope to the node's actor.
   void route_send(detail::route_q q) const;
+  /// Internal: places a routed envelope at once and returns true when called
+  /// on the node's shard with nothing queued for the node's actor; else
+  /// returns false and leaves `m` to the caller (route_send).
+  bool route_here(std::string_view key, std::string_view name,
+                  const troupe::detail::actor_type_info* type, troupe::detail::message* m) const;
 
  private:
   void publish_entry(const std::string& name, detail::published_actor entry);
@@ -469,6 +474,7 @@ boost::system::error_code node::route_tell(std::string_view key, std::string_vie
   if (auto ec = detail::check_route(key, name)) return ec;
   if (!actor_.alive()) return make_error_code(errc::no_route);
   auto* e = new troupe::detail::envelope<T, msg_t>(nullptr, std::forward<M>(m));
+  if (route_here(key, name, &troupe::detail::type_info_for<T>::value, e)) return {};
   route_send(detail::route_q{std::string(key), std::string(name),
                              &troupe::detail::type_info_for<T>::value, detail::owned_message(e)});
   return {};
