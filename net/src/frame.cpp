@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <troupe/core/assert.hpp>
 #include <troupe/net/frame.hpp>
@@ -27,17 +28,19 @@ std::uint64_t load_le(const char* p, std::size_t bytes) noexcept {
     v |= static_cast<std::uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
   return v;
 }
+template <class T>
+T load_le(const char* p) noexcept {
+  if constexpr (std::endian::native == std::endian::little) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  } else {
+    return static_cast<T>(load_le(p, sizeof(T)));
+  }
+}
 
 void write_header(char* p, const frame_header& h, std::uint32_t length) noexcept {
-  store_le(p + 0, length, 4);
-  p[4] = static_cast<char>(h.kind);
-  p[5] = 0;  // flags
-  p[6] = 0;  // reserved
-  p[7] = 0;
-  store_le(p + 8, h.type_id, 4);
-  store_le(p + 12, h.target, 8);
-  store_le(p + 20, h.sender, 8);
-  store_le(p + 28, h.correlation, 8);
+  write_frame_header(p, h, length);
 }
 
 class category final : public boost::system::error_category {
@@ -207,31 +210,55 @@ void frame_reader::commit(std::size_t n) {
 
 result<std::optional<frame_view>> frame_reader::next() {
   using R = std::optional<frame_view>;
-  if (error_) return failure<R>(error_);
+  frame_view v;
+  switch (next(v)) {
+    case status::frame:
+      return R{v};
+    case status::need_more:
+      return R{};
+    case status::failed:
+      break;
+  }
+  return failure<R>(error_);
+}
+
+frame_reader::status frame_reader::next(frame_view& out) noexcept {
+  if (error_) return status::failed;
   const std::size_t avail = end_ - begin_;
-  if (avail < length_bytes) return R{};
+  if (avail < length_bytes) return status::need_more;
   const char* p = data_.get() + begin_;
-  const auto length = static_cast<std::uint32_t>(load_le(p, 4));
+  const auto length = load_le<std::uint32_t>(p);
   // Judge every header byte as soon as it is here: an oversized frame is refused
   // before its body is buffered, garbage before it can fill the buffer.
-  if (length > max_frame_) return failure<R>(fail(frame_errc::frame_too_large));
-  if (length < header_after_length) return failure<R>(fail(frame_errc::frame_too_short));
-  if (avail > 4 && !is_frame_kind(static_cast<std::uint8_t>(p[4])))
-    return failure<R>(fail(frame_errc::bad_kind));
-  for (std::size_t i = 5; i < 8 && i < avail; ++i)  // flags, then the two reserved bytes
-    if (p[i] != 0) return failure<R>(fail(frame_errc::bad_reserved));
-  if (avail - length_bytes < length) return R{};
+  if (length > max_frame_) {
+    fail(frame_errc::frame_too_large);
+    return status::failed;
+  }
+  if (length < header_after_length) {
+    fail(frame_errc::frame_too_short);
+    return status::failed;
+  }
+  if (avail > 4 && !is_frame_kind(static_cast<std::uint8_t>(p[4]))) {
+    fail(frame_errc::bad_kind);
+    return status::failed;
+  }
+  for (std::size_t i = 5; i < 8 && i < avail; ++i) {  // flags, then the two reserved bytes
+    if (p[i] != 0) {
+      fail(frame_errc::bad_reserved);
+      return status::failed;
+    }
+  }
+  if (avail - length_bytes < length) return status::need_more;
 
-  frame_view v;
-  v.header.kind = static_cast<frame_kind>(p[4]);
-  v.header.type_id = static_cast<std::uint32_t>(load_le(p + 8, 4));
-  v.header.target = load_le(p + 12, 8);
-  v.header.sender = load_le(p + 20, 8);
-  v.header.correlation = load_le(p + 28, 8);
-  v.payload = {p + frame_header_bytes, length - header_after_length};
+  out.header.kind = static_cast<frame_kind>(p[4]);
+  out.header.type_id = load_le<std::uint32_t>(p + 8);
+  out.header.target = load_le<std::uint64_t>(p + 12);
+  out.header.sender = load_le<std::uint64_t>(p + 20);
+  out.header.correlation = load_le<std::uint64_t>(p + 28);
+  out.payload = {p + frame_header_bytes, length - header_after_length};
   begin_ += length_bytes + length;
   TROUPE_ASSERT(begin_ <= end_, "frame_reader: consumed past the end");
-  return R{v};
+  return status::frame;
 }
 
 result<void> frame_reader::finish() {

@@ -33,6 +33,14 @@ peer_link::peer_link(link_config cfg, asio::ip::tcp::socket socket, role r, link
 namespace {
 // One receive's worth: the reader keeps partial frames.
 constexpr std::size_t read_bytes = 65536;
+// Frames handled before the link gives way to the actors they went to, so
+// those run while their messages are fresh in the cache and the memory they
+// free is reused by the next slice (a 64 KiB read holds ~650 small frames).
+// Seven is what glibc's per-thread cache keeps of one size class by default:
+// a slice's decoded strings are then allocated from it and freed back into
+// it. With 32 the rest overflowed into malloc's slow paths (measured: ~40 %
+// of the receiving shard's time with 32, ~11 % with 7).
+constexpr std::size_t deliver_slice = 7;
 }  // namespace
 
 void peer_link::queue(const frame_header& h, std::string_view payload) {
@@ -182,15 +190,18 @@ task<void> peer_link::handle(link_start) {
     stats_.up = true;
     const actor_ref<peer_link> me = ref_of(this);
     if (listening()) listener_->on_up(me, stats_.peer);
-    // Every complete frame in the buffer is handled in this one turn; the
+    // Complete frames in the buffer are handled in slices of deliver_slice,
+    // in order, with a yield to the shard's other work between slices; the
     // socket is read (straight into the reader's buffer) only when none is left.
+    std::size_t in_slice = 0;
+    frame_view f;
     for (;;) {
-      result<std::optional<frame_view>> next = reader_.next();
-      if (!next) {
-        close(next.error().message());
+      const frame_reader::status st = reader_.next(f);
+      if (st == frame_reader::status::failed) {
+        close(reader_.error().message());
         break;
       }
-      if (!*next) {
+      if (st == frame_reader::status::need_more) {
         std::span<char> buf = reader_.writable(read_bytes);
         result<std::size_t> n =
             co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()), use_task);
@@ -201,10 +212,10 @@ task<void> peer_link::handle(link_start) {
         last_in_ns_ = system().now_ns();  // any bytes show the peer alive: once per read
         stats_.bytes_in += *n;
         reader_.commit(*n);
+        in_slice = 0;
         continue;
       }
       ++stats_.frames_in;
-      const frame_view& f = **next;
       switch (f.header.kind) {
         case frame_kind::heartbeat:
           break;
@@ -221,6 +232,11 @@ task<void> peer_link::handle(link_start) {
           if (listening()) listener_->on_frame(me, f.header, f.payload);
       }
       if (closed_) break;
+      if (++in_slice == deliver_slice) {
+        in_slice = 0;
+        co_await yield_turn();
+        if (closed_) break;
+      }
     }
   }
   stats_.up = false;

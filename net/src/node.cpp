@@ -52,14 +52,7 @@ namespace troupe::net {
 namespace {
 constexpr std::uint64_t node_actor_id = 1;  // every node actor is published as id 1
 
-/// The link object behind `l` if it runs on this thread's shard and is alive.
-peer_link* link_here(const actor_ref<peer_link>& l) noexcept {
-  troupe::detail::actor_cell* c = l.addr().cell();
-  if (!c || c->home_ != troupe::detail::this_shard() || !c->alive() ||
-      !c->has(troupe::detail::actor_cell::instance_live))
-    return nullptr;
-  return static_cast<peer_link*>(c->instance_);
-}
+using detail::link_here;
 
 void append_here(peer_link& lk, const frame_header& h, std::string_view payload) {
   (void)lk.append(h, frame_payload_max, [&](std::string& out) { out.append(payload); });
@@ -145,6 +138,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     me.type_name = type_name;
     detail::fill_inbound<node_actor>(me, remote_messages{});
     published_.emplace(node_actor_id, std::move(me));
+    inbound_cache_ = {};
+    routed_cache_ = {};
     if (!opts_.secret)
       system().log(
           "troupe: node " + opts_.name +
@@ -202,6 +197,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     const std::uint64_t id = next_local_id_++;
     monitor(q.entry.addr);
     name_cache_ = {};
+    inbound_cache_ = {};
+    routed_cache_ = {};
     if (auto old = names_.find(q.name); old != names_.end()) published_.erase(old->second);
     names_[q.name] = id;
     published_.emplace(id, std::move(q.entry));
@@ -263,17 +260,25 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   void handle(detail::route_q&& q) {  // by reference: its strings stay in the envelope
-    message* m = q.msg.release();
+    place(q.key, q.name, q.type, q.msg.release());
+  }
+
+  /// Places a routed envelope: on this node, or in a routed frame to the
+  /// key's owner (node::route_here calls it directly on this shard).
+  void place(std::string_view key, std::string_view name,
+             const troupe::detail::actor_type_info* type, message* m) {
     ++route_stats_.sent;
-    std::string_view owner = route_owner(q.key);
+    std::string_view owner = route_owner(key);
     if (owner.empty()) {
       m->ops_->discard(m, errc::no_route);
     } else if (owner == opts_.name) {
-      deliver_local(q.name, q.type, m);
+      deliver_local(name, type, m);
     } else {
       prefix_.clear();  // one buffer for every routed send: no allocation per message
-      append_route_prefix(prefix_, 0, q.key, q.name);
-      send_message(*owner_cache_.peer, route_header(m), prefix_, m);
+      append_route_prefix(prefix_, 0, key, name);
+      send_message(*owner_cache_.peer,
+                   m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell, 0, route_epoch_,
+                   prefix_, m);
     }
   }
 
@@ -294,6 +299,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         name_cache_ = {};
         std::erase_if(names_, [id](const auto& kv) { return kv.second == id; });
         published_.erase(it);
+        inbound_cache_ = {};
+        routed_cache_ = {};
         std::string payload;
         encode(static_cast<std::uint8_t>(d.reason), payload);
         encode(d.what, payload);
@@ -345,19 +352,27 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       case frame_kind::tell:
       case frame_kind::ask: {
         if (!peer_of_link()) return;  // not (or no longer) an up link
-        auto pub = published_.find(h.target);
-        if (pub == published_.end() || !pub->second.addr.alive()) {
+        // A stream of frames mostly carries one type to one actor: the last
+        // (target, type) -> decoder is remembered.
+        inbound_cache& ic = inbound_cache_;
+        if (!ic.pub || ic.target != h.target || ic.type_id != h.type_id) {
+          auto pub = published_.find(h.target);
+          if (pub == published_.end() || !pub->second.addr.alive()) {
+            if (h.kind == frame_kind::ask) reply_error(l, h.correlation, errc::actor_dead);
+            return;
+          }
+          auto fn = pub->second.inbound.find(h.type_id);
+          if (fn == pub->second.inbound.end()) {
+            (void)l.tell(link_close{"unknown message type id " + std::to_string(h.type_id) +
+                                    " for " + pub->second.type_name});
+            return;
+          }
+          ic = {h.target, h.type_id, &pub->second, fn->second};
+        } else if (!ic.pub->addr.alive()) {
           if (h.kind == frame_kind::ask) reply_error(l, h.correlation, errc::actor_dead);
           return;
         }
-        auto fn = pub->second.inbound.find(h.type_id);
-        if (fn == pub->second.inbound.end()) {
-          (void)l.tell(link_close{"unknown message type id " + std::to_string(h.type_id) + " for " +
-                                  pub->second.type_name});
-          return;
-        }
-        boost::system::error_code ec =
-            fn->second(pub->second.addr.cell(), payload, l, h.correlation);
+        boost::system::error_code ec = ic.fn(ic.pub->addr.cell(), payload, l, h.correlation);
         if (ec)
           (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) +
                                   " failed to decode (" + ec.message() + ")"});
@@ -431,28 +446,39 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   // --- remote_sink: called on this shard, in send order, for every message to a proxy ---
 
   void forward(troupe::detail::actor_cell* proxy, troupe::detail::message* m) noexcept override {
-    auto t = proxies_.find(proxy);
-    peer_state* p = t == proxies_.end() ? nullptr : t->second.state;
+    // The last proxy's target is remembered (cleared when proxies_ loses an entry).
+    if (proxy != proxy_cache_.proxy) {
+      auto t = proxies_.find(proxy);
+      proxy_cache_ = {proxy, t == proxies_.end() ? nullptr : &t->second};
+    }
+    const proxy_target* t = proxy_cache_.target;
+    peer_state* p = t ? t->state : nullptr;
     if (!p || !p->link) {
       m->ops_->discard(m, errc::node_down);
       return;
     }
-    frame_header h{m->ask_base_ ? frame_kind::ask : frame_kind::tell, m->ops_->wire_type,
-                   t->second.remote_id, 0, 0};
-    send_message(*p, h, {}, m);
+    send_message(*p, m->ask_base_ ? frame_kind::ask : frame_kind::tell, t->remote_id, 0, {}, m);
   }
 
  private:
   /// Encodes m after `prefix` (a routing prefix, or nothing) straight into
-  /// p's link's output and sends it; an ask waits in p.pending for its reply.
-  /// p's link is up.
-  void send_message(peer_state& p, frame_header h, std::string_view prefix, message* m) noexcept {
+  /// p's link's output, in a frame of `kind` with m's type id, `target` and
+  /// `sender`, and sends it; an ask waits in p.pending for its reply.
+  /// p's link is up. (The header is passed in fields, not as a struct: a
+  /// struct built and copied at once stalls on store forwarding.)
+  void send_message(peer_state& p, frame_kind kind, std::uint64_t target, std::uint64_t sender,
+                    std::string_view prefix, message* m) noexcept {
     peer_link* lk = link_here(p.link);
     if (!lk) {  // stopped without telling us (runtime shutdown): as if down
       m->ops_->discard(m, errc::node_down);
       return;
     }
-    if (m->ask_base_) h.correlation = next_correlation_;
+    frame_header h;
+    h.kind = kind;
+    h.type_id = m->ops_->wire_type;
+    h.target = target;
+    h.sender = sender;
+    h.correlation = m->ask_base_ ? next_correlation_ : 0;
     const std::size_t limit =
         std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_bytes - 4));
     std::size_t encoded = 0;
@@ -488,11 +514,6 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   // --- routing by key ---
-
-  frame_header route_header(const message* m) const noexcept {
-    return frame_header{m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell,
-                        m->ops_->wire_type, 0, route_epoch_, 0};
-  }
 
   // A routed frame's payload: u8 hops, u16 key length, key, u8 name length,
   // name, then the message as in a tell frame. The header's `sender` field
@@ -618,16 +639,23 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       if (ask) reply_error(l, h.correlation, errc::name_not_found);
       return;
     }
-    auto fn = pub->inbound.find(h.type_id);
-    if (fn == pub->inbound.end()) {
-      // The sender expected another actor type under this name.
-      if (ask)
-        reply_error(l, h.correlation, errc::wrong_type);
-      else
-        undeliverable(v->name);
-      return;
+    detail::inbound_fn fn = nullptr;
+    if (routed_cache_.pub == pub && routed_cache_.type_id == h.type_id) {
+      fn = routed_cache_.fn;
+    } else {
+      auto it = pub->inbound.find(h.type_id);
+      if (it == pub->inbound.end()) {
+        // The sender expected another actor type under this name.
+        if (ask)
+          reply_error(l, h.correlation, errc::wrong_type);
+        else
+          undeliverable(v->name);
+        return;
+      }
+      fn = it->second;
+      routed_cache_ = {pub, h.type_id, fn};
     }
-    boost::system::error_code ec = fn->second(pub->addr.cell(), v->message, l, h.correlation);
+    boost::system::error_code ec = fn(pub->addr.cell(), v->message, l, h.correlation);
     if (ec)
       (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) +
                               " failed to decode (" + ec.message() + ")"});
@@ -648,6 +676,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     actor_addr a = system().make_proxy_addr(type, opts_.shard, this, id);
     peer_state& p = peers_[peer_name];
     proxies_.emplace(a.cell(), proxy_target{peer_name, id, &p});
+    proxy_cache_ = {};  // a cell may be reused for a new proxy
     std::erase_if(p.proxies, [](const actor_addr& x) { return !x.alive(); });
     p.proxies.push_back(a);
     return a;
@@ -683,6 +712,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       actor_cell* c = proxy.cell();
       if (c->alive()) c->stop(exit_reason::node_down, "link to " + name + " went down: " + reason);
       proxies_.erase(c);
+      proxy_cache_ = {};
     }
     p->proxies.clear();
     p->node_proxy = actor_ref<node_actor>{};
@@ -734,6 +764,21 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   } frame_peer_cache_;
   std::unordered_map<actor_cell*, endpoint> dialed_;
   std::unordered_map<actor_cell*, proxy_target> proxies_;
+  struct {
+    actor_cell* proxy = nullptr;
+    const proxy_target* target = nullptr;  // null: not a proxy of this node
+  } proxy_cache_;
+  struct inbound_cache {
+    std::uint64_t target = 0;
+    std::uint32_t type_id = 0;
+    const published_actor* pub = nullptr;  // an entry of published_; null: empty
+    detail::inbound_fn fn = nullptr;
+  } inbound_cache_;
+  struct {
+    const published_actor* pub = nullptr;  // an entry of published_; null: empty
+    std::uint32_t type_id = 0;
+    detail::inbound_fn fn = nullptr;
+  } routed_cache_;
   std::vector<detail::subscribe_q> subscribers_;
 };
 
@@ -801,11 +846,43 @@ void node::set_route_table(std::shared_ptr<const route_table> table) {
   (void)actor_.tell(detail::set_route_q{std::move(table)});
 }
 
+bool node::route_here(std::string_view key, std::string_view name,
+                      const troupe::detail::actor_type_info* type,
+                      troupe::detail::message* m) const {
+  // On the node's shard, with nothing queued for the node actor and none of
+  // its turns in progress, the send is placed at once, as a message to a
+  // proxy is: every earlier message to the node actor (a new route table, an
+  // earlier routed send) has been handled, so the order is the mailbox's.
+  using troupe::detail::actor_cell;
+  actor_cell* c = actor_.addr().cell();
+  constexpr std::uint8_t hold = actor_cell::scheduled | actor_cell::busy | actor_cell::in_turn |
+                                actor_cell::stopping | actor_cell::restart_pending;
+  if (!c || c->home_ != troupe::detail::this_shard() || !c->alive() ||
+      !c->has(actor_cell::instance_live) || (c->flags_ & hold) != 0 || c->mailbox_len_ != 0)
+    return false;
+  static_cast<node_actor*>(c->instance_)->place(key, name, type, m);
+  return true;
+}
+
 void node::route_send(detail::route_q q) const {
   (void)actor_.tell(std::move(q));  // refused: the envelope fails with no_route as q goes
 }
 
 namespace detail {
+
+peer_link* link_here(const actor_ref<peer_link>& l) noexcept {
+  troupe::detail::actor_cell* c = l.addr().cell();
+  if (!c || c->home_ != troupe::detail::this_shard() || !c->alive() ||
+      !c->has(troupe::detail::actor_cell::instance_live))
+    return nullptr;
+  return static_cast<peer_link*>(c->instance_);
+}
+
+std::string error_payload(errc e) {
+  std::string payload;
+  encode(static_cast<std::uint32_t>(e), payload);
+  return payload;
+}
 
 void send_frame(const actor_ref<peer_link>& l, const frame_header& h,
                 std::string payload) noexcept {
@@ -834,6 +911,7 @@ boost::system::error_code check_route(std::string_view key, std::string_view nam
 }
 
 void route_dispatch::operator()(troupe::detail::message* e) {
+  if (n->route_here(key, name, type, e)) return;
   n->route_send(route_q{std::move(key), std::move(name), type, owned_message(e)});
 }
 

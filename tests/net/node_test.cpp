@@ -19,8 +19,36 @@ using namespace std::chrono_literals;
 using troupe::task;
 namespace net = troupe::net;
 
+// A reply whose encoding may throw.
+struct fragile {
+  bool fail = false;
+  template <class A>
+  void save(A& a) const {
+    if (fail) throw std::runtime_error("this reply cannot be encoded");
+    a(fail);
+  }
+  template <class A>
+  void load(A& a) {
+    a(fail);
+  }
+};
+struct make_fragile {
+  bool fail = false;
+  template <class A>
+  void serialize(A& a) {
+    a(fail);
+  }
+};
+TROUPE_REMOTE_MESSAGE(fragile, 9101);
+TROUPE_REMOTE_MESSAGE(make_fragile, 9102);
+
 namespace {
 using troupe_test::bank;
+
+struct fragile_maker : troupe::actor {
+  using remote_messages = net::message_list<make_fragile>;
+  fragile handle(make_fragile m) { return fragile{m.fail}; }
+};
 
 // Watches proxies and membership; the test waits on what it saw.
 struct watch {
@@ -487,6 +515,34 @@ TEST_CASE("shutting down the asking node fails its pending remote asks at once",
   REQUIRE_FALSE(r);
   CHECK(r.error() == troupe::errc::node_down);
   CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+}
+
+TEST_CASE("a reply that cannot be encoded fails the remote ask and the link stays up",
+          "[net][node][io]") {
+  // The responder on the link's shard (its reply is encoded straight into the
+  // link's output) and on another shard (encoded there, appended on arrival).
+  for (int shard : {0, 1}) {
+    troupe::test::log_sink log_a, log_b;
+    troupe::runtime rb{troupe::test::threaded(log_b, 2)};
+    net::node b{rb, options("node-b")};
+    troupe::spawn_options so;
+    so.shard = shard;
+    b.publish(rb.spawn<fragile_maker>(so), "maker");
+    troupe::runtime ra{troupe::test::threaded(log_a, 1)};
+    net::node a{ra, options("node-a", {{"127.0.0.1", b.port()}})};
+    REQUIRE(eventually([&] { return linked(a, "node-b"); }));
+    auto remote = a.remote_sync<fragile_maker>("node-b", "maker", 5s);
+    REQUIRE(remote);
+    for (int i = 0; i < 3; ++i) {
+      auto bad = ra.ask_sync(*remote, make_fragile{true}, 5s);
+      REQUIRE_FALSE(bad);
+      CHECK(bad.error() == troupe::errc::not_serializable);
+      auto good = ra.ask_sync(*remote, make_fragile{false}, 5s);
+      REQUIRE(good);
+      CHECK_FALSE(good->fail);
+    }
+    CHECK(linked(a, "node-b"));
+  }
 }
 
 TEST_CASE("issue-3: tens of thousands of asks over one link arrive intact", "[net][node][io]") {

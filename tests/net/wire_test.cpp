@@ -72,6 +72,36 @@ struct tree {
 
 struct ping {};
 
+// A type with a class version: cereal writes (and reads) the version once per
+// archive and type, so every payload must have an archive of its own.
+struct versioned {
+  std::uint32_t x = 0;
+  template <class Archive>
+  void serialize(Archive& ar, const std::uint32_t version) {
+    ar(x);
+    if (version >= 3) x_seen_version = version;
+  }
+  std::uint32_t x_seen_version = 0;
+};
+
+// Encodes a value of its own while it is being encoded.
+struct nesting {
+  std::string inner_bytes;
+  std::uint8_t tail = 0;
+  template <class Archive>
+  void save(Archive& ar) const {
+    std::string nested;
+    encode(std::uint16_t{0x0102}, nested);
+    ar(nested, tail);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(inner_bytes, tail);
+    auto v = decode<std::uint16_t>(inner_bytes);
+    if (!v || *v != 0x0102) throw std::runtime_error("nested payload");
+  }
+};
+
 // Records the largest single allocation, to prove hostile sizes allocate nothing big.
 inline std::size_t largest_allocation = 0;
 template <class T>
@@ -173,6 +203,7 @@ std::string encoded(const T& v) {
 TROUPE_WIRE_MESSAGE(wire_test::everything, 100);
 TROUPE_WIRE_MESSAGE(wire_test::tree, 101);
 TROUPE_WIRE_MESSAGE(wire_test::ping, 0xFFFEFFFF);
+CEREAL_CLASS_VERSION(wire_test::versioned, 3);
 
 using namespace wire_test;
 
@@ -225,6 +256,32 @@ TEST_CASE("encode appends to what the string already holds", "[net][wire]") {
   encode(std::uint8_t{9}, out);
   encode(std::string("x"), out);
   CHECK(out == std::string("head\x09\x01\x00\x00\x00x", 10));
+}
+
+TEST_CASE("every payload is written and read as by an archive of its own", "[net][wire]") {
+  // The thread's archive is reused between payloads; a class version (written
+  // once per archive) must still appear in every payload.
+  const std::string v1 = encoded(versioned{7});
+  const std::string v2 = encoded(versioned{7});
+  CHECK(v1 == u32le(3) + u32le(7));
+  CHECK(v2 == v1);
+  for (int i = 0; i < 3; ++i) {
+    auto back = decode<versioned>(v1);
+    REQUIRE(back);
+    CHECK(back->x == 7);
+    CHECK(back->x_seen_version == 3);
+  }
+  // After a failed decode the next one starts clean.
+  CHECK(decode<everything>(std::string("\x01", 1)).error() == frame_errc::bad_payload);
+  CHECK(decode<std::uint32_t>(u32le(5)).value() == 5);
+  CHECK(decode<std::uint32_t>(u32le(5) + "x").error() == frame_errc::trailing_bytes);
+  CHECK(decode<std::uint32_t>(u32le(6)).value() == 6);
+  // Encoding and decoding from inside a serialize function.
+  const std::string n = encoded(nesting{{}, 9});
+  CHECK(n == u32le(2) + std::string("\x02\x01\x09", 3));
+  auto back = decode<nesting>(n);
+  REQUIRE(back);
+  CHECK(back->tail == 9);
 }
 
 TEST_CASE("a huge size tag fails with bad_payload before any allocation", "[net][wire]") {

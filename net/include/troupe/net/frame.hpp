@@ -26,9 +26,11 @@
 /// Errors are sticky: a stream that once went wrong is never trusted again; the
 /// link that owns the reader logs the error and closes.
 
+#include <bit>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -102,6 +104,31 @@ inline boost::system::error_code make_error_code(frame_errc e) noexcept {
   return {static_cast<int>(e), frame_category()};
 }
 
+/// Writes the 36 header bytes of a frame at `p`: `length` is the length field
+/// (32 + the payload's size). Does not check `h.kind`.
+inline void write_frame_header(char* p, const frame_header& h, std::uint32_t length) noexcept {
+  if constexpr (std::endian::native == std::endian::little) {
+    // kind, then the flags byte and the two reserved bytes, all zero
+    const std::uint32_t kind_word = static_cast<std::uint8_t>(h.kind);
+    std::memcpy(p, &length, 4);
+    std::memcpy(p + 4, &kind_word, 4);
+    std::memcpy(p + 8, &h.type_id, 4);
+    std::memcpy(p + 12, &h.target, 8);
+    std::memcpy(p + 20, &h.sender, 8);
+    std::memcpy(p + 28, &h.correlation, 8);
+  } else {
+    auto store = [](char* q, std::uint64_t v, std::size_t bytes) {
+      for (std::size_t i = 0; i < bytes; ++i) q[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    };
+    store(p, length, 4);
+    store(p + 4, static_cast<std::uint8_t>(h.kind), 4);
+    store(p + 8, h.type_id, 4);
+    store(p + 12, h.target, 8);
+    store(p + 20, h.sender, 8);
+    store(p + 28, h.correlation, 8);
+  }
+}
+
 /// Appends one encoded frame to `out`. Asserts that `h.kind` is a frame_kind
 /// and that `payload` is at most frame_payload_max bytes.
 void append_frame(std::string& out, const frame_header& h, std::string_view payload);
@@ -158,6 +185,12 @@ class frame_reader {
   /// The next complete frame; std::nullopt if more bytes are needed; or the
   /// error that stopped the stream (sticky: every later call returns it too).
   [[nodiscard]] result<std::optional<frame_view>> next();
+
+  /// next() for a hot loop: the frame is written into `out` field by field.
+  enum class status { frame, need_more, failed };
+  /// status::frame: `out` holds the next frame; need_more: more bytes are
+  /// needed; failed: the stream stopped (error() says why; sticky).
+  [[nodiscard]] status next(frame_view& out) noexcept;
 
   /// Ends the stream: an error if the reader had failed, `truncated` if bytes
   /// of an unfinished frame are buffered (call it after next() returned

@@ -128,20 +128,25 @@ template <class Fill>
 peer_link::append_result peer_link::append(const frame_header& h, std::size_t max_payload,
                                            Fill&& fill) {
   if (closed_) return append_result::closed;
-  const std::size_t start = begin_frame(out_, h);
+  TROUPE_ASSERT(is_frame_kind(static_cast<std::uint8_t>(h.kind)), "peer_link::append: bad kind");
+  // Room for the header first; it is written once the payload's size is known.
+  const std::size_t start = out_.size();
+  out_.append(frame_header_bytes, '\0');
   try {
     fill(out_);
   } catch (...) {
     out_.resize(start);
     throw;
   }
-  if (out_.size() - start - frame_header_bytes > std::min(max_payload, frame_payload_max)) {
+  const std::size_t payload = out_.size() - start - frame_header_bytes;
+  if (payload > std::min(max_payload, frame_payload_max)) {
     out_.resize(start);
     return append_result::too_large;
   }
-  (void)end_frame(out_, start);  // within frame_payload_max: cannot fail
+  write_frame_header(out_.data() + start, h,
+                     static_cast<std::uint32_t>(frame_header_bytes - 4 + payload));
   ++stats_.frames_out;
-  start_flush();
+  if (!writing_) start_flush();
   return append_result::ok;
 }
 

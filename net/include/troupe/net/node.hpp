@@ -155,6 +155,13 @@ struct published_actor {
 /// link has stopped.
 void send_frame(const actor_ref<peer_link>& l, const frame_header& h, std::string payload) noexcept;
 
+/// The link object behind `l` if it runs on this thread's shard and is alive
+/// (its output may then be appended to directly), else null.
+peer_link* link_here(const actor_ref<peer_link>& l) noexcept;
+
+/// The payload of a reply_error frame: the errc as a u32.
+std::string error_payload(errc e);
+
 /// An ask that arrived over a link: its reply goes back over that link.
 template <class R>
 struct remote_ask final : troupe::detail::ask_state<R> {
@@ -169,26 +176,47 @@ struct remote_ask final : troupe::detail::ask_state<R> {
   }
   static void reply(troupe::detail::ask_state_base* b) noexcept {
     auto* self = static_cast<remote_ask*>(b);
-    std::string payload;
-    frame_header h{frame_kind::reply, 0, 0, 0, self->correlation};
-    if (self->error_ != errc{}) {
-      h.kind = frame_kind::reply_error;
-      encode(static_cast<std::uint32_t>(self->error_), payload);
-    } else if constexpr (!std::is_void_v<R>) {
-      try {
-        encode(*self->value_, payload);
-      } catch (...) {
-        h.kind = frame_kind::reply_error;
-        payload.clear();
-        encode(static_cast<std::uint32_t>(errc::not_serializable), payload);
-      }
-      if (payload.size() > frame_payload_max) {
-        h.kind = frame_kind::reply_error;
-        payload.clear();
-        encode(static_cast<std::uint32_t>(errc::message_too_large), payload);
+    errc e = self->error_;
+    if (e == errc{}) {
+      if constexpr (std::is_void_v<R>) {
+        send_frame(self->from, frame_header{frame_kind::reply, 0, 0, 0, self->correlation}, {});
+        return;
+      } else if (peer_link* lk = link_here(self->from)) {
+        // On the link's shard (the usual case: the responder runs on the
+        // node's shard): the value is encoded straight into the link's output.
+        peer_link::append_result r = peer_link::append_result::ok;
+        try {
+          r = lk->append(frame_header{frame_kind::reply, 0, 0, 0, self->correlation},
+                         frame_payload_max, [&](std::string& out) { encode(*self->value_, out); });
+        } catch (...) {  // the frame was taken back
+          e = errc::not_serializable;
+        }
+        if (r == peer_link::append_result::too_large) e = errc::message_too_large;
+        if (e == errc{}) return;  // sent, or the link closed (the frame is dropped)
+      } else {
+        // Elsewhere: encoded here, appended on the link's shard.
+        std::string payload;
+        try {
+          encode(*self->value_, payload);
+        } catch (...) {
+          e = errc::not_serializable;
+        }
+        if (e == errc{} && payload.size() > frame_payload_max) e = errc::message_too_large;
+        if (e == errc{}) {
+          send_frame(self->from, frame_header{frame_kind::reply, 0, 0, 0, self->correlation},
+                     std::move(payload));
+          return;
+        }
       }
     }
-    send_frame(self->from, h, std::move(payload));
+    std::string payload;
+    try {
+      payload = error_payload(e);
+    } catch (...) {  // out of memory: the reply is lost, the asker's deadline ends it
+      return;
+    }
+    send_frame(self->from, frame_header{frame_kind::reply_error, 0, 0, 0, self->correlation},
+               std::move(payload));
   }
   static void* operator new(std::size_t n) { return troupe::detail::pool_allocate(n); }
   static void operator delete(void* p, std::size_t n) noexcept {
@@ -381,6 +409,11 @@ class node {
 
   /// Internal: hands a routed envelope to the node's actor.
   void route_send(detail::route_q q) const;
+  /// Internal: places a routed envelope at once and returns true when called
+  /// on the node's shard with nothing queued for the node's actor; else
+  /// returns false and leaves `m` to the caller (route_send).
+  bool route_here(std::string_view key, std::string_view name,
+                  const troupe::detail::actor_type_info* type, troupe::detail::message* m) const;
 
  private:
   void publish_entry(const std::string& name, detail::published_actor entry);
@@ -441,6 +474,7 @@ boost::system::error_code node::route_tell(std::string_view key, std::string_vie
   if (auto ec = detail::check_route(key, name)) return ec;
   if (!actor_.alive()) return make_error_code(errc::no_route);
   auto* e = new troupe::detail::envelope<T, msg_t>(nullptr, std::forward<M>(m));
+  if (route_here(key, name, &troupe::detail::type_info_for<T>::value, e)) return {};
   route_send(detail::route_q{std::string(key), std::string(name),
                              &troupe::detail::type_info_for<T>::value, detail::owned_message(e)});
   return {};

@@ -52,6 +52,7 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <troupe/core/assert.hpp>
@@ -74,6 +75,15 @@ class wire_output_archive
   explicit wire_output_archive(std::string& out) noexcept
       : OutputArchive<wire_output_archive, cereal::AllowEmptyClassElision>(this), out_(&out) {}
 
+  /// Appends what follows to `out` instead.
+  void retarget(std::string& out) noexcept { out_ = &out; }
+  /// Set when cereal kept state in the archive that would change how a later
+  /// value is written (a class version is written once per archive, shared
+  /// pointers are numbered per archive, ...): such an archive must not serve
+  /// another payload (see encode()).
+  void mark_stateful() noexcept { stateful_ = true; }
+  bool stateful() const noexcept { return stateful_; }
+
   void write(const void* data, std::size_t n) {
     if (n != 0) out_->append(static_cast<const char*>(data), n);
   }
@@ -86,6 +96,7 @@ class wire_output_archive
 
  private:
   std::string* out_;
+  bool stateful_ = false;
 };
 
 /// Reads a payload from a std::string_view, refusing anything the bytes cannot
@@ -104,8 +115,30 @@ class bounded_input_archive
         end_(bytes.data() + bytes.size()),
         size_budget_(bytes.size()) {}
 
+  /// Reads `bytes` next, from the start: for an archive that is not
+  /// stateful() and whose last read ended without an error (see decode()).
+  void reset(std::string_view bytes) noexcept {
+    pos_ = bytes.data();
+    end_ = bytes.data() + bytes.size();
+    size_budget_ = bytes.size();
+    depth_ = 0;
+  }
+  /// As wire_output_archive::mark_stateful: cereal kept state (class
+  /// versions are read once per archive, shared pointers are numbered per
+  /// archive, ...), so the archive must not read another payload.
+  void mark_stateful() noexcept { stateful_ = true; }
+  bool stateful() const noexcept { return stateful_; }
+
   /// Bytes not read yet.
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - pos_); }
+
+  /// The next `n` bytes, in place; refuses to read past the end.
+  std::string_view take(std::size_t n) {
+    if (n > remaining()) reject("read past the end of the payload");
+    std::string_view v(pos_, n);
+    pos_ += n;
+    return v;
+  }
 
   /// Copies the next `n` bytes to `data`; refuses to read past the end.
   void read(void* data, std::size_t n) {
@@ -123,7 +156,19 @@ class bounded_input_archive
 
   /// Reads a size tag: refused if larger than the bytes left, or if all size
   /// tags together would claim more elements than the payload has bytes.
-  std::uint64_t read_size();
+  std::uint64_t read_size() {
+    std::uint32_t n;
+    read(&n, sizeof n);
+    // Every element takes at least one byte, so a size beyond the bytes left is
+    // a lie; refusing it here, before the container is sized, is what keeps a
+    // small hostile payload from demanding a huge allocation. The budget bounds
+    // the sum of all sizes too, which catches nested containers each claiming
+    // "the rest".
+    if (n > remaining()) reject("size tag larger than the bytes left");
+    if (n > size_budget_) reject("size tags claim more elements than the payload has bytes");
+    size_budget_ -= n;
+    return n;
+  }
 
   /// Refuses `n` elements of `element_bytes` bytes each unless the bytes left
   /// hold them all (used before sizing a buffer that is then filled in bulk).
@@ -144,6 +189,7 @@ class bounded_input_archive
   const char* end_;
   std::size_t size_budget_;  // elements the remaining size tags may still claim
   unsigned depth_ = 0;
+  bool stateful_ = false;
 };
 
 /// What bounded_input_archive throws on hostile or malformed input.
@@ -235,8 +281,14 @@ void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, std::basic_string<C, T
   cereal::size_type n;
   ar(cereal::make_size_tag(n));
   ar.require(n, sizeof(C));
-  s.resize(static_cast<std::size_t>(n));
-  ar.read(s.data(), static_cast<std::size_t>(n) * sizeof(C));
+  if constexpr (sizeof(C) == 1) {
+    // Copied straight from the payload (no zero-fill first).
+    const std::string_view bytes = ar.take(static_cast<std::size_t>(n));
+    s.assign(reinterpret_cast<const C*>(bytes.data()), bytes.size());
+  } else {
+    s.resize(static_cast<std::size_t>(n));
+    ar.read(s.data(), static_cast<std::size_t>(n) * sizeof(C));
+  }
 }
 
 /// Vectors: arithmetic elements are checked against the bytes left and read in
@@ -271,10 +323,55 @@ void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, std::vector<bool, Allo
   }
 }
 
-/// Counts nesting around every value cereal loads.
+namespace detail {
+/// True for the names cereal gives the values it writes for its own
+/// bookkeeping, which depends on what the archive saw before: a class
+/// version (written once per archive and type), shared pointers
+/// (`ptr_wrapper`: numbered per archive), polymorphic types (numbered per
+/// archive). Seeing one makes the archive stateful.
+inline bool cereal_bookkeeping(const char* name) noexcept {
+  return name != nullptr &&
+         (std::strcmp(name, "cereal_class_version") == 0 || std::strcmp(name, "ptr_wrapper") == 0 ||
+          std::strcmp(name, "polymorphic_id") == 0);
+}
+}  // namespace detail
+
+/// Values that leave state in a cereal archive (see cereal_bookkeeping;
+/// virtual base classes are written once per archive, deferred data waits in
+/// it) mark it stateful, so it is not reused for another payload.
+template <class T>
+void prologue(wire_output_archive& ar, const cereal::NameValuePair<T>& nvp) {
+  if (detail::cereal_bookkeeping(nvp.name)) ar.mark_stateful();
+}
+template <class T>
+void prologue(wire_output_archive& ar, const cereal::virtual_base_class<T>&) {
+  ar.mark_stateful();
+}
+template <class T>
+void prologue(wire_output_archive& ar, const cereal::DeferredData<T>&) {
+  ar.mark_stateful();
+}
+
+/// Counts nesting around every value cereal loads, and marks the archive
+/// stateful as the output archive does.
 template <class T>
 void prologue(bounded_input_archive& ar, const T&) {
   ar.enter();
+}
+template <class T>
+void prologue(bounded_input_archive& ar, const cereal::NameValuePair<T>& nvp) {
+  ar.enter();
+  if (detail::cereal_bookkeeping(nvp.name)) ar.mark_stateful();
+}
+template <class T>
+void prologue(bounded_input_archive& ar, const cereal::virtual_base_class<T>&) {
+  ar.enter();
+  ar.mark_stateful();
+}
+template <class T>
+void prologue(bounded_input_archive& ar, const cereal::DeferredData<T>&) {
+  ar.enter();
+  ar.mark_stateful();
 }
 template <class T>
 void epilogue(bounded_input_archive& ar, const T&) {
@@ -283,11 +380,52 @@ void epilogue(bounded_input_archive& ar, const T&) {
 
 // ---- encode / decode
 
+namespace detail {
+/// Lends a payload the thread's cereal archive, so an encode or decode does
+/// not build and destroy one (cereal's archives hold hash tables for pointer
+/// tracking and class versions). The archive goes back for reuse only if the
+/// payload was done (keep()) and left no state in it (stateful()); otherwise
+/// it is destroyed and the next payload gets a fresh one, so every payload is
+/// written and read exactly as by an archive of its own. A payload encoded
+/// while the thread's archive is lent (from inside a serialize function)
+/// gets an archive of its own.
+class output_lease {
+ public:
+  explicit output_lease(std::string& out);
+  ~output_lease();
+  output_lease(const output_lease&) = delete;
+  output_lease& operator=(const output_lease&) = delete;
+  wire_output_archive& archive() noexcept { return *ar_; }
+  void keep() noexcept { keep_ = true; }
+
+ private:
+  wire_output_archive* ar_;
+  std::optional<wire_output_archive> own_;
+  bool keep_ = false;
+};
+
+class input_lease {
+ public:
+  explicit input_lease(std::string_view bytes);
+  ~input_lease();
+  input_lease(const input_lease&) = delete;
+  input_lease& operator=(const input_lease&) = delete;
+  bounded_input_archive& archive() noexcept { return *ar_; }
+  void keep() noexcept { keep_ = true; }
+
+ private:
+  bounded_input_archive* ar_;
+  std::optional<bounded_input_archive> own_;
+  bool keep_ = false;
+};
+}  // namespace detail
+
 /// Appends the payload encoding of `value` to `out`.
 template <class T>
 void encode(const T& value, std::string& out) {
-  wire_output_archive ar(out);
-  ar(value);
+  detail::output_lease lease(out);
+  lease.archive()(value);
+  lease.keep();
 }
 
 /// Decodes one T that must take exactly all of `bytes`. Errors:
@@ -298,15 +436,17 @@ template <class T>
 result<T> decode(std::string_view bytes) {
   static_assert(std::is_default_constructible_v<T>, "wire: decode needs a default-constructible T");
   T value{};
-  bounded_input_archive ar(bytes);
+  detail::input_lease lease(bytes);
   try {
-    ar(value);
+    lease.archive()(value);
   } catch (const std::bad_alloc&) {
     throw;
   } catch (const std::exception&) {
     return failure<T>(make_error_code(frame_errc::bad_payload));
   }
-  if (ar.remaining() != 0) return failure<T>(make_error_code(frame_errc::trailing_bytes));
+  lease.keep();
+  if (lease.archive().remaining() != 0)
+    return failure<T>(make_error_code(frame_errc::trailing_bytes));
   return result<T>(std::move(value));
 }
 
