@@ -2,6 +2,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
@@ -41,7 +42,7 @@ class category final : public boost::system::error_category {
 // Digest of `data` with an OpenSSL digest (MD5 or SHA1). OpenSSL 3's one-shot
 // EVP_Digest looks the algorithm up and builds a context on every call (~400 ns
 // here); a per-thread context and a fetched algorithm make it ~4x cheaper.
-void digest(bool md5, std::string_view data, unsigned char out[20]) {
+void md_digest(bool md5, std::string_view data, unsigned char out[20]) {
   struct cached {
     EVP_MD* md5 = EVP_MD_fetch(nullptr, "MD5", nullptr);
     EVP_MD* sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
@@ -64,7 +65,6 @@ std::uint32_t le32(const unsigned char* p) noexcept {
   return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
          static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
 }
-constexpr unsigned prefix_bits = 12;
 }  // namespace
 
 const boost::system::error_category& ring_category() noexcept {
@@ -84,7 +84,7 @@ std::uint64_t ring::hash_key(std::string_view key) const {
     case ring_hash::md5:
     case ring_hash::sha1: {
       unsigned char d[20];
-      digest(opts_.hash == ring_hash::md5, key, d);
+      md_digest(opts_.hash == ring_hash::md5, key, d);
       return le32(d);  // ketama: a 32-bit circle
     }
   }
@@ -145,7 +145,7 @@ void ring::rebuild() {
       // ketama: four 32-bit points per digest of "name-i".
       unsigned char d[20];
       for (std::uint32_t i = 0; i * 4 < n; ++i) {
-        digest(opts_.hash == ring_hash::md5, name + "-" + std::to_string(i), d);
+        md_digest(opts_.hash == ring_hash::md5, name + "-" + std::to_string(i), d);
         for (std::uint32_t k = 0; k < 4 && i * 4 + k < n; ++k) all.emplace_back(le32(d + 4 * k), m);
       }
     }
@@ -154,30 +154,67 @@ void ring::rebuild() {
   points_.resize(all.size());
   owner_of_point_.resize(all.size());
   for (std::size_t i = 0; i < all.size(); ++i) std::tie(points_[i], owner_of_point_[i]) = all[i];
-  // Index: the first point of each top-bits bucket, so a lookup searches a
-  // handful of points instead of the whole ring.
-  const unsigned shift = (opts_.hash == ring_hash::xxh3 ? 64 : 32) - prefix_bits;
-  prefix_.assign((1u << prefix_bits) + 1, static_cast<std::uint32_t>(points_.size()));
-  for (std::size_t i = points_.size(); i-- > 0;)
-    prefix_[points_[i] >> shift] = static_cast<std::uint32_t>(i);
-  for (std::size_t b = prefix_.size() - 1; b-- > 0;)
-    prefix_[b] = std::min(prefix_[b], prefix_[b + 1]);
+  // Index by the top bits of a position, two buckets per point or so (a
+  // two-member ring's index is 2 KiB; 16,000 points take 128 KiB). Most
+  // buckets hold no point: every position in one belongs to the member of
+  // the next point, and the entry says so (index_pure | member), so a lookup
+  // is one load. For the others the entry is the bucket's first point, and a
+  // lookup steps over the one or two points before its position.
+  TROUPE_ASSERT(points_.size() < index_pure, "ring: too many points");
+  const unsigned bits =
+      std::min<unsigned>(static_cast<unsigned>(std::bit_width(points_.size())) + 1, 22);
+  shift_ = (opts_.hash == ring_hash::xxh3 ? 64 : 32) - bits;
+  const std::size_t buckets = std::size_t{1} << bits;
+  index_.assign(buckets, 0);
+  std::size_t next = 0;  // the first point at or after the current bucket's start
+  for (std::size_t b = 0; b < buckets; ++b) {
+    while (next < points_.size() && (points_[next] >> shift_) < b) ++next;
+    if (next < points_.size() && (points_[next] >> shift_) == b) {
+      index_[b] = static_cast<std::uint32_t>(next);
+    } else {  // no point in this bucket: the next one's member (wrapping around)
+      const std::uint32_t m = points_.empty() ? 0 : owner_of_point_[next % points_.size()];
+      index_[b] = index_pure | m;
+    }
+  }
+  // The digest covers everything a lookup reads: the key hash, the points,
+  // whose they are, and the members' names.
+  XXH3_state_t* st = XXH3_createState();
+  if (!st) throw std::bad_alloc();
+  XXH3_64bits_reset(st);
+  const auto mode = static_cast<std::uint8_t>(opts_.hash);
+  XXH3_64bits_update(st, &mode, 1);
+  XXH3_64bits_update(st, points_.data(), points_.size() * sizeof(points_[0]));
+  XXH3_64bits_update(st, owner_of_point_.data(),
+                     owner_of_point_.size() * sizeof(owner_of_point_[0]));
+  for (const member& m : members_) {
+    const std::uint64_t len = m.name.size();
+    XXH3_64bits_update(st, &len, sizeof len);
+    XXH3_64bits_update(st, m.name.data(), m.name.size());
+  }
+  digest_ = std::max<std::uint64_t>(1, XXH3_64bits_digest(st));  // 0 means "unknown"
+  XXH3_freeState(st);
 }
 
 std::size_t ring::point_index(std::uint64_t h) const noexcept {
-  const unsigned shift = (opts_.hash == ring_hash::xxh3 ? 64 : 32) - prefix_bits;
-  const std::size_t bucket = static_cast<std::size_t>(h >> shift);
-  auto first = points_.begin() + prefix_[bucket];
-  auto last = points_.begin() + prefix_[bucket + 1];
-  auto it = std::lower_bound(first, last, h);
+  auto it = std::lower_bound(points_.begin(), points_.end(), h);
   if (it == points_.end()) return 0;  // wrap around the circle
   return static_cast<std::size_t>(it - points_.begin());
+}
+
+std::uint32_t ring::member_index(std::uint64_t h) const noexcept {
+  const std::uint32_t e = index_[static_cast<std::size_t>(h >> shift_)];
+  if (e & index_pure) return e & ~index_pure;
+  // The bucket's points are sorted and the first point past it is beyond
+  // h, so this stops within the bucket or at that point.
+  std::size_t i = e;
+  while (i < points_.size() && points_[i] < h) ++i;
+  return owner_of_point_[i == points_.size() ? 0 : i];
 }
 
 result<std::string_view> ring::owner(std::string_view key) const {
   if (key.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_key));
   if (points_.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
-  return std::string_view(members_[owner_of_point_[point_index(hash_key(key))]].name);
+  return std::string_view(members_[member_index(hash_key(key))].name);
 }
 
 result<std::vector<std::string_view>> ring::owners(std::string_view key, std::size_t r) const {

@@ -157,3 +157,22 @@ TEST_CASE("every change of the ring bumps its epoch", "[actors][ring]") {
   CHECK(r.add("") == ring_errc::empty_member);
   CHECK(r.epoch() == e1 + 1);  // a refused change changes nothing
 }
+
+TEST_CASE("a ring's digest names its placement, not its history", "[actors][ring]") {
+  ring empty;
+  CHECK(empty.digest() == 0);
+  ring a = with_members(5);
+  ring b;
+  for (int i = 4; i >= 0; --i) REQUIRE_FALSE(b.add("node-" + std::to_string(i)));
+  CHECK(a.digest() != 0);
+  CHECK(a.digest() == b.digest());  // other join order, same placement
+  REQUIRE_FALSE(b.add("node-5"));
+  CHECK(a.digest() != b.digest());
+  REQUIRE_FALSE(b.remove("node-5"));
+  CHECK(a.digest() == b.digest());  // back to the same members
+  ring heavier = with_members(4);
+  REQUIRE_FALSE(heavier.add("node-4", 2.0));
+  CHECK(heavier.digest() != a.digest());
+  CHECK(with_members(5, {100, ring_hash::xxh3}).digest() != a.digest());
+  CHECK(with_members(5, {160, ring_hash::md5}).digest() != a.digest());
+}

@@ -60,7 +60,8 @@ class ring {
   boost::system::error_code remove(std::string_view member);
   bool contains(std::string_view member) const noexcept;
 
-  /// The member that owns key, in O(log points).
+  /// The member that owns key: one index load for most keys, a step over a
+  /// point or two for the rest.
   result<std::string_view> owner(std::string_view key) const;
   /// r distinct members clockwise from key (fewer if the ring has fewer): a replica set.
   result<std::vector<std::string_view>> owners(std::string_view key, std::size_t r) const;
@@ -72,12 +73,19 @@ class ring {
   std::size_t point_count() const noexcept { return points_.size(); }
   /// Increases on every change of the member set or a weight.
   std::uint64_t epoch() const noexcept { return epoch_; }
+  /// A 64-bit digest of the placement (hash mode, points, their members'
+  /// names); 0 only for a ring that never had a member. Equal rings have
+  /// equal digests, so nodes can tell whether their rings agree without
+  /// comparing them.
+  std::uint64_t digest() const noexcept { return digest_; }
   std::vector<std::string> members() const;
   const ring_options& options() const noexcept { return opts_; }
 
-  /// Index of the member owning the point at or after position h (internal,
-  /// for bounded_load).
+  /// Index of the point at or after position h, wrapping around (internal,
+  /// for bounded_load), in O(log points).
   std::size_t point_index(std::uint64_t h) const noexcept;
+  /// Index of the member owning position h, usually in one load.
+  std::uint32_t member_index(std::uint64_t h) const noexcept;
   std::uint32_t member_at_point(std::size_t i) const noexcept { return owner_of_point_[i]; }
   const std::string& member_name(std::uint32_t m) const noexcept { return members_[m].name; }
 
@@ -92,8 +100,13 @@ class ring {
   std::vector<member> members_;        // sorted by name
   std::vector<std::uint64_t> points_;  // sorted positions
   std::vector<std::uint32_t> owner_of_point_;
-  std::vector<std::uint32_t> prefix_;  // first point index per top-12-bit bucket
+  // Per bucket of a position's top bits (position >> shift_): index_pure |
+  // the member owning the whole bucket, or the bucket's first point.
+  static constexpr std::uint32_t index_pure = 0x8000'0000u;
+  std::vector<std::uint32_t> index_;
+  unsigned shift_ = 63;
   std::uint64_t epoch_ = 0;
+  std::uint64_t digest_ = 0;
 };
 
 /// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam

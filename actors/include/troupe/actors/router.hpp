@@ -42,6 +42,7 @@ class ring_table final : public net::route_table {
   result<std::string_view> owner(std::string_view key) const override { return ring_.owner(key); }
   std::vector<std::string_view> owners(std::string_view key, std::size_t r) const override;
   std::size_t size() const override { return ring_.size(); }
+  std::uint64_t digest() const noexcept override { return ring_.digest(); }
   const class ring& get() const noexcept { return ring_; }
 
  private:

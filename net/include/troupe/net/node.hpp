@@ -115,6 +115,12 @@ class route_table {
   /// when its owner is unreachable (the order the ring would give it).
   virtual std::vector<std::string_view> owners(std::string_view key, std::size_t r) const = 0;
   virtual std::size_t size() const = 0;
+  /// Identifies the placement: two tables with the same nonzero digest give
+  /// every key the same owners in the same order. Routed frames carry the
+  /// sender's, so a receiver whose table is newer but places keys the same
+  /// way skips its check for a forward. 0 (the default): unknown, always
+  /// checked.
+  virtual std::uint64_t digest() const noexcept { return 0; }
 };
 
 /// Why a routed send was refused at once (category "troupe.route").
