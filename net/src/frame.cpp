@@ -8,10 +8,8 @@ namespace troupe::net {
 
 namespace {
 
-// Fields after the length prefix: kind, flags, reserved, type_id, target, sender, correlation.
 constexpr std::size_t length_bytes = 4;
-constexpr std::uint32_t header_after_length = frame_header_bytes - length_bytes;  // 32
-static_assert(header_after_length == 1 + 1 + 2 + 4 + 8 + 8 + 8);
+static_assert(frame_header_max == 4 + 1 + 1 + 4 + 8 + 8 + 8);
 
 // The buffer starts this small, and is given back once it is empty and grew past
 // release_above for an unusually big frame, so idle links hold little memory.
@@ -51,11 +49,11 @@ class category final : public boost::system::error_category {
       case frame_errc::frame_too_large:
         return "frame length exceeds the maximum frame size";
       case frame_errc::frame_too_short:
-        return "frame length is shorter than the 32-byte frame header";
+        return "frame length is shorter than the frame's header";
       case frame_errc::bad_kind:
         return "frame kind byte is not a known frame kind";
       case frame_errc::bad_reserved:
-        return "frame flags or reserved bytes are not zero";
+        return "frame flags byte has unknown bits set";
       case frame_errc::truncated:
         return "the stream ended in the middle of a frame";
       case frame_errc::bad_payload:
@@ -116,36 +114,41 @@ void append_frame(std::string& out, const frame_header& h, std::string_view payl
   TROUPE_ASSERT(is_frame_kind(static_cast<std::uint8_t>(h.kind)), "append_frame: bad frame kind");
   TROUPE_ASSERT(payload.size() <= frame_payload_max,
                 "append_frame: payload larger than frame_payload_max");
-  char header[frame_header_bytes];
-  write_header(header, h, static_cast<std::uint32_t>(header_after_length + payload.size()));
-  out.append(header, frame_header_bytes);
+  char header[frame_header_max];
+  const std::size_t size = frame_header_size(h);
+  write_header(header, h, static_cast<std::uint32_t>(size - length_bytes + payload.size()));
+  out.append(header, size);
   out.append(payload);
 }
 
 std::size_t begin_frame(std::string& out, const frame_header& h) {
   TROUPE_ASSERT(is_frame_kind(static_cast<std::uint8_t>(h.kind)), "begin_frame: bad frame kind");
   const std::size_t start = out.size();
-  char header[frame_header_bytes];
+  char header[frame_header_max];
   write_header(header, h, 0);  // end_frame writes the length
-  out.append(header, frame_header_bytes);
+  out.append(header, frame_header_size(h));
   return start;
 }
 
 result<void> end_frame(std::string& out, std::size_t start) {
-  TROUPE_ASSERT(start + frame_header_bytes <= out.size(), "end_frame: no frame begun there");
+  TROUPE_ASSERT(start + frame_header_min <= out.size(), "end_frame: no frame begun there");
   TROUPE_ASSERT(load_le(out.data() + start, 4) == 0 && is_frame_kind(out[start + 4]),
                 "end_frame: no unfinished frame begun there");
-  const std::size_t payload = out.size() - start - frame_header_bytes;
+  const std::size_t header =
+      frame_header_min + frame_fields_bytes(static_cast<std::uint8_t>(out[start + 5]));
+  TROUPE_ASSERT(start + header <= out.size(), "end_frame: no frame begun there");
+  const std::size_t payload = out.size() - start - header;
   if (payload > frame_payload_max) {
     out.resize(start);
     return make_error_code(frame_errc::frame_too_large);
   }
-  store_le(out.data() + start, header_after_length + payload, 4);
+  store_le(out.data() + start, header - length_bytes + payload, 4);
   return {};
 }
 
 frame_reader::frame_reader(std::uint32_t max_frame) : max_frame_(max_frame) {
-  TROUPE_ASSERT(max_frame >= header_after_length, "frame_reader: max_frame below 32 bytes");
+  TROUPE_ASSERT(max_frame >= frame_header_max - length_bytes,
+                "frame_reader: max_frame below the largest header");
 }
 
 boost::system::error_code frame_reader::fail(frame_errc e) noexcept {
@@ -234,7 +237,7 @@ frame_reader::status frame_reader::next(frame_view& out) noexcept {
     fail(frame_errc::frame_too_large);
     return status::failed;
   }
-  if (length < header_after_length) {
+  if (length < frame_header_min - length_bytes) {
     fail(frame_errc::frame_too_short);
     return status::failed;
   }
@@ -242,20 +245,39 @@ frame_reader::status frame_reader::next(frame_view& out) noexcept {
     fail(frame_errc::bad_kind);
     return status::failed;
   }
-  for (std::size_t i = 5; i < 8 && i < avail; ++i) {  // flags, then the two reserved bytes
-    if (p[i] != 0) {
-      fail(frame_errc::bad_reserved);
-      return status::failed;
-    }
+  if (avail <= 5) return status::need_more;
+  const auto flags = static_cast<std::uint8_t>(p[5]);
+  if ((flags & ~frame_flags_known) != 0) {
+    fail(frame_errc::bad_reserved);
+    return status::failed;
+  }
+  const std::size_t header = frame_header_min + frame_fields_bytes(flags);
+  if (length < header - length_bytes) {
+    fail(frame_errc::frame_too_short);
+    return status::failed;
   }
   if (avail - length_bytes < length) return status::need_more;
 
   out.header.kind = static_cast<frame_kind>(p[4]);
-  out.header.type_id = load_le<std::uint32_t>(p + 8);
-  out.header.target = load_le<std::uint64_t>(p + 12);
-  out.header.sender = load_le<std::uint64_t>(p + 20);
-  out.header.correlation = load_le<std::uint64_t>(p + 28);
-  out.payload = {p + frame_header_bytes, length - header_after_length};
+  const char* q = p + frame_header_min;
+  out.header.type_id = 0;
+  if (flags & frame_has_type_id) {
+    out.header.type_id = load_le<std::uint32_t>(q);
+    q += 4;
+  }
+  out.header.target = 0;
+  if (flags & frame_has_target) {
+    out.header.target = load_le<std::uint64_t>(q);
+    q += 8;
+  }
+  out.header.sender = 0;
+  if (flags & frame_has_sender) {
+    out.header.sender = load_le<std::uint64_t>(q);
+    q += 8;
+  }
+  out.header.correlation = 0;
+  if (flags & frame_has_correlation) out.header.correlation = load_le<std::uint64_t>(q);
+  out.payload = {p + header, length + length_bytes - header};
   begin_ += length_bytes + length;
   TROUPE_ASSERT(begin_ <= end_, "frame_reader: consumed past the end");
   return status::frame;

@@ -256,6 +256,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   void handle(detail::set_route_q q) {
     route_epoch_ = std::max(route_epoch_, seen_route_epoch_) + 1;
     table_ = std::move(q.table);
+    table_digest_ = table_ ? table_->digest() : 0;
     owner_cache_ = {};
   }
 
@@ -268,17 +269,15 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   void place(std::string_view key, std::string_view name,
              const troupe::detail::actor_type_info* type, message* m) {
     ++route_stats_.sent;
-    std::string_view owner = route_owner(key);
-    if (owner.empty()) {
+    if (!route_owner(key)) {
       m->ops_->discard(m, errc::no_route);
-    } else if (owner == opts_.name) {
+    } else if (owner_cache_.self) {
       deliver_local(name, type, m);
     } else {
-      prefix_.clear();  // one buffer for every routed send: no allocation per message
-      append_route_prefix(prefix_, 0, key, name);
+      // The frame's target field carries the table's digest (see on_routed).
       send_message(*owner_cache_.peer,
-                   m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell, 0, route_epoch_,
-                   prefix_, m);
+                   m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell, table_digest_,
+                   route_epoch_, m, key, name);
     }
   }
 
@@ -457,17 +456,17 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       m->ops_->discard(m, errc::node_down);
       return;
     }
-    send_message(*p, m->ask_base_ ? frame_kind::ask : frame_kind::tell, t->remote_id, 0, {}, m);
+    send_message(*p, m->ask_base_ ? frame_kind::ask : frame_kind::tell, t->remote_id, 0, m);
   }
 
  private:
-  /// Encodes m after `prefix` (a routing prefix, or nothing) straight into
-  /// p's link's output, in a frame of `kind` with m's type id, `target` and
+  /// Encodes m — after a routing prefix for `key` and `name` in a routed
+  /// frame — straight into p's link's output, in a frame of `kind` with m's type id, `target` and
   /// `sender`, and sends it; an ask waits in p.pending for its reply.
   /// p's link is up. (The header is passed in fields, not as a struct: a
   /// struct built and copied at once stalls on store forwarding.)
   void send_message(peer_state& p, frame_kind kind, std::uint64_t target, std::uint64_t sender,
-                    std::string_view prefix, message* m) noexcept {
+                    message* m, std::string_view key = {}, std::string_view name = {}) noexcept {
     peer_link* lk = link_here(p.link);
     if (!lk) {  // stopped without telling us (runtime shutdown): as if down
       m->ops_->discard(m, errc::node_down);
@@ -480,12 +479,12 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     h.sender = sender;
     h.correlation = m->ask_base_ ? next_correlation_ : 0;
     const std::size_t limit =
-        std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_bytes - 4));
+        std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_max - 4));
     std::size_t encoded = 0;
     peer_link::append_result r;
     try {
       r = lk->append(h, limit, [&](std::string& out) {
-        out.append(prefix);
+        if (!key.empty()) append_route_prefix(out, 0, key, name);
         const std::size_t before = out.size();
         m->ops_->encode(m, out);
         encoded = out.size() - before;
@@ -532,44 +531,48 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     std::uint8_t hops;
     std::string_view key, name, message;
   };
-  static std::optional<routed_view> parse_routed(std::string_view p) noexcept {
-    if (p.size() < 4) return std::nullopt;
-    routed_view v{};
-    v.hops = static_cast<std::uint8_t>(p[0]);
-    const std::size_t klen = static_cast<std::uint8_t>(p[1]) |
-                             (static_cast<std::size_t>(static_cast<std::uint8_t>(p[2])) << 8);
-    if (v.hops > 1 || klen == 0 || p.size() < 3 + klen + 1) return std::nullopt;
-    v.key = p.substr(3, klen);
-    const std::size_t nlen = static_cast<std::uint8_t>(p[3 + klen]);
-    if (nlen == 0 || p.size() < 4 + klen + nlen) return std::nullopt;
-    v.name = p.substr(4 + klen, nlen);
-    v.message = p.substr(4 + klen + nlen);
-    return v;
+  /// Fills `v` from a routed frame's payload; false if it is malformed.
+  /// (An out-parameter written field by field: an optional built and then
+  /// copied as a whole stalled on store forwarding, once per frame.)
+  static bool parse_routed(std::string_view p, routed_view& v) noexcept {
+    if (p.size() < 4) return false;
+    const char* d = p.data();
+    v.hops = static_cast<std::uint8_t>(d[0]);
+    const std::size_t klen = static_cast<std::uint8_t>(d[1]) |
+                             (static_cast<std::size_t>(static_cast<std::uint8_t>(d[2])) << 8);
+    if (v.hops > 1 || klen == 0 || p.size() < 3 + klen + 1) return false;
+    v.key = std::string_view(d + 3, klen);
+    const std::size_t nlen = static_cast<std::uint8_t>(d[3 + klen]);
+    if (nlen == 0 || p.size() < 4 + klen + nlen) return false;
+    v.name = std::string_view(d + 4 + klen, nlen);
+    v.message = std::string_view(d + 4 + klen + nlen, p.size() - (4 + klen + nlen));
+    return true;
   }
 
-  /// True if `member` is this node or a peer with its link up; for a peer,
-  /// owner_cache_ then holds its state.
+  /// True if `member` is this node or a peer with its link up; owner_cache_
+  /// then says which (self, or the peer's state).
   bool reachable(std::string_view member) {
-    // Names from one table are stable strings: the last one's peer is
-    // remembered by address (a node's peers_ entries are never erased).
+    // Names from one table are stable strings: the last one is remembered by
+    // address (a node's peers_ entries are never erased), so a stream of
+    // sends to one owner compares no strings.
     if (member.data() != owner_cache_.name) {
-      if (member == opts_.name) return true;
-      owner_cache_ = {member.data(), peer(member)};
+      const bool self = member == opts_.name;
+      owner_cache_ = {member.data(), self, self ? nullptr : peer(member)};
     }
-    return owner_cache_.peer && owner_cache_.peer->link;
+    return owner_cache_.self || (owner_cache_.peer && owner_cache_.peer->link);
   }
 
-  /// The member `key` goes to: its owner in this node's table, or when the
-  /// owner is unreachable the next reachable member for it; empty if none.
-  /// For a peer, owner_cache_.peer is its state.
-  std::string_view route_owner(std::string_view key) {
-    if (!table_) return {};
+  /// Finds the member `key` goes to: its owner in this node's table, or when
+  /// the owner is unreachable the next reachable member for it. False if
+  /// none; else owner_cache_ holds it (self, or the peer's state).
+  bool route_owner(std::string_view key) {
+    if (!table_) return false;
     result<std::string_view> o = table_->owner(key);
-    if (!o) return {};
-    if (reachable(*o)) return *o;
+    if (!o) return false;
+    if (reachable(*o)) return true;
     for (std::string_view m : table_->owners(key, table_->size()))
-      if (reachable(m)) return m;
-    return {};
+      if (reachable(m)) return true;
+    return false;
   }
 
   /// Hands a routed envelope to the actor published here under `name`.
@@ -607,21 +610,24 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   void on_routed(const actor_ref<peer_link>& l, const frame_header& h, std::string_view payload) {
-    std::optional<routed_view> v = parse_routed(payload);
-    if (!v) {
+    routed_view v;
+    if (!parse_routed(payload, v)) {
       (void)l.tell(link_close{"malformed routed frame"});
       return;
     }
     ++route_stats_.received;
     seen_route_epoch_ = std::max(seen_route_epoch_, h.sender);
     const bool ask = h.kind == frame_kind::routed_ask;
-    if (v->hops == 0 && table_ && route_epoch_ > h.sender) {
+    // The frame's target field is the sender's table digest: a table with
+    // the same digest places every key where the sender's did, so only a
+    // newer table with another placement is consulted.
+    if (v.hops == 0 && table_ && route_epoch_ > h.sender &&
+        (h.target == 0 || h.target != table_digest_)) {
       // This node's table is newer than the sender's: if it names another
       // owner, the message goes there, once.
-      std::string_view owner = route_owner(v->key);
-      if (!owner.empty() && owner != opts_.name) {
+      if (route_owner(v.key) && !owner_cache_.self) {
         peer_state& to = *owner_cache_.peer;
-        frame_header fh{h.kind, h.type_id, 0, route_epoch_, 0};
+        frame_header fh{h.kind, h.type_id, table_digest_, route_epoch_, 0};
         if (ask) {
           fh.correlation = next_correlation_++;
           to.relays.emplace(fh.correlation, relay{l, h.correlation});
@@ -633,9 +639,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         return;
       }
     }
-    const published_actor* pub = published_by_name(v->name);
+    const published_actor* pub = published_by_name(v.name);
     if (!pub) {
-      undeliverable(v->name);
+      undeliverable(v.name);
       if (ask) reply_error(l, h.correlation, errc::name_not_found);
       return;
     }
@@ -649,13 +655,13 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         if (ask)
           reply_error(l, h.correlation, errc::wrong_type);
         else
-          undeliverable(v->name);
+          undeliverable(v.name);
         return;
       }
       fn = it->second;
       routed_cache_ = {pub, h.type_id, fn};
     }
-    boost::system::error_code ec = fn(pub->addr.cell(), v->message, l, h.correlation);
+    boost::system::error_code ec = fn(pub->addr.cell(), v.message, l, h.correlation);
     if (ec)
       (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) +
                               " failed to decode (" + ec.message() + ")"});
@@ -744,14 +750,15 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   std::map<std::string, std::uint64_t, std::less<>> names_;
   std::map<std::string, peer_state, std::less<>> peers_;
   std::shared_ptr<const route_table> table_;
+  std::uint64_t table_digest_ = 0;      // table_->digest(), sent in routed frames
   std::uint64_t route_epoch_ = 0;       // bumped past seen_route_epoch_ on each new table
   std::uint64_t seen_route_epoch_ = 0;  // the highest epoch a routed frame carried
   route_stats route_stats_;
   std::set<std::string, std::less<>> warned_names_;
-  std::string prefix_;  // the routing prefix of the routed send being encoded
   struct {
     const char* name = nullptr;  // a string_view's data() from table_
-    peer_state* peer = nullptr;
+    bool self = false;           // the name is this node's
+    peer_state* peer = nullptr;  // else its peer state, if any
   } owner_cache_;
   struct {
     std::string_view name;  // a key of names_

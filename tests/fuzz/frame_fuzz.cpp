@@ -89,7 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     at += n;
 
-    // Each frame consumes at least 36 bytes, so this loop ends.
+    // Each frame consumes at least 6 bytes, so this loop ends.
     for (;;) {
       auto f = reader.next();
       if (!f) {

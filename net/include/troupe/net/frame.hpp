@@ -4,25 +4,28 @@
 /// incremental frame_reader.
 ///
 /// Every message between two nodes travels in one frame. All integers are
-/// little-endian:
+/// little-endian. The header's fields after `flags` are present only when
+/// nonzero (a tell's header is 18 bytes, a heartbeat's 6):
 ///
 /// ```
-/// u32 length       bytes after this field: 32 header bytes + payload;
-///                  32 <= length <= the reader's max_frame
+/// u32 length       bytes after this field: the rest of the header + payload;
+///                  length <= the reader's max_frame
 /// u8  kind         a frame_kind; any other value is an error
-/// u8  flags        must be 0
-/// u16 reserved     must be 0
-/// u32 type_id      message type id (0 for frames that carry no user message)
-/// u64 target       target actor id on the receiving node (0 = none)
-/// u64 sender       sending actor id (0 = none); in routed frames, the
+/// u8  flags        which fields follow: bit 0 type_id, bit 1 target,
+///                  bit 2 sender, bit 3 correlation; bits 4-7 must be 0
+/// u32 type_id      message type id (absent: 0, a frame with no user message)
+/// u64 target       target actor id on the receiving node (absent: none); in
+///                  routed frames, the digest of the sender's route table
+///                  (absent: unknown)
+/// u64 sender       sending actor id (absent: none); in routed frames, the
 ///                  sender's route epoch
-/// u64 correlation  ask correlation id (0 = none)
-/// payload          length - 32 bytes (see wire.hpp for how messages are encoded)
+/// u64 correlation  ask correlation id (absent: none)
+/// payload          the rest (see wire.hpp for how messages are encoded)
 /// ```
 ///
 /// The reader checks the length prefix as soon as its four bytes arrive, so an
-/// oversized frame is refused before its body is buffered, and it checks kind,
-/// flags and reserved bytes as soon as they arrive, so garbage is refused early.
+/// oversized frame is refused before its body is buffered, and it checks the
+/// kind and flags bytes as soon as they arrive, so garbage is refused early.
 /// Errors are sticky: a stream that once went wrong is never trusted again; the
 /// link that owns the reader logs the error and closes.
 
@@ -78,18 +81,48 @@ struct frame_header {
   friend bool operator==(const frame_header&, const frame_header&) = default;
 };
 
-/// Bytes of a frame before its payload, the length field included.
-constexpr std::size_t frame_header_bytes = 36;
+/// The flags byte's bits: which optional header fields follow it.
+enum frame_flag : std::uint8_t {
+  frame_has_type_id = 1,
+  frame_has_target = 2,
+  frame_has_sender = 4,
+  frame_has_correlation = 8,
+};
+/// Flag bits with a meaning; a frame with any other bit set is refused.
+constexpr std::uint8_t frame_flags_known = 0x0F;
+
+/// Bytes of the optional fields `flags` announces.
+constexpr std::size_t frame_fields_bytes(std::uint8_t flags) noexcept {
+  return ((flags & frame_has_type_id) ? 4 : 0) + ((flags & frame_has_target) ? 8 : 0) +
+         ((flags & frame_has_sender) ? 8 : 0) + ((flags & frame_has_correlation) ? 8 : 0);
+}
+/// Bytes of a header before the optional fields: length, kind, flags.
+constexpr std::size_t frame_header_min = 6;
+/// The largest header, every field present, the length field included.
+constexpr std::size_t frame_header_max = frame_header_min + frame_fields_bytes(frame_flags_known);
+
+/// The flags byte of h's header: a bit per nonzero field.
+constexpr std::uint8_t frame_flags_of(const frame_header& h) noexcept {
+  return static_cast<std::uint8_t>(
+      (h.type_id != 0 ? frame_has_type_id : 0) | (h.target != 0 ? frame_has_target : 0) |
+      (h.sender != 0 ? frame_has_sender : 0) | (h.correlation != 0 ? frame_has_correlation : 0));
+}
+/// Bytes of h's header, the length field included.
+constexpr std::size_t frame_header_size(const frame_header& h) noexcept {
+  return frame_header_min + frame_fields_bytes(frame_flags_of(h));
+}
+
 /// The largest `length` field a reader accepts unless told otherwise (16 MiB).
 constexpr std::uint32_t default_max_frame = 16u << 20;
-/// The largest payload append_frame writes: one a default reader accepts.
-constexpr std::size_t frame_payload_max = default_max_frame - (frame_header_bytes - 4);
+/// The largest payload append_frame writes: one a default reader accepts
+/// whatever the header.
+constexpr std::size_t frame_payload_max = default_max_frame - (frame_header_max - 4);
 
 /// Why a frame or its payload was refused. Registered as a boost::system
 /// error category ("troupe.frame").
 enum class frame_errc {
   frame_too_large = 1,  ///< the length field exceeds the reader's max_frame
-  frame_too_short,      ///< the length field is smaller than the 32 header bytes
+  frame_too_short,      ///< the length field is smaller than the header its flags announce
   bad_kind,             ///< the kind byte is not a frame_kind
   bad_reserved,         ///< the flags byte or the reserved field is not zero
   truncated,            ///< the stream ended in the middle of a frame
@@ -104,29 +137,34 @@ inline boost::system::error_code make_error_code(frame_errc e) noexcept {
   return {static_cast<int>(e), frame_category()};
 }
 
-/// Writes the 36 header bytes of a frame at `p`: `length` is the length field
-/// (32 + the payload's size). Does not check `h.kind`.
+/// Writes h's header at `p`: frame_header_size(h) bytes. `length` is the
+/// length field (the header's bytes after it + the payload's). Does not
+/// check `h.kind`.
 inline void write_frame_header(char* p, const frame_header& h, std::uint32_t length) noexcept {
-  if constexpr (std::endian::native == std::endian::little) {
-    // kind, then the flags byte and the two reserved bytes, all zero
-    const std::uint32_t kind_word = static_cast<std::uint8_t>(h.kind);
-    std::memcpy(p, &length, 4);
-    std::memcpy(p + 4, &kind_word, 4);
-    std::memcpy(p + 8, &h.type_id, 4);
-    std::memcpy(p + 12, &h.target, 8);
-    std::memcpy(p + 20, &h.sender, 8);
-    std::memcpy(p + 28, &h.correlation, 8);
-  } else {
-    auto store = [](char* q, std::uint64_t v, std::size_t bytes) {
+  auto store = [](char* q, std::uint64_t v, std::size_t bytes) {
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(q, &v, bytes);
+    } else {
       for (std::size_t i = 0; i < bytes; ++i) q[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-    };
-    store(p, length, 4);
-    store(p + 4, static_cast<std::uint8_t>(h.kind), 4);
-    store(p + 8, h.type_id, 4);
-    store(p + 12, h.target, 8);
-    store(p + 20, h.sender, 8);
-    store(p + 28, h.correlation, 8);
+    }
+  };
+  store(p, length, 4);
+  p[4] = static_cast<char>(h.kind);
+  p[5] = static_cast<char>(frame_flags_of(h));
+  char* q = p + frame_header_min;
+  if (h.type_id != 0) {
+    store(q, h.type_id, 4);
+    q += 4;
   }
+  if (h.target != 0) {
+    store(q, h.target, 8);
+    q += 8;
+  }
+  if (h.sender != 0) {
+    store(q, h.sender, 8);
+    q += 8;
+  }
+  if (h.correlation != 0) store(q, h.correlation, 8);
 }
 
 /// Appends one encoded frame to `out`. Asserts that `h.kind` is a frame_kind
@@ -166,7 +204,8 @@ struct frame_view {
 /// A reader is not thread-safe; one link owns one reader.
 class frame_reader {
  public:
-  /// `max_frame` bounds the length field (header + payload); at least 32.
+  /// `max_frame` bounds the length field (header + payload); at least
+  /// frame_header_max - 4.
   explicit frame_reader(std::uint32_t max_frame = default_max_frame);
 
   frame_reader(frame_reader&&) noexcept = default;

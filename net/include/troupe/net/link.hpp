@@ -131,20 +131,20 @@ peer_link::append_result peer_link::append(const frame_header& h, std::size_t ma
   TROUPE_ASSERT(is_frame_kind(static_cast<std::uint8_t>(h.kind)), "peer_link::append: bad kind");
   // Room for the header first; it is written once the payload's size is known.
   const std::size_t start = out_.size();
-  out_.append(frame_header_bytes, '\0');
+  const std::size_t header = frame_header_size(h);
+  out_.append(header, '\0');
   try {
     fill(out_);
   } catch (...) {
     out_.resize(start);
     throw;
   }
-  const std::size_t payload = out_.size() - start - frame_header_bytes;
+  const std::size_t payload = out_.size() - start - header;
   if (payload > std::min(max_payload, frame_payload_max)) {
     out_.resize(start);
     return append_result::too_large;
   }
-  write_frame_header(out_.data() + start, h,
-                     static_cast<std::uint32_t>(frame_header_bytes - 4 + payload));
+  write_frame_header(out_.data() + start, h, static_cast<std::uint32_t>(header - 4 + payload));
   ++stats_.frames_out;
   if (!writing_) start_flush();
   return append_result::ok;

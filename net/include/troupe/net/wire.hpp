@@ -420,9 +420,134 @@ class input_lease {
 };
 }  // namespace detail
 
+namespace detail {
+template <class T>
+struct is_char_string : std::false_type {};
+template <class A>
+struct is_char_string<std::basic_string<char, std::char_traits<char>, A>> : std::true_type {};
+template <class T>
+struct is_vector : std::false_type {};  // vector<bool> is left to cereal
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::bool_constant<!std::is_same_v<T, bool>> {};
+
+class direct_writer;
+template <class T>
+concept member_serialize_for_direct = std::is_class_v<T> && requires(T& t, direct_writer& w) {
+  t.serialize(w);
+};
+template <class T>
+concept member_save_for_direct = std::is_class_v<T> && requires(const T& t, direct_writer& w) {
+  t.save(w);
+};
+
+/// The encoder of most messages: it writes the values that need none of
+/// cereal's bookkeeping — arithmetic values, enums, strings, vectors of
+/// those, classes whose one-argument member serialize() or save() it can
+/// call — straight into the output, the way wire_output_archive lays them
+/// out, and hands every other value (maps, optionals, variants, versioned
+/// classes, base classes, ...) to the thread's cereal archive, which appends
+/// to the same string. Same bytes either way (tested); what it saves is
+/// cereal's dispatch, which reloads the archive's `self` pointer at every
+/// nesting level.
+class direct_writer {
+ public:
+  using is_loading = std::false_type;
+  using is_saving = std::true_type;
+
+  explicit direct_writer(std::string& out) noexcept : out_(&out) {}
+
+  template <class... Ts>
+  direct_writer& operator()(const Ts&... values) {
+    (put(values), ...);
+    return *this;
+  }
+  /// The payload is complete: a borrowed archive goes back to the thread
+  /// (else, after an exception, it is rebuilt for the next payload).
+  void done() noexcept {
+    if (lease_) lease_->keep();
+  }
+
+ private:
+  void write(const void* data, std::size_t n) {
+    if (n != 0) out_->append(static_cast<const char*>(data), n);
+  }
+  void write_size(std::uint64_t n) {
+    TROUPE_ASSERT(n <= std::numeric_limits<std::uint32_t>::max(),
+                  "wire: container too large for a u32 size tag");
+    const auto v = static_cast<std::uint32_t>(n);
+    write(&v, sizeof v);
+  }
+
+  template <class T>
+  void put(const T& v) {
+    if constexpr (std::is_arithmetic_v<T>) {
+      check_arithmetic<T>();
+      if constexpr (std::is_same_v<T, bool>) {
+        const std::uint8_t b = v ? 1 : 0;
+        write(&b, 1);
+      } else {
+        write(&v, sizeof v);
+      }
+    } else if constexpr (std::is_enum_v<T>) {
+      put(static_cast<std::underlying_type_t<T>>(v));
+    } else if constexpr (is_char_string<T>::value) {
+      write_size(v.size());
+      write(v.data(), v.size());
+    } else if constexpr (is_vector<T>::value) {
+      write_size(v.size());
+      if constexpr (std::is_arithmetic_v<typename T::value_type>) {
+        check_arithmetic<typename T::value_type>();
+        write(v.data(), v.size() * sizeof(typename T::value_type));
+      } else {
+        for (const auto& e : v) put(e);
+      }
+    } else if constexpr (member_serialize_for_direct<T>) {
+      const_cast<T&>(v).serialize(*this);  // as cereal calls it
+    } else if constexpr (member_save_for_direct<T>) {
+      v.save(*this);
+    } else {
+      cereal_archive()(v);
+    }
+  }
+  template <class T>
+  void put(const cereal::NameValuePair<T>& nvp) {
+    if (cereal_bookkeeping(nvp.name)) {
+      cereal_archive()(nvp);
+    } else {
+      put(nvp.value);
+    }
+  }
+  template <class T>
+  void put(const cereal::SizeTag<T>& tag) {
+    write_size(tag.size);
+  }
+  template <class T>
+  void put(const cereal::BinaryData<T>& bd) {
+    write(bd.data, static_cast<std::size_t>(bd.size));
+  }
+
+  wire_output_archive& cereal_archive() {
+    if (!lease_) lease_.emplace(*out_);
+    return lease_->archive();
+  }
+
+  std::string* out_;
+  std::optional<output_lease> lease_;
+};
+}  // namespace detail
+
 /// Appends the payload encoding of `value` to `out`.
 template <class T>
 void encode(const T& value, std::string& out) {
+  detail::direct_writer w(out);
+  w(value);
+  w.done();
+}
+
+/// encode() through a cereal archive for every value (the reference the
+/// direct path is tested against).
+template <class T>
+void encode_with_cereal(const T& value, std::string& out) {
   detail::output_lease lease(out);
   lease.archive()(value);
   lease.keep();
