@@ -419,6 +419,46 @@ TEST_CASE("values nested deeper than max_depth fail with bad_payload", "[net][wi
   CHECK(r.error() == frame_errc::bad_payload);
 }
 
+TEST_CASE("the direct decoder accepts and refuses what cereal's archive does", "[net][wire]") {
+  auto agree = [](std::string_view bytes, auto tag) {
+    using T = decltype(tag);
+    auto direct = decode<T>(bytes);
+    auto reference = troupe::net::decode_with_cereal<T>(bytes);
+    REQUIRE(static_cast<bool>(direct) == static_cast<bool>(reference));
+    if (direct)
+      CHECK(*direct == *reference);
+    else
+      CHECK(direct.error() == reference.error());
+    return static_cast<bool>(direct);
+  };
+  // Nesting around max_depth: the same depth is the first refused.
+  int accepted = 0, refused = 0;
+  for (int depth = 1; depth < 80; ++depth) {
+    std::string payload;
+    for (int i = 0; i < depth; ++i) payload += u32le(0) + u32le(1);
+    payload += u32le(0) + u32le(0);
+    (agree(payload, tree{}) ? accepted : refused) += 1;
+  }
+  CHECK(accepted > 0);
+  CHECK(refused > 0);
+  // Every truncation, and damaged or random bytes.
+  const std::string full = encoded(sample());
+  for (std::size_t n = 0; n <= full.size(); ++n) agree(std::string_view(full).substr(0, n), everything{});
+  std::mt19937_64 rng(troupe::test::seed());
+  for (int round = 0; round < 2000; ++round) {
+    std::string bytes = full;
+    if (round % 3 == 0) {
+      bytes.assign(rng() % 300, '\0');
+      for (char& c : bytes) c = static_cast<char>(rng());
+    } else {
+      for (int k = 0; k < 1 + round % 4; ++k) bytes[rng() % bytes.size()] = static_cast<char>(rng());
+    }
+    agree(bytes, everything{});
+    agree(bytes, tree{});
+    agree(bytes, wire_test::color{});
+  }
+}
+
 TEST_CASE("a variant index out of range fails with bad_payload", "[net][wire]") {
   using either = std::variant<std::int32_t, std::string>;
   CHECK(decode<either>(u32le(2) + u32le(0)).error() == frame_errc::bad_payload);

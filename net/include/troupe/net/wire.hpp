@@ -553,17 +553,126 @@ void encode_with_cereal(const T& value, std::string& out) {
   lease.keep();
 }
 
-/// Decodes one T that must take exactly all of `bytes`. Errors:
-/// frame_errc::bad_payload (malformed, truncated, impossible sizes, too deep,
-/// or a serialize function that threw) and frame_errc::trailing_bytes (a valid
-/// T followed by more bytes). std::bad_alloc is not caught.
+namespace detail {
+class direct_reader;
 template <class T>
-result<T> decode(std::string_view bytes) {
+concept member_serialize_for_direct_read =
+    std::is_class_v<T> && requires(T& t, direct_reader& r) { t.serialize(r); };
+template <class T>
+concept member_load_for_direct_read =
+    std::is_class_v<T> && requires(T& t, direct_reader& r) { t.load(r); };
+
+/// direct_writer's counterpart: reads the same shapes straight from the
+/// thread's bounded_input_archive with its own checks (size tags against the
+/// bytes left and the size budget, bool bytes, nesting depth counted level
+/// for level as cereal counts it), and hands every other value to the
+/// archive itself. Same results and the same refusals (tested).
+class direct_reader {
+ public:
+  using is_loading = std::true_type;
+  using is_saving = std::false_type;
+
+  explicit direct_reader(bounded_input_archive& ar) noexcept : ar_(&ar) {}
+
+  template <class... Ts>
+  direct_reader& operator()(Ts&&... values) {
+    (get(values), ...);
+    return *this;
+  }
+
+ private:
+  template <class T>
+  void get(T& v) {
+    if constexpr (std::is_arithmetic_v<T>) {
+      ar_->enter();
+      CEREAL_LOAD_FUNCTION_NAME(*ar_, v);
+      ar_->leave();
+    } else if constexpr (std::is_enum_v<T>) {
+      ar_->enter();  // cereal: the enum, then its underlying value
+      std::underlying_type_t<T> u;
+      get(u);
+      v = static_cast<T>(u);
+      ar_->leave();
+    } else if constexpr (is_char_string<T>::value) {
+      ar_->enter();
+      const std::uint64_t n = size_tag();
+      ar_->require(n, 1);
+      const std::string_view bytes = ar_->take(static_cast<std::size_t>(n));
+      v.assign(bytes.data(), bytes.size());
+      ar_->leave();
+    } else if constexpr (is_vector<T>::value) {
+      ar_->enter();
+      const std::uint64_t n = size_tag();
+      v.clear();
+      using E = typename T::value_type;
+      if constexpr (std::is_arithmetic_v<E>) {
+        check_arithmetic<E>();
+        ar_->require(n, sizeof(E));
+        v.resize(static_cast<std::size_t>(n));
+        ar_->read(v.data(), static_cast<std::size_t>(n) * sizeof(E));
+      } else {
+        v.reserve(std::min<std::size_t>(static_cast<std::size_t>(n), vector_reserve_max<E>));
+        for (std::uint64_t i = 0; i < n; ++i) {
+          v.emplace_back();
+          get(v.back());
+        }
+      }
+      ar_->leave();
+    } else if constexpr (member_serialize_for_direct_read<T>) {
+      ar_->enter();
+      v.serialize(*this);
+      ar_->leave();
+    } else if constexpr (member_load_for_direct_read<T>) {
+      ar_->enter();
+      v.load(*this);
+      ar_->leave();
+    } else {
+      (*ar_)(v);
+    }
+  }
+  template <class T>
+  void get(cereal::NameValuePair<T>& nvp) {
+    if (cereal_bookkeeping(nvp.name)) {
+      (*ar_)(nvp);
+      return;
+    }
+    ar_->enter();
+    get(nvp.value);
+    ar_->leave();
+  }
+  template <class T>
+  void get(cereal::SizeTag<T>& tag) {
+    tag.size = static_cast<std::remove_reference_t<T>>(size_tag());
+  }
+  template <class T>
+  void get(cereal::BinaryData<T>& bd) {
+    ar_->enter();
+    CEREAL_LOAD_FUNCTION_NAME(*ar_, bd);
+    ar_->leave();
+  }
+  // A size tag, a level of its own as in cereal.
+  std::uint64_t size_tag() {
+    ar_->enter();
+    const std::uint64_t n = ar_->read_size();
+    ar_->leave();
+    return n;
+  }
+
+  bounded_input_archive* ar_;
+};
+
+template <class T>
+result<T> decode_with(std::string_view bytes, bool direct) {
   static_assert(std::is_default_constructible_v<T>, "wire: decode needs a default-constructible T");
   T value{};
-  detail::input_lease lease(bytes);
+  input_lease lease(bytes);
   try {
-    lease.archive()(value);
+    if (direct) {
+      direct_reader r(lease.archive());
+      r(value);
+    } else {
+      lease.archive()(value);
+    }
   } catch (const std::bad_alloc&) {
     throw;
   } catch (const std::exception&) {
@@ -573,6 +682,23 @@ result<T> decode(std::string_view bytes) {
   if (lease.archive().remaining() != 0)
     return failure<T>(make_error_code(frame_errc::trailing_bytes));
   return result<T>(std::move(value));
+}
+}  // namespace detail
+
+/// Decodes one T that must take exactly all of `bytes`. Errors:
+/// frame_errc::bad_payload (malformed, truncated, impossible sizes, too deep,
+/// or a serialize function that threw) and frame_errc::trailing_bytes (a valid
+/// T followed by more bytes). std::bad_alloc is not caught.
+template <class T>
+result<T> decode(std::string_view bytes) {
+  return detail::decode_with<T>(bytes, true);
+}
+
+/// decode() through cereal's dispatch for every value (the reference the
+/// direct path is tested against).
+template <class T>
+result<T> decode_with_cereal(std::string_view bytes) {
+  return detail::decode_with<T>(bytes, false);
 }
 
 // ---- message type ids
