@@ -1,6 +1,8 @@
 // The node actor: links, published actors, proxies, remote asks, membership.
 
+#include <bit>
 #include <boost/asio/ip/tcp.hpp>
+#include <cstring>
 #include <random>
 #include <set>
 #include <sstream>
@@ -274,11 +276,31 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     } else if (owner_cache_.self) {
       deliver_local(name, type, m);
     } else {
-      // The frame's target field carries the table's digest (see on_routed).
       send_message(*owner_cache_.peer,
-                   m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell, table_digest_,
-                   route_epoch_, m, key, name);
+                   m->ask_base_ ? frame_kind::routed_ask : frame_kind::routed_tell, 0, 0, m, key,
+                   name);
     }
+  }
+
+  /// place() for a tell from the caller's value (node::route_here_value).
+  void place_value(std::string_view key, std::string_view name,
+                   const troupe::detail::actor_type_info* type, std::uint32_t wire_type,
+                   void (*encode)(const void*, std::string&), message* (*make)(void*),
+                   void* value) {
+    ++route_stats_.sent;
+    if (!route_owner(key)) return;  // dropped, as place() drops a tell with no route
+    if (owner_cache_.self) {
+      message* m = nullptr;
+      try {
+        m = make(value);
+      } catch (...) {  // out of memory: lost, as a tell that could not be sent
+        return;
+      }
+      deliver_local(name, type, m);
+      return;
+    }
+    (void)put_frame(*owner_cache_.peer, frame_kind::routed_tell, wire_type, 0, 0, 0, key, name,
+                    [&](std::string& out) { encode(value, out); });
   }
 
   void handle(shutdown_q) {
@@ -445,12 +467,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   // --- remote_sink: called on this shard, in send order, for every message to a proxy ---
 
   void forward(troupe::detail::actor_cell* proxy, troupe::detail::message* m) noexcept override {
-    // The last proxy's target is remembered (cleared when proxies_ loses an entry).
-    if (proxy != proxy_cache_.proxy) {
-      auto t = proxies_.find(proxy);
-      proxy_cache_ = {proxy, t == proxies_.end() ? nullptr : &t->second};
-    }
-    const proxy_target* t = proxy_cache_.target;
+    const proxy_target* t = proxy_target_of(proxy);
     peer_state* p = t ? t->state : nullptr;
     if (!p || !p->link) {
       m->ops_->discard(m, errc::node_down);
@@ -459,53 +476,82 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     send_message(*p, m->ask_base_ ? frame_kind::ask : frame_kind::tell, t->remote_id, 0, m);
   }
 
+  void forward_value(troupe::detail::actor_cell* proxy, std::uint32_t wire_type,
+                     void (*encode)(const void*, std::string&),
+                     const void* value) noexcept override {
+    const proxy_target* t = proxy_target_of(proxy);
+    peer_state* p = t ? t->state : nullptr;
+    if (!p || !p->link) return;  // dropped, as forward() drops a tell to a node that is down
+    (void)put_frame(*p, frame_kind::tell, wire_type, t->remote_id, 0, 0, {}, {},
+                    [&](std::string& out) { encode(value, out); });
+  }
+
  private:
-  /// Encodes m — after a routing prefix for `key` and `name` in a routed
-  /// frame — straight into p's link's output, in a frame of `kind` with m's type id, `target` and
-  /// `sender`, and sends it; an ask waits in p.pending for its reply.
-  /// p's link is up. (The header is passed in fields, not as a struct: a
-  /// struct built and copied at once stalls on store forwarding.)
-  void send_message(peer_state& p, frame_kind kind, std::uint64_t target, std::uint64_t sender,
-                    message* m, std::string_view key = {}, std::string_view name = {}) noexcept {
-    peer_link* lk = link_here(p.link);
-    if (!lk) {  // stopped without telling us (runtime shutdown): as if down
-      m->ops_->discard(m, errc::node_down);
-      return;
+  // The last proxy's target is remembered (cleared when proxies_ loses an entry).
+  const proxy_target* proxy_target_of(troupe::detail::actor_cell* proxy) {
+    if (proxy != proxy_cache_.proxy) {
+      auto t = proxies_.find(proxy);
+      proxy_cache_ = {proxy, t == proxies_.end() ? nullptr : &t->second};
     }
+    return proxy_cache_.target;
+  }
+
+  /// Appends one frame to p's link — a routing prefix for `key` and `name`
+  /// first in a routed frame, then the payload `encode(out)` writes — and
+  /// sends it. Returns why it did not go out: node_down (no link here, or
+  /// it closed), not_serializable (encode threw; the frame is taken back),
+  /// message_too_large (logged). (The header is passed in fields, not as a
+  /// struct: a struct built and copied at once stalls on store forwarding.)
+  template <class Encode>
+  errc put_frame(peer_state& p, frame_kind kind, std::uint32_t type_id, std::uint64_t target,
+                 std::uint64_t sender, std::uint64_t correlation, std::string_view key,
+                 std::string_view name, Encode&& encode) noexcept {
+    peer_link* lk = link_here(p.link);
+    if (!lk) return errc::node_down;  // stopped without telling us (runtime shutdown)
     frame_header h;
     h.kind = kind;
-    h.type_id = m->ops_->wire_type;
+    h.type_id = type_id;
     h.target = target;
     h.sender = sender;
-    h.correlation = m->ask_base_ ? next_correlation_ : 0;
+    h.correlation = correlation;
     const std::size_t limit =
         std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_max - 4));
     std::size_t encoded = 0;
     peer_link::append_result r;
     try {
       r = lk->append(h, limit, [&](std::string& out) {
-        if (!key.empty()) append_route_prefix(out, 0, key, name);
+        if (!key.empty()) append_route_prefix(out, 0, route_epoch_, digest32(), key, name);
         const std::size_t before = out.size();
-        m->ops_->encode(m, out);
+        encode(out);
         encoded = out.size() - before;
       });
     } catch (...) {
-      m->ops_->discard(m, errc::not_serializable);
-      return;
+      return errc::not_serializable;
     }
     if (r == peer_link::append_result::too_large) {
       system().log("troupe: node " + opts_.name + ": a message of " + std::to_string(encoded) +
                    " bytes exceeds the frame limit; not sent");
-      m->ops_->discard(m, errc::message_too_large);
-      return;
+      return errc::message_too_large;
     }
-    if (r == peer_link::append_result::closed) {  // on_down follows and fails pending asks
-      m->ops_->discard(m, errc::node_down);
+    if (r == peer_link::append_result::closed) return errc::node_down;  // on_down follows
+    return errc{};
+  }
+
+  /// Encodes m into a frame of `kind` with m's type id, `target` and
+  /// `sender` (put_frame) and sends it; an ask waits in p.pending for its
+  /// reply. p's link is up.
+  void send_message(peer_state& p, frame_kind kind, std::uint64_t target, std::uint64_t sender,
+                    message* m, std::string_view key = {}, std::string_view name = {}) noexcept {
+    const std::uint64_t correlation = m->ask_base_ ? next_correlation_ : 0;
+    const errc e = put_frame(p, kind, m->ops_->wire_type, target, sender, correlation, key, name,
+                             [m](std::string& out) { m->ops_->encode(m, out); });
+    if (e != errc{}) {
+      m->ops_->discard(m, e);
       return;
     }
     if (m->ask_base_) {
       ++next_correlation_;
-      p.pending.emplace(h.correlation, m);
+      p.pending.emplace(correlation, m);
       if (p.pending.size() > p.sweep_at) sweep(p);
     } else {
       m->ops_->discard(m, errc::actor_dead);  // a tell carries no ask: this only frees it
@@ -514,38 +560,86 @@ class node_actor final : public actor, public link_listener, public troupe::deta
 
   // --- routing by key ---
 
-  // A routed frame's payload: u8 hops, u16 key length, key, u8 name length,
-  // name, then the message as in a tell frame. The header's `sender` field
-  // carries the sender's route epoch.
-  static void append_route_prefix(std::string& out, std::uint8_t hops, std::string_view key,
-                                  std::string_view name) {
-    out.push_back(static_cast<char>(hops));
-    out.push_back(static_cast<char>(key.size() & 0xFF));
-    out.push_back(static_cast<char>(key.size() >> 8));
-    out.append(key);
-    out.push_back(static_cast<char>(name.size()));
-    out.append(name);
+  // A routed frame's payload: the routing prefix, then the message as in a
+  // tell frame. The prefix:
+  //   u8 hops (0 or 1), varint route epoch (LEB128, at most 10 bytes),
+  //   u32 digest (the low half of the sender's table digest; 0 = unknown),
+  //   varint key length (1..65535), key, u8 name length (1..255), name.
+  // (Epochs are small numbers: a byte or two, where a header field took 8.)
+  static std::size_t varint_bytes(std::uint64_t v) noexcept {
+    return static_cast<std::size_t>((std::bit_width(v | 1) + 6) / 7);
   }
+  static char* put_varint(char* p, std::uint64_t v) noexcept {
+    while (v >= 0x80) {
+      *p++ = static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    *p++ = static_cast<char>(v);
+    return p;
+  }
+  // Reads a LEB128 value of at most `max_bytes` bytes; false if it runs
+  // past `end`, is longer, or overflows 64 bits.
+  static bool get_varint(const char*& p, const char* end, std::size_t max_bytes,
+                         std::uint64_t& v) noexcept {
+    v = 0;
+    for (std::size_t i = 0; i < max_bytes && p < end; ++i) {
+      const auto b = static_cast<std::uint8_t>(*p++);
+      if (i == 9 && b > 1) return false;
+      v |= static_cast<std::uint64_t>(b & 0x7F) << (7 * i);
+      if ((b & 0x80) == 0) return true;
+    }
+    return false;
+  }
+
+  static void append_route_prefix(std::string& out, std::uint8_t hops, std::uint64_t epoch,
+                                  std::uint32_t digest, std::string_view key,
+                                  std::string_view name) {
+    // One resize, then plain stores (an append per field costs a call each).
+    const std::size_t at = out.size();
+    out.resize(at + 1 + varint_bytes(epoch) + 4 + varint_bytes(key.size()) + key.size() + 1 +
+               name.size());
+    char* p = out.data() + at;
+    *p++ = static_cast<char>(hops);
+    p = put_varint(p, epoch);
+    std::memcpy(p, &digest, 4);  // little-endian hosts only (wire.hpp)
+    p = put_varint(p + 4, key.size());
+    std::memcpy(p, key.data(), key.size());
+    p += key.size();
+    *p++ = static_cast<char>(name.size());
+    std::memcpy(p, name.data(), name.size());
+  }
+
+  std::uint32_t digest32() const noexcept { return static_cast<std::uint32_t>(table_digest_); }
 
   struct routed_view {
     std::uint8_t hops;
+    std::uint64_t epoch;
+    std::uint32_t digest;
     std::string_view key, name, message;
   };
   /// Fills `v` from a routed frame's payload; false if it is malformed.
   /// (An out-parameter written field by field: an optional built and then
   /// copied as a whole stalled on store forwarding, once per frame.)
-  static bool parse_routed(std::string_view p, routed_view& v) noexcept {
-    if (p.size() < 4) return false;
-    const char* d = p.data();
-    v.hops = static_cast<std::uint8_t>(d[0]);
-    const std::size_t klen = static_cast<std::uint8_t>(d[1]) |
-                             (static_cast<std::size_t>(static_cast<std::uint8_t>(d[2])) << 8);
-    if (v.hops > 1 || klen == 0 || p.size() < 3 + klen + 1) return false;
-    v.key = std::string_view(d + 3, klen);
-    const std::size_t nlen = static_cast<std::uint8_t>(d[3 + klen]);
-    if (nlen == 0 || p.size() < 4 + klen + nlen) return false;
-    v.name = std::string_view(d + 4 + klen, nlen);
-    v.message = std::string_view(d + 4 + klen + nlen, p.size() - (4 + klen + nlen));
+  static bool parse_routed(std::string_view payload, routed_view& v) noexcept {
+    const char* p = payload.data();
+    const char* end = p + payload.size();
+    if (p == end) return false;
+    v.hops = static_cast<std::uint8_t>(*p++);
+    if (v.hops > 1) return false;
+    if (!get_varint(p, end, 10, v.epoch)) return false;
+    if (end - p < 4) return false;
+    std::memcpy(&v.digest, p, 4);
+    p += 4;
+    std::uint64_t klen = 0;
+    if (!get_varint(p, end, 3, klen) || klen == 0 || klen > route_key_max) return false;
+    if (static_cast<std::uint64_t>(end - p) < klen + 1) return false;
+    v.key = std::string_view(p, static_cast<std::size_t>(klen));
+    p += klen;
+    const auto nlen = static_cast<std::uint8_t>(*p++);
+    if (nlen == 0 || end - p < nlen) return false;
+    v.name = std::string_view(p, nlen);
+    p += nlen;
+    v.message = std::string_view(p, static_cast<std::size_t>(end - p));
     return true;
   }
 
@@ -616,24 +710,24 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       return;
     }
     ++route_stats_.received;
-    seen_route_epoch_ = std::max(seen_route_epoch_, h.sender);
+    seen_route_epoch_ = std::max(seen_route_epoch_, v.epoch);
     const bool ask = h.kind == frame_kind::routed_ask;
-    // The frame's target field is the sender's table digest: a table with
-    // the same digest places every key where the sender's did, so only a
-    // newer table with another placement is consulted.
-    if (v.hops == 0 && table_ && route_epoch_ > h.sender &&
-        (h.target == 0 || h.target != table_digest_)) {
+    // A table with the sender's digest places every key where the sender's
+    // did, so only a newer table with another placement is consulted.
+    if (v.hops == 0 && table_ && route_epoch_ > v.epoch &&
+        (v.digest == 0 || v.digest != digest32())) {
       // This node's table is newer than the sender's: if it names another
       // owner, the message goes there, once.
       if (route_owner(v.key) && !owner_cache_.self) {
         peer_state& to = *owner_cache_.peer;
-        frame_header fh{h.kind, h.type_id, table_digest_, route_epoch_, 0};
+        frame_header fh{h.kind, h.type_id, 0, 0, 0};
         if (ask) {
           fh.correlation = next_correlation_++;
           to.relays.emplace(fh.correlation, relay{l, h.correlation});
         }
-        std::string out(payload);
-        out[0] = 1;  // hops
+        std::string out;
+        append_route_prefix(out, 1, route_epoch_, digest32(), v.key, v.name);
+        out.append(v.message);
         ++route_stats_.forwarded;
         detail::send_frame(to.link, fh, std::move(out));
         return;
@@ -750,7 +844,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   std::map<std::string, std::uint64_t, std::less<>> names_;
   std::map<std::string, peer_state, std::less<>> peers_;
   std::shared_ptr<const route_table> table_;
-  std::uint64_t table_digest_ = 0;      // table_->digest(), sent in routed frames
+  std::uint64_t table_digest_ = 0;      // table_->digest(); its low half is sent in routed frames
   std::uint64_t route_epoch_ = 0;       // bumped past seen_route_epoch_ on each new table
   std::uint64_t seen_route_epoch_ = 0;  // the highest epoch a routed frame carried
   route_stats route_stats_;
@@ -853,21 +947,40 @@ void node::set_route_table(std::shared_ptr<const route_table> table) {
   (void)actor_.tell(detail::set_route_q{std::move(table)});
 }
 
-bool node::route_here(std::string_view key, std::string_view name,
-                      const troupe::detail::actor_type_info* type,
-                      troupe::detail::message* m) const {
-  // On the node's shard, with nothing queued for the node actor and none of
-  // its turns in progress, the send is placed at once, as a message to a
-  // proxy is: every earlier message to the node actor (a new route table, an
-  // earlier routed send) has been handled, so the order is the mailbox's.
+namespace {
+// The node actor, when a routed send may be placed at once: on the node's
+// shard, with nothing queued for the node actor and none of its turns in
+// progress — as a message to a proxy is: every earlier message to the node
+// actor (a new route table, an earlier routed send) has been handled, so the
+// order is the mailbox's.
+node_actor* placing_now(const actor_ref<node_actor>& a) noexcept {
   using troupe::detail::actor_cell;
-  actor_cell* c = actor_.addr().cell();
+  actor_cell* c = a.addr().cell();
   constexpr std::uint8_t hold = actor_cell::scheduled | actor_cell::busy | actor_cell::in_turn |
                                 actor_cell::stopping | actor_cell::restart_pending;
   if (!c || c->home_ != troupe::detail::this_shard() || !c->alive() ||
       !c->has(actor_cell::instance_live) || (c->flags_ & hold) != 0 || c->mailbox_len_ != 0)
-    return false;
-  static_cast<node_actor*>(c->instance_)->place(key, name, type, m);
+    return nullptr;
+  return static_cast<node_actor*>(c->instance_);
+}
+}  // namespace
+
+bool node::route_here(std::string_view key, std::string_view name,
+                      const troupe::detail::actor_type_info* type,
+                      troupe::detail::message* m) const {
+  node_actor* n = placing_now(actor_);
+  if (!n) return false;
+  n->place(key, name, type, m);
+  return true;
+}
+
+bool node::route_here_value(std::string_view key, std::string_view name,
+                            const troupe::detail::actor_type_info* type, std::uint32_t wire_type,
+                            void (*encode)(const void*, std::string&),
+                            troupe::detail::message* (*make)(void*), void* value) const {
+  node_actor* n = placing_now(actor_);
+  if (!n) return false;
+  n->place_value(key, name, type, wire_type, encode, make, value);
   return true;
 }
 

@@ -2,6 +2,7 @@
 // and asks, forward-once by epoch, errors, and a 3-node stream through a leave
 // and a rejoin where every message is accounted for.
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -53,9 +54,11 @@ struct ledger {
   std::mutex m;
   std::condition_variable cv;
   std::map<std::uint64_t, std::vector<std::string>> seen;
+  std::vector<std::uint64_t> order;  // ids in the order they were recorded
   void record(const std::string& node, std::uint64_t id) {
     std::lock_guard lock(m);
     seen[id].push_back(node);
+    order.push_back(id);
     cv.notify_all();
   }
   bool wait_for(std::size_t n) {
@@ -96,6 +99,17 @@ struct route_counted {
   std::string key;
   int x = 0;
 };
+// Tells from a handler on the node's shard: routed by key, or to a ref
+// (both are encoded straight from the value, with no envelope).
+struct route_hits {
+  std::vector<std::string> keys;
+  std::uint64_t first_id = 0;
+};
+struct tell_hits {
+  troupe::actor_ref<recorder> to;
+  std::uint64_t first_id = 0;
+  std::uint64_t n = 0;
+};
 class driver : public troupe::actor {
  public:
   static constexpr bool reentrant = true;  // many asks in flight
@@ -105,6 +119,24 @@ class driver : public troupe::actor {
     auto call = node_->route_ask<recorder>(q.key, q.name, std::move(w), 5s);
     result<std::string> r = co_await call;
     co_return r;
+  }
+  bool handle(route_hits q) {
+    bool ok = true;
+    for (std::size_t i = 0; i < q.keys.size(); ++i) {
+      hit h{q.first_id + i};
+      if (i % 2 == 0) {
+        ok = ok && !node_->route_tell<recorder>(q.keys[i], "counter", h);  // an lvalue: copied
+        ok = ok && h.id == q.first_id + i;
+      } else {
+        ok = ok && !node_->route_tell<recorder>(q.keys[i], "counter", std::move(h));
+      }
+    }
+    return ok;
+  }
+  bool handle(tell_hits q) {
+    bool ok = true;
+    for (std::uint64_t i = 0; i < q.n; ++i) ok = ok && !q.to.tell(hit{q.first_id + i});
+    return ok;
   }
   task<result<int>> handle(route_counted q) {
     counted c{q.x};
@@ -223,6 +255,43 @@ TEST_CASE("every node's router places keys alike, and routed asks and tells land
     REQUIRE(s.size() == 1);
     CHECK(s[0] == k.ra->owner("order/" + std::to_string(i)).value());
   }
+}
+
+TEST_CASE("tells made on the node's shard reach their owner once each, in order to a ref",
+          "[router][net][io]") {
+  cluster3 k;
+  // Routed, from node-b's own shard: owners on all three nodes, node-b included.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back("shard/" + std::to_string(i));
+  auto sent = k.b.rt.ask_sync(k.b.drv, route_hits{keys, 5000}, 10s);
+  REQUIRE(sent);
+  CHECK(*sent);
+  REQUIRE(k.l.wait_for(300));
+  {
+    std::lock_guard lock(k.l.m);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      auto& s = k.l.seen[5000 + i];
+      REQUIRE(s.size() == 1);
+      CHECK(s[0] == k.rb->owner(keys[i]).value());
+    }
+  }
+  // Direct, from node-b's shard to node-c's recorder: all arrive, in order.
+  auto ref = k.b.node->remote_sync<recorder>("node-c", "counter", 5s);
+  REQUIRE(ref);
+  auto told = k.b.rt.ask_sync(k.b.drv, tell_hits{*ref, 9000, 500}, 10s);
+  REQUIRE(told);
+  CHECK(*told);
+  REQUIRE(k.l.wait_for(800));
+  std::lock_guard lock(k.l.m);
+  for (std::uint64_t i = 9000; i < 9500; ++i) {
+    auto& s = k.l.seen[i];
+    REQUIRE(s.size() == 1);
+    CHECK(s[0] == "node-c");
+  }
+  std::vector<std::uint64_t> direct;
+  for (std::uint64_t id : k.l.order)
+    if (id >= 9000) direct.push_back(id);
+  CHECK(std::is_sorted(direct.begin(), direct.end()));
 }
 
 TEST_CASE("a routed message placed on its own node is delivered without serialization",

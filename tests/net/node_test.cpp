@@ -372,26 +372,38 @@ TEST_CASE("bad input closes only the offending link, with its reason", "[net][no
   SECTION("a routed frame whose routing prefix is malformed") {
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());
-    // hops 0, a key of 200 bytes announced, 3 present.
-    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0}, std::string("\x00\xc8\x00"
-                                                                     "abc",
-                                                                     6));
+    // hops 0, epoch 0, digest 0, a key of 200 bytes announced, 3 present.
+    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0},
+           std::string("\x00\x00\x00\x00\x00\x00\xc8\x01"
+                       "abc",
+                       11));
+    CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
+  }
+  SECTION("a routed frame whose epoch varint never ends") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0},
+           std::string("\x00") + std::string(11, '\x80') +
+               std::string("\x00\x00\x00\x00\x01k\x01s", 8));
     CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
   }
   SECTION("a routed frame with an impossible hop count") {
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());
-    r.send({net::frame_kind::routed_ask, 101, 0, 0, 7}, std::string("\x05\x01\x00k\x04"
-                                                                    "bank",
-                                                                    9));
+    r.send({net::frame_kind::routed_ask, 101, 0, 0, 7},
+           std::string("\x05\x00\x00\x00\x00\x00\x01k\x04"
+                       "bank",
+                       13));
     CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
   }
   SECTION("a routed ask to a name nobody published is answered with name_not_found") {
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());
-    r.send({net::frame_kind::routed_ask, 102, 0, 0, 7}, std::string("\x00\x01\x00k\x04"
-                                                                    "nope",
-                                                                    9));
+    // hops 0, epoch 0, digest 0, key "k", name "nope".
+    r.send({net::frame_kind::routed_ask, 102, 0, 0, 7},
+           std::string("\x00\x00\x00\x00\x00\x00\x01k\x04"
+                       "nope",
+                       13));
     auto reply = r.next();
     REQUIRE(reply);
     CHECK(reply->first.kind == net::frame_kind::reply_error);

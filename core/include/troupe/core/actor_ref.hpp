@@ -111,6 +111,20 @@ class actor_ref {
                   "troupe: this actor type has no handle() for the message type");
     detail::actor_cell* c = addr_.cell();
     if (!c) return make_error_code(errc::actor_dead);
+    if constexpr (remote_message<msg_t>) {
+      // A remote actor's proxy on this shard: encoded from m at once, with no
+      // envelope (the order is the same: a proxy's messages are forwarded as
+      // they are sent).
+      if (c->remote_ && c->home_ == detail::this_shard() && c->capacity_ == 0 && c->alive()) {
+        detail::proxy_sink(c)->forward_value(
+            c, remote_codec<msg_t>::type_id,
+            [](const void* v, std::string& out) {
+              remote_codec<msg_t>::encode(*static_cast<const msg_t*>(v), out);
+            },
+            &m);
+        return {};
+      }
+    }
     return detail::send(new detail::envelope<A, msg_t>(c, std::forward<M>(m)));
   }
 

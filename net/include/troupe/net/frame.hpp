@@ -14,11 +14,8 @@
 /// u8  flags        which fields follow: bit 0 type_id, bit 1 target,
 ///                  bit 2 sender, bit 3 correlation; bits 4-7 must be 0
 /// u32 type_id      message type id (absent: 0, a frame with no user message)
-/// u64 target       target actor id on the receiving node (absent: none); in
-///                  routed frames, the digest of the sender's route table
-///                  (absent: unknown)
-/// u64 sender       sending actor id (absent: none); in routed frames, the
-///                  sender's route epoch
+/// u64 target       target actor id on the receiving node (absent: none)
+/// u64 sender       sending actor id (absent: none)
 /// u64 correlation  ask correlation id (absent: none)
 /// payload          the rest (see wire.hpp for how messages are encoded)
 /// ```

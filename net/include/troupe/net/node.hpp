@@ -420,6 +420,13 @@ class node {
   /// returns false and leaves `m` to the caller (route_send).
   bool route_here(std::string_view key, std::string_view name,
                   const troupe::detail::actor_type_info* type, troupe::detail::message* m) const;
+  /// Internal: route_here for a tell, from the caller's value: encoded
+  /// straight into a routed frame, or made into an envelope by `make` when
+  /// the owner is this node.
+  bool route_here_value(std::string_view key, std::string_view name,
+                        const troupe::detail::actor_type_info* type, std::uint32_t wire_type,
+                        void (*encode)(const void*, std::string&),
+                        troupe::detail::message* (*make)(void*), void* value) const;
 
  private:
   void publish_entry(const std::string& name, detail::published_actor entry);
@@ -479,8 +486,23 @@ boost::system::error_code node::route_tell(std::string_view key, std::string_vie
   detail::check_routable<T, msg_t>();
   if (auto ec = detail::check_route(key, name)) return ec;
   if (!actor_.alive()) return make_error_code(errc::no_route);
+  // On the node's shard: placed from m at once, encoded with no envelope
+  // unless the owner is this node.
+  if (route_here_value(
+          key, name, &troupe::detail::type_info_for<T>::value, remote_codec<msg_t>::type_id,
+          [](const void* v, std::string& out) {
+            remote_codec<msg_t>::encode(*static_cast<const msg_t*>(v), out);
+          },
+          [](void* v) -> troupe::detail::message* {
+            if constexpr (std::is_lvalue_reference_v<M>)
+              return new troupe::detail::envelope<T, msg_t>(nullptr, *static_cast<msg_t*>(v));
+            else
+              return new troupe::detail::envelope<T, msg_t>(nullptr,
+                                                            std::move(*static_cast<msg_t*>(v)));
+          },
+          const_cast<msg_t*>(&m)))
+    return {};
   auto* e = new troupe::detail::envelope<T, msg_t>(nullptr, std::forward<M>(m));
-  if (route_here(key, name, &troupe::detail::type_info_for<T>::value, e)) return {};
   route_send(detail::route_q{std::string(key), std::string(name),
                              &troupe::detail::type_info_for<T>::value, detail::owned_message(e)});
   return {};

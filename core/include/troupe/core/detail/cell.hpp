@@ -77,6 +77,13 @@ class remote_sink {
  public:
   virtual ~remote_sink() = default;
   virtual void forward(actor_cell* proxy, message* m) noexcept = 0;
+  /// A tell made on the proxy's home shard, straight from the caller's value
+  /// (no envelope): `encode(value, out)` appends its payload of type
+  /// `wire_type`. What forward() would do with an envelope of it, in the
+  /// same order; a tell that cannot go out is dropped as forward() drops it.
+  virtual void forward_value(actor_cell* proxy, std::uint32_t wire_type,
+                             void (*encode)(const void* value, std::string& out),
+                             const void* value) noexcept = 0;
 };
 
 /// A suspended await inside a handler, registered so stop() can cut it short.
