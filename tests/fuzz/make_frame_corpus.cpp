@@ -65,8 +65,8 @@ int main(int argc, char** argv) {
 
   std::string bad_flags = frame(frame_kind::tell, account, account_id);
   bad_flags[5] = '\x80';
-  std::string bad_reserved = frame(frame_kind::tell, account, account_id);
-  bad_reserved[7] = '\x01';
+  // Flags announcing every field on a frame whose length leaves room for fewer.
+  std::string bad_fields = u32le(8) + std::string("\x06\x0f", 2) + std::string(6, '\x01');
   std::string bad_kind = frame(frame_kind::ask, tree, tree_id);
   bad_kind[4] = '\x42';
   const std::string truncated = frame(frame_kind::reply, account, account_id);
@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   ok &= write(dir, "bad-too-short", 0x00, u32le(8) + std::string(8, '\x06'));
   ok &= write(dir, "bad-kind", 0x02, bad_kind);
   ok &= write(dir, "bad-flags", 0x03, bad_flags);
-  ok &= write(dir, "bad-reserved", 0x05, bad_reserved);
+  ok &= write(dir, "bad-fields", 0x05, bad_fields);
   ok &= write(dir, "bad-truncated", 0x06, truncated.substr(0, truncated.size() - 3));
   ok &= write(dir, "bad-garbage", 0x07, "GET / HTTP/1.1\r\nHost: node\r\n\r\n");
   ok &= write(dir, "bad-payload-huge-size", 0x09,
