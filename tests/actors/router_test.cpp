@@ -183,6 +183,24 @@ struct member {
   }
 };
 
+// Three linked members without routers: tables are installed by hand.
+struct linked3 {
+  ledger l;
+  member a{"node-a", l};
+  member b{"node-b", l, {{"127.0.0.1", a.node->port()}}};
+  member c{"node-c", l, {{"127.0.0.1", a.node->port()}, {"127.0.0.1", b.node->port()}}};
+  linked3() {
+    REQUIRE(eventually([&] { return both_up(*a.node) && both_up(*b.node) && both_up(*c.node); }));
+  }
+  static bool both_up(net::node& n) {  // both peers linked
+    auto s = n.state(2s);
+    if (!s) return false;
+    std::size_t up = 0;
+    for (auto& m : s->members) up += m.up;
+    return up == 2;
+  }
+};
+
 // Three linked members, each with a router.
 struct cluster3 {
   ledger l;
@@ -312,19 +330,11 @@ TEST_CASE("a routed message placed on its own node is delivered without serializ
 }
 
 TEST_CASE("a node with a newer table forwards once; an older one delivers", "[router][net][io]") {
-  ledger l;
-  member a{"node-a", l};
-  member b{"node-b", l, {{"127.0.0.1", a.node->port()}}};
-  member c{"node-c", l, {{"127.0.0.1", a.node->port()}, {"127.0.0.1", b.node->port()}}};
-  auto linked = [](net::node& n, std::size_t peers) {
-    auto s = n.state(2s);
-    if (!s) return false;
-    std::size_t up = 0;
-    for (auto& m : s->members) up += m.up;
-    return up == peers;
-  };
-  REQUIRE(
-      eventually([&] { return linked(*a.node, 2) && linked(*b.node, 2) && linked(*c.node, 2); }));
+  linked3 k;
+  ledger& l = k.l;
+  member& a = k.a;
+  member& b = k.b;
+  member& c = k.c;
   // node-a: epoch 1, keys on node-b. node-b: epoch 2, keys on node-c.
   // node-c: epoch 1, keys on node-b (so a second hop would bounce back).
   a.node->set_route_table(std::make_shared<fixed_table>("node-b"));
@@ -367,19 +377,9 @@ TEST_CASE("a node with a newer table forwards once; an older one delivers", "[ro
 
 TEST_CASE("a newer table that places keys as the sender's did is not consulted",
           "[router][net][io]") {
-  ledger l;
-  member a{"node-a", l};
-  member b{"node-b", l, {{"127.0.0.1", a.node->port()}}};
-  member c{"node-c", l, {{"127.0.0.1", a.node->port()}, {"127.0.0.1", b.node->port()}}};
-  auto linked = [](net::node& n, std::size_t peers) {
-    auto s = n.state(2s);
-    if (!s) return false;
-    std::size_t up = 0;
-    for (auto& m : s->members) up += m.up;
-    return up == peers;
-  };
-  REQUIRE(
-      eventually([&] { return linked(*a.node, 2) && linked(*b.node, 2) && linked(*c.node, 2); }));
+  linked3 k;
+  member& a = k.a;
+  member& b = k.b;
   // node-b's table is newer and names node-c, but claims node-a's digest:
   // node-b takes the digest's word that the placement is the same and
   // delivers. (A real table's digest covers its placement; this one lies so

@@ -66,6 +66,20 @@ static_assert(std::endian::native == std::endian::little,
               "troupe's wire format is little-endian and is only implemented for "
               "little-endian hosts");
 
+namespace detail {
+/// Appends n bytes (the output archives' one way of writing).
+inline void append_bytes(std::string& out, const void* data, std::size_t n) {
+  if (n != 0) out.append(static_cast<const char*>(data), n);
+}
+/// Appends a container size as a u32 size tag.
+inline void append_size(std::string& out, std::uint64_t n) {
+  TROUPE_ASSERT(n <= std::numeric_limits<std::uint32_t>::max(),
+                "wire: container too large for a u32 size tag");
+  const auto v = static_cast<std::uint32_t>(n);
+  append_bytes(out, &v, sizeof v);
+}
+}  // namespace detail
+
 /// Writes a payload by appending to a std::string. Sizes are written as u32;
 /// a container with more than 2^32 - 1 elements is a bug (it could never fit
 /// in a frame) and asserts.
@@ -84,15 +98,8 @@ class wire_output_archive
   void mark_stateful() noexcept { stateful_ = true; }
   bool stateful() const noexcept { return stateful_; }
 
-  void write(const void* data, std::size_t n) {
-    if (n != 0) out_->append(static_cast<const char*>(data), n);
-  }
-  void write_size(std::uint64_t n) {
-    TROUPE_ASSERT(n <= std::numeric_limits<std::uint32_t>::max(),
-                  "wire: container too large for a u32 size tag");
-    const auto v = static_cast<std::uint32_t>(n);
-    write(&v, sizeof v);
-  }
+  void write(const void* data, std::size_t n) { detail::append_bytes(*out_, data, n); }
+  void write_size(std::uint64_t n) { detail::append_size(*out_, n); }
 
  private:
   std::string* out_;
@@ -468,15 +475,8 @@ class direct_writer {
   }
 
  private:
-  void write(const void* data, std::size_t n) {
-    if (n != 0) out_->append(static_cast<const char*>(data), n);
-  }
-  void write_size(std::uint64_t n) {
-    TROUPE_ASSERT(n <= std::numeric_limits<std::uint32_t>::max(),
-                  "wire: container too large for a u32 size tag");
-    const auto v = static_cast<std::uint32_t>(n);
-    write(&v, sizeof v);
-  }
+  void write(const void* data, std::size_t n) { detail::append_bytes(*out_, data, n); }
+  void write_size(std::uint64_t n) { detail::append_size(*out_, n); }
 
   template <class T>
   void put(const T& v) {
@@ -556,11 +556,13 @@ void encode_with_cereal(const T& value, std::string& out) {
 namespace detail {
 class direct_reader;
 template <class T>
-concept member_serialize_for_direct_read =
-    std::is_class_v<T> && requires(T& t, direct_reader& r) { t.serialize(r); };
+concept member_serialize_for_direct_read = std::is_class_v<T> && requires(T& t, direct_reader& r) {
+  t.serialize(r);
+};
 template <class T>
-concept member_load_for_direct_read =
-    std::is_class_v<T> && requires(T& t, direct_reader& r) { t.load(r); };
+concept member_load_for_direct_read = std::is_class_v<T> && requires(T& t, direct_reader& r) {
+  t.load(r);
+};
 
 /// direct_writer's counterpart: reads the same shapes straight from the
 /// thread's bounded_input_archive with its own checks (size tags against the
