@@ -2,7 +2,7 @@
 
 namespace troupe::net {
 
-void bounded_input_archive::reject(const char* why) { throw wire_error(why); }
+void bounded_reader::reject(const char* why) { throw wire_error(why); }
 
 namespace detail {
 

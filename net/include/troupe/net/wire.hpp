@@ -106,35 +106,18 @@ class wire_output_archive
   bool stateful_ = false;
 };
 
-/// Reads a payload from a std::string_view, refusing anything the bytes cannot
-/// back (see the file comment). Refusals throw wire_error, which decode()
-/// turns into frame_errc::bad_payload; the view must outlive the archive.
-class bounded_input_archive
-    : public cereal::InputArchive<bounded_input_archive, cereal::AllowEmptyClassElision> {
+/// The checks every payload read goes through: a cursor over the payload's
+/// bytes with its size budget and nesting depth. bounded_input_archive reads
+/// through one; so does decode()'s direct reader, which lends its cursor to
+/// the archive only for values cereal must handle.
+class bounded_reader {
  public:
   /// How deeply values may nest (every struct, container, element and field
   /// counts one level), so hostile input cannot exhaust the stack.
   static constexpr unsigned max_depth = 128;
 
-  explicit bounded_input_archive(std::string_view bytes) noexcept
-      : InputArchive<bounded_input_archive, cereal::AllowEmptyClassElision>(this),
-        pos_(bytes.data()),
-        end_(bytes.data() + bytes.size()),
-        size_budget_(bytes.size()) {}
-
-  /// Reads `bytes` next, from the start: for an archive that is not
-  /// stateful() and whose last read ended without an error (see decode()).
-  void reset(std::string_view bytes) noexcept {
-    pos_ = bytes.data();
-    end_ = bytes.data() + bytes.size();
-    size_budget_ = bytes.size();
-    depth_ = 0;
-  }
-  /// As wire_output_archive::mark_stateful: cereal kept state (class
-  /// versions are read once per archive, shared pointers are numbered per
-  /// archive, ...), so the archive must not read another payload.
-  void mark_stateful() noexcept { stateful_ = true; }
-  bool stateful() const noexcept { return stateful_; }
+  explicit bounded_reader(std::string_view bytes) noexcept
+      : pos_(bytes.data()), end_(bytes.data() + bytes.size()), size_budget_(bytes.size()) {}
 
   /// Bytes not read yet.
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - pos_); }
@@ -196,10 +179,35 @@ class bounded_input_archive
   const char* end_;
   std::size_t size_budget_;  // elements the remaining size tags may still claim
   unsigned depth_ = 0;
+};
+
+/// Reads a payload from a std::string_view, refusing anything the bytes cannot
+/// back (see the file comment). Refusals throw wire_error, which decode()
+/// turns into frame_errc::bad_payload; the view must outlive the archive.
+class bounded_input_archive
+    : public cereal::InputArchive<bounded_input_archive, cereal::AllowEmptyClassElision>,
+      public bounded_reader {
+ public:
+  explicit bounded_input_archive(std::string_view bytes) noexcept
+      : InputArchive<bounded_input_archive, cereal::AllowEmptyClassElision>(this),
+        bounded_reader(bytes) {}
+
+  /// Reads `bytes` next, from the start: for an archive that is not
+  /// stateful() and whose last read ended without an error (see decode()).
+  void reset(std::string_view bytes) noexcept { reader() = bounded_reader(bytes); }
+  /// The cursor, to hand over and take back (decode()'s direct reader).
+  bounded_reader& reader() noexcept { return *this; }
+
+  /// As wire_output_archive::mark_stateful: cereal kept state (class
+  /// versions are read once per archive, shared pointers are numbered per
+  /// archive, ...), so the archive must not read another payload.
+  void mark_stateful() noexcept { stateful_ = true; }
+  bool stateful() const noexcept { return stateful_; }
+
+ private:
   bool stateful_ = false;
 };
 
-/// What bounded_input_archive throws on hostile or malformed input.
 class wire_error : public cereal::Exception {
  public:
   using cereal::Exception::Exception;
@@ -565,53 +573,68 @@ concept member_load_for_direct_read = std::is_class_v<T> && requires(T& t, direc
 };
 
 /// direct_writer's counterpart: reads the same shapes straight from the
-/// thread's bounded_input_archive with its own checks (size tags against the
-/// bytes left and the size budget, bool bytes, nesting depth counted level
-/// for level as cereal counts it), and hands every other value to the
-/// archive itself. Same results and the same refusals (tested).
+/// payload through a bounded_reader of its own (size tags against the bytes
+/// left and the size budget, bool bytes, nesting depth counted level for
+/// level as cereal counts it), and lends that cursor to the thread's
+/// bounded_input_archive for every other value, borrowing the archive only
+/// then. Same results and the same refusals (tested).
 class direct_reader {
  public:
   using is_loading = std::true_type;
   using is_saving = std::false_type;
 
-  explicit direct_reader(bounded_input_archive& ar) noexcept : ar_(&ar) {}
+  explicit direct_reader(std::string_view bytes) noexcept : cur_(bytes) {}
 
   template <class... Ts>
   direct_reader& operator()(Ts&&... values) {
     (get(values), ...);
     return *this;
   }
+  /// The payload was read whole: a borrowed archive goes back to the thread
+  /// (else, after an exception, it is rebuilt for the next payload).
+  void done() noexcept {
+    if (lease_) lease_->keep();
+  }
+  std::size_t remaining() const noexcept { return cur_.remaining(); }
 
  private:
   template <class T>
   void get(T& v) {
     if constexpr (std::is_arithmetic_v<T>) {
-      ar_->enter();
-      CEREAL_LOAD_FUNCTION_NAME(*ar_, v);
-      ar_->leave();
+      check_arithmetic<T>();
+      cur_.enter();
+      if constexpr (std::is_same_v<T, bool>) {
+        std::uint8_t b;
+        cur_.read(&b, 1);
+        if (b > 1) bounded_reader::reject("bool byte is neither 0 nor 1");
+        v = b == 1;
+      } else {
+        cur_.read(&v, sizeof v);
+      }
+      cur_.leave();
     } else if constexpr (std::is_enum_v<T>) {
-      ar_->enter();  // cereal: the enum, then its underlying value
+      cur_.enter();  // cereal: the enum, then its underlying value
       std::underlying_type_t<T> u;
       get(u);
       v = static_cast<T>(u);
-      ar_->leave();
+      cur_.leave();
     } else if constexpr (is_char_string<T>::value) {
-      ar_->enter();
+      cur_.enter();
       const std::uint64_t n = size_tag();
-      ar_->require(n, 1);
-      const std::string_view bytes = ar_->take(static_cast<std::size_t>(n));
+      cur_.require(n, 1);
+      const std::string_view bytes = cur_.take(static_cast<std::size_t>(n));
       v.assign(bytes.data(), bytes.size());
-      ar_->leave();
+      cur_.leave();
     } else if constexpr (is_vector<T>::value) {
-      ar_->enter();
+      cur_.enter();
       const std::uint64_t n = size_tag();
       v.clear();
       using E = typename T::value_type;
       if constexpr (std::is_arithmetic_v<E>) {
         check_arithmetic<E>();
-        ar_->require(n, sizeof(E));
+        cur_.require(n, sizeof(E));
         v.resize(static_cast<std::size_t>(n));
-        ar_->read(v.data(), static_cast<std::size_t>(n) * sizeof(E));
+        cur_.read(v.data(), static_cast<std::size_t>(n) * sizeof(E));
       } else {
         v.reserve(std::min<std::size_t>(static_cast<std::size_t>(n), vector_reserve_max<E>));
         for (std::uint64_t i = 0; i < n; ++i) {
@@ -619,28 +642,28 @@ class direct_reader {
           get(v.back());
         }
       }
-      ar_->leave();
+      cur_.leave();
     } else if constexpr (member_serialize_for_direct_read<T>) {
-      ar_->enter();
+      cur_.enter();
       v.serialize(*this);
-      ar_->leave();
+      cur_.leave();
     } else if constexpr (member_load_for_direct_read<T>) {
-      ar_->enter();
+      cur_.enter();
       v.load(*this);
-      ar_->leave();
+      cur_.leave();
     } else {
-      (*ar_)(v);
+      with_archive([&](bounded_input_archive& ar) { ar(v); });
     }
   }
   template <class T>
   void get(cereal::NameValuePair<T>& nvp) {
     if (cereal_bookkeeping(nvp.name)) {
-      (*ar_)(nvp);
+      with_archive([&](bounded_input_archive& ar) { ar(nvp); });
       return;
     }
-    ar_->enter();
+    cur_.enter();
     get(nvp.value);
-    ar_->leave();
+    cur_.leave();
   }
   template <class T>
   void get(cereal::SizeTag<T>& tag) {
@@ -648,41 +671,58 @@ class direct_reader {
   }
   template <class T>
   void get(cereal::BinaryData<T>& bd) {
-    ar_->enter();
-    CEREAL_LOAD_FUNCTION_NAME(*ar_, bd);
-    ar_->leave();
+    using element = std::remove_all_extents_t<
+        std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<T>>>>;
+    cur_.enter();
+    if constexpr (std::is_same_v<element, bool>)
+      cur_.check_bools(static_cast<std::size_t>(bd.size));
+    cur_.read(bd.data, static_cast<std::size_t>(bd.size));
+    cur_.leave();
   }
   // A size tag, a level of its own as in cereal.
   std::uint64_t size_tag() {
-    ar_->enter();
-    const std::uint64_t n = ar_->read_size();
-    ar_->leave();
+    cur_.enter();
+    const std::uint64_t n = cur_.read_size();
+    cur_.leave();
     return n;
   }
+  // Runs `f` on the thread's archive reading from where this reader is, and
+  // takes the position back.
+  template <class F>
+  void with_archive(F&& f) {
+    if (!lease_) lease_.emplace(std::string_view{});
+    bounded_input_archive& ar = lease_->archive();
+    ar.reader() = cur_;
+    f(ar);
+    cur_ = ar.reader();
+  }
 
-  bounded_input_archive* ar_;
+  bounded_reader cur_;
+  std::optional<input_lease> lease_;
 };
 
 template <class T>
 result<T> decode_with(std::string_view bytes, bool direct) {
   static_assert(std::is_default_constructible_v<T>, "wire: decode needs a default-constructible T");
   T value{};
-  input_lease lease(bytes);
   try {
     if (direct) {
-      direct_reader r(lease.archive());
+      direct_reader r(bytes);
       r(value);
+      r.done();
+      if (r.remaining() != 0) return failure<T>(make_error_code(frame_errc::trailing_bytes));
     } else {
+      input_lease lease(bytes);
       lease.archive()(value);
+      lease.keep();
+      if (lease.archive().remaining() != 0)
+        return failure<T>(make_error_code(frame_errc::trailing_bytes));
     }
   } catch (const std::bad_alloc&) {
     throw;
   } catch (const std::exception&) {
     return failure<T>(make_error_code(frame_errc::bad_payload));
   }
-  lease.keep();
-  if (lease.archive().remaining() != 0)
-    return failure<T>(make_error_code(frame_errc::trailing_bytes));
   return result<T>(std::move(value));
 }
 }  // namespace detail
