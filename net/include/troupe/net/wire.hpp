@@ -245,17 +245,35 @@ void CEREAL_SAVE_FUNCTION_NAME(wire_output_archive& ar, const T& v) {
   }
 }
 
-template <detail::wire_arithmetic T>
-void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, T& v) {
-  detail::check_arithmetic<T>();
+namespace detail {
+// The reading side of an arithmetic value and of binary data, for the
+// archive and the direct reader alike.
+template <class T>
+void read_arithmetic(bounded_reader& r, T& v) {
+  check_arithmetic<T>();
   if constexpr (std::is_same_v<T, bool>) {
     std::uint8_t b;
-    ar.read(&b, 1);
-    if (b > 1) bounded_input_archive::reject("bool byte is neither 0 nor 1");
+    r.read(&b, 1);
+    if (b > 1) bounded_reader::reject("bool byte is neither 0 nor 1");
     v = b == 1;
   } else {
-    ar.read(&v, sizeof v);
+    r.read(&v, sizeof v);
   }
+}
+template <class T>
+void read_binary(bounded_reader& r, cereal::BinaryData<T>& bd) {
+  // Cereal loads arrays of arithmetic values (bool ones too: std::array<bool, N>,
+  // bool[N]) as raw bytes; a bool byte other than 0 or 1 would be undefined.
+  using element = std::remove_all_extents_t<
+      std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<T>>>>;
+  if constexpr (std::is_same_v<element, bool>) r.check_bools(static_cast<std::size_t>(bd.size));
+  r.read(bd.data, static_cast<std::size_t>(bd.size));
+}
+}  // namespace detail
+
+template <detail::wire_arithmetic T>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, T& v) {
+  detail::read_arithmetic(ar.reader(), v);
 }
 
 template <class T>
@@ -282,12 +300,7 @@ void CEREAL_SAVE_FUNCTION_NAME(wire_output_archive& ar, const cereal::BinaryData
 }
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, cereal::BinaryData<T>& bd) {
-  // Cereal loads arrays of arithmetic values (bool ones too: std::array<bool, N>,
-  // bool[N]) as raw bytes; a bool byte other than 0 or 1 would be undefined.
-  using element = std::remove_all_extents_t<
-      std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<T>>>>;
-  if constexpr (std::is_same_v<element, bool>) ar.check_bools(static_cast<std::size_t>(bd.size));
-  ar.read(bd.data, static_cast<std::size_t>(bd.size));
+  detail::read_binary(ar.reader(), bd);
 }
 
 /// Strings: the size is checked against the bytes left before the resize.
@@ -601,16 +614,8 @@ class direct_reader {
   template <class T>
   void get(T& v) {
     if constexpr (std::is_arithmetic_v<T>) {
-      check_arithmetic<T>();
       cur_.enter();
-      if constexpr (std::is_same_v<T, bool>) {
-        std::uint8_t b;
-        cur_.read(&b, 1);
-        if (b > 1) bounded_reader::reject("bool byte is neither 0 nor 1");
-        v = b == 1;
-      } else {
-        cur_.read(&v, sizeof v);
-      }
+      read_arithmetic(cur_, v);
       cur_.leave();
     } else if constexpr (std::is_enum_v<T>) {
       cur_.enter();  // cereal: the enum, then its underlying value
@@ -671,12 +676,8 @@ class direct_reader {
   }
   template <class T>
   void get(cereal::BinaryData<T>& bd) {
-    using element = std::remove_all_extents_t<
-        std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<T>>>>;
     cur_.enter();
-    if constexpr (std::is_same_v<element, bool>)
-      cur_.check_bools(static_cast<std::size_t>(bd.size));
-    cur_.read(bd.data, static_cast<std::size_t>(bd.size));
+    read_binary(cur_, bd);
     cur_.leave();
   }
   // A size tag, a level of its own as in cereal.
