@@ -117,9 +117,9 @@ class route_table {
   virtual std::size_t size() const = 0;
   /// Identifies the placement: two tables with the same nonzero digest give
   /// every key the same owners in the same order. Routed frames carry the
-  /// sender's, so a receiver whose table is newer but places keys the same
-  /// way skips its check for a forward. 0 (the default): unknown, always
-  /// checked.
+  /// low 32 bits of the sender's, so a receiver whose table is newer but
+  /// places keys the same way skips its check for a forward. 0 (the
+  /// default): unknown, always checked.
   virtual std::uint64_t digest() const noexcept { return 0; }
 };
 
@@ -494,7 +494,9 @@ boost::system::error_code node::route_tell(std::string_view key, std::string_vie
             remote_codec<msg_t>::encode(*static_cast<const msg_t*>(v), out);
           },
           [](void* v) -> troupe::detail::message* {
-            if constexpr (std::is_lvalue_reference_v<M>)
+            // The caller's object is copied unless it was handed over (a non-const rvalue).
+            if constexpr (std::is_lvalue_reference_v<M> ||
+                          std::is_const_v<std::remove_reference_t<M>>)
               return new troupe::detail::envelope<T, msg_t>(nullptr, *static_cast<msg_t*>(v));
             else
               return new troupe::detail::envelope<T, msg_t>(nullptr,
