@@ -419,6 +419,20 @@ TEST_CASE("values nested deeper than max_depth fail with bad_payload", "[net][wi
   CHECK(r.error() == frame_errc::bad_payload);
 }
 
+namespace {
+// A valid payload with a few bytes flipped, or (every third round) pure noise.
+std::string damaged(const std::string& valid, int round, std::mt19937_64& rng) {
+  std::string bytes = valid;
+  if (round % 3 == 0) {
+    bytes.assign(rng() % 300, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+  } else {
+    for (int k = 0; k < 1 + round % 4; ++k) bytes[rng() % bytes.size()] = static_cast<char>(rng());
+  }
+  return bytes;
+}
+}  // namespace
+
 TEST_CASE("the direct decoder accepts and refuses what cereal's archive does", "[net][wire]") {
   auto agree = [](std::string_view bytes, auto tag) {
     using T = decltype(tag);
@@ -443,16 +457,11 @@ TEST_CASE("the direct decoder accepts and refuses what cereal's archive does", "
   CHECK(refused > 0);
   // Every truncation, and damaged or random bytes.
   const std::string full = encoded(sample());
-  for (std::size_t n = 0; n <= full.size(); ++n) agree(std::string_view(full).substr(0, n), everything{});
+  for (std::size_t n = 0; n <= full.size(); ++n)
+    agree(std::string_view(full).substr(0, n), everything{});
   std::mt19937_64 rng(troupe::test::seed());
   for (int round = 0; round < 2000; ++round) {
-    std::string bytes = full;
-    if (round % 3 == 0) {
-      bytes.assign(rng() % 300, '\0');
-      for (char& c : bytes) c = static_cast<char>(rng());
-    } else {
-      for (int k = 0; k < 1 + round % 4; ++k) bytes[rng() % bytes.size()] = static_cast<char>(rng());
-    }
+    const std::string bytes = damaged(full, round, rng);
     agree(bytes, everything{});
     agree(bytes, tree{});
     agree(bytes, wire_test::color{});
@@ -469,15 +478,7 @@ TEST_CASE("random bytes decode to a value or an error, never a crash", "[net][wi
   std::mt19937_64 rng(troupe::test::seed());
   const std::string valid = encoded(sample());
   for (int round = 0; round < 3000; ++round) {
-    std::string bytes = valid;
-    // Flip a few bytes of a valid payload, or use pure noise.
-    if (round % 3 == 0) {
-      bytes.assign(rng() % 300, '\0');
-      for (char& c : bytes) c = static_cast<char>(rng());
-    } else {
-      for (int k = 0; k < 1 + round % 4; ++k)
-        bytes[rng() % bytes.size()] = static_cast<char>(rng());
-    }
+    const std::string bytes = damaged(valid, round, rng);
     auto e = decode<everything>(bytes);
     auto t = decode<tree>(bytes);
     if (e) CHECK(decode<everything>(encoded(*e)));
