@@ -151,6 +151,19 @@ void ring::rebuild() {
     }
   }
   std::sort(all.begin(), all.end());
+  if (opts_.rule == ring_rule::nearest && all.size() > 1) {
+    // Each point's arc ends halfway to the next point clockwise. The ends
+    // keep the points' circular order; only the last one may wrap past 0,
+    // so the sort below is a rotation, with ties still ordered by member.
+    const std::uint64_t mask = opts_.hash == ring_hash::xxh3 ? ~std::uint64_t{0} : 0xffff'ffffu;
+    const std::uint64_t first = all.front().first;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      const std::uint64_t here = all[i].first;
+      const std::uint64_t next = i + 1 < all.size() ? all[i + 1].first : first;
+      all[i].first = (here + ((next - here) & mask) / 2) & mask;
+    }
+    std::sort(all.begin(), all.end());
+  }
   points_.resize(all.size());
   owner_of_point_.resize(all.size());
   for (std::size_t i = 0; i < all.size(); ++i) std::tie(points_[i], owner_of_point_[i]) = all[i];
@@ -181,8 +194,9 @@ void ring::rebuild() {
   XXH3_state_t* st = XXH3_createState();
   if (!st) throw std::bad_alloc();
   XXH3_64bits_reset(st);
-  const auto mode = static_cast<std::uint8_t>(opts_.hash);
-  XXH3_64bits_update(st, &mode, 1);
+  const std::uint8_t mode[2] = {static_cast<std::uint8_t>(opts_.hash),
+                                static_cast<std::uint8_t>(opts_.rule)};
+  XXH3_64bits_update(st, mode, sizeof mode);
   XXH3_64bits_update(st, points_.data(), points_.size() * sizeof(points_[0]));
   XXH3_64bits_update(st, owner_of_point_.data(),
                      owner_of_point_.size() * sizeof(owner_of_point_[0]));
@@ -209,6 +223,27 @@ std::uint32_t ring::member_index(std::uint64_t h) const noexcept {
   std::size_t i = e;
   while (i < points_.size() && points_[i] < h) ++i;
   return owner_of_point_[i == points_.size() ? 0 : i];
+}
+
+double ring::share(std::string_view name) const noexcept {
+  if (points_.empty()) return 0;
+  auto it = std::lower_bound(members_.begin(), members_.end(), name,
+                             [](const member& m, std::string_view n) { return m.name < n; });
+  if (it == members_.end() || it->name != name) return 0;
+  const auto m = static_cast<std::uint32_t>(it - members_.begin());
+  if (members_.size() == 1) return 1;
+  // Arc i runs from the end of arc i-1 (exclusive) to points_[i]; on the
+  // 64-bit circle the difference wraps by itself, on the 32-bit one the mask
+  // wraps it.
+  const bool wide = opts_.hash == ring_hash::xxh3;
+  const std::uint64_t mask = wide ? ~std::uint64_t{0} : 0xffff'ffffu;
+  double owned = 0;
+  for (std::size_t i = 0; i < points_.size(); ++i) {
+    if (owner_of_point_[i] != m) continue;
+    const std::uint64_t prev = points_[i == 0 ? points_.size() - 1 : i - 1];
+    owned += static_cast<double>((points_[i] - prev) & mask);
+  }
+  return owned / (wide ? 18446744073709551616.0 : 4294967296.0);
 }
 
 result<std::string_view> ring::owner(std::string_view key) const {

@@ -1,3 +1,5 @@
+#include <xxhash.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -12,6 +14,7 @@ using troupe::actors::ring;
 using troupe::actors::ring_errc;
 using troupe::actors::ring_hash;
 using troupe::actors::ring_options;
+using troupe::actors::ring_rule;
 
 namespace {
 std::vector<std::string> keys(std::size_t n, std::uint64_t seed) {
@@ -39,7 +42,8 @@ double busiest_over_mean(const ring& r, const std::vector<std::string>& ks) {
 TEST_CASE("the same members give the same owners whatever order they joined in", "[actors][ring]") {
   const auto ks = keys(20000, troupe::test::seed());
   for (auto h : {ring_hash::xxh3, ring_hash::md5, ring_hash::sha1}) {
-    ring a{{160, h}}, b{{160, h}};
+    const auto rule = h == ring_hash::sha1 ? ring_rule::successor : ring_rule::nearest;
+    ring a{{160, h, rule}}, b{{160, h, rule}};
     std::vector<std::string> names;
     for (int i = 0; i < 20; ++i) names.push_back("n" + std::to_string(i));
     for (auto& n : names) REQUIRE_FALSE(a.add(n));
@@ -47,6 +51,71 @@ TEST_CASE("the same members give the same owners whatever order they joined in",
     for (auto& n : names) REQUIRE_FALSE(b.add(n));
     for (auto& k : ks) REQUIRE(a.owner(k).value() == b.owner(k).value());
   }
+}
+
+TEST_CASE("a key belongs to the nearest point, or with the successor rule the next one",
+          "[actors][ring]") {
+  // The placement, worked out here the slow way: every member's points are
+  // xxh3("name-i"), and a key's position is xxh3(key).
+  std::vector<std::pair<std::uint64_t, std::string>> points;
+  std::vector<std::string> names;
+  for (int m = 0; m < 7; ++m) names.push_back("member-" + std::to_string(m));
+  for (auto& n : names)
+    for (int i = 0; i < 160; ++i) {
+      const std::string label = n + "-" + std::to_string(i);
+      points.emplace_back(XXH3_64bits(label.data(), label.size()), n);
+    }
+  ring nearest{{160, ring_hash::xxh3, ring_rule::nearest}};
+  ring successor{{160, ring_hash::xxh3, ring_rule::successor}};
+  for (auto& n : names) {
+    REQUIRE_FALSE(nearest.add(n));
+    REQUIRE_FALSE(successor.add(n));
+  }
+  std::size_t differ = 0;
+  for (auto& k : keys(5000, troupe::test::seed())) {
+    const std::uint64_t h = XXH3_64bits(k.data(), k.size());
+    const std::string* near = nullptr;
+    const std::string* next = nullptr;
+    std::uint64_t near_d = ~std::uint64_t{0}, next_d = ~std::uint64_t{0};
+    for (auto& [p, n] : points) {
+      const std::uint64_t ahead = p - h, behind = h - p;  // wrap around the circle
+      if (ahead < next_d) next_d = ahead, next = &n;
+      if (std::min(ahead, behind) < near_d) near_d = std::min(ahead, behind), near = &n;
+    }
+    CHECK(nearest.owner(k).value() == *near);
+    CHECK(successor.owner(k).value() == *next);
+    differ += *near != *next;
+  }
+  CHECK(differ > 1000);  // the rules really differ: about half the keys
+  constexpr auto k = ring_options::ketama();
+  CHECK((k.points == 160 && k.hash == ring_hash::md5 && k.rule == ring_rule::successor));
+}
+
+TEST_CASE("the nearest rule evens members' shares by about the square root of two",
+          "[actors][ring]") {
+  // Exact shares of the circle, so no key sampling: the spread comes from
+  // the placement alone, which is fixed by the names.
+  auto spread = [](ring_rule rule) {
+    ring r = with_members(100, {1000, ring_hash::xxh3, rule});
+    double sum = 0, sq = 0;
+    for (auto& m : r.members()) {
+      const double s = r.share(m) * 100;  // 1 = a fair share
+      sum += s;
+      sq += (s - 1) * (s - 1);
+    }
+    CHECK(std::abs(sum - 100.0) < 1e-9);
+    return std::sqrt(sq / 100);
+  };
+  const double successor = spread(ring_rule::successor), nearest = spread(ring_rule::nearest);
+  INFO("share spread: successor " << successor << ", nearest " << nearest);
+  // Theory: 1/sqrt(1000) = 0.032 and 1/sqrt(2000) = 0.022; 100 members
+  // measure each within ~7 %.
+  CHECK(successor > 0.026);
+  CHECK(successor < 0.038);
+  CHECK(nearest > 0.018);
+  CHECK(nearest < 0.027);
+  CHECK(nearest < successor / 1.25);
+  CHECK(with_members(3).share("nobody") == 0.0);
 }
 
 TEST_CASE("owners() returns distinct members clockwise, the first being the owner",
@@ -62,7 +131,8 @@ TEST_CASE("owners() returns distinct members clockwise, the first being the owne
 }
 
 TEST_CASE("adding a member moves only keys to it; removing moves only its keys", "[actors][ring]") {
-  ring r = with_members(50);
+  const auto rule = GENERATE(ring_rule::nearest, ring_rule::successor);
+  ring r = with_members(50, {160, ring_hash::xxh3, rule});
   const auto ks = keys(50000, troupe::test::seed());
   std::vector<std::string> before;
   for (auto& k : ks) before.emplace_back(r.owner(k).value());
@@ -175,4 +245,5 @@ TEST_CASE("a ring's digest names its placement, not its history", "[actors][ring
   CHECK(heavier.digest() != a.digest());
   CHECK(with_members(5, {100, ring_hash::xxh3}).digest() != a.digest());
   CHECK(with_members(5, {160, ring_hash::md5}).digest() != a.digest());
+  CHECK(with_members(5, {160, ring_hash::xxh3, ring_rule::successor}).digest() != a.digest());
 }

@@ -3,16 +3,19 @@
 /// ring: a consistent-hash ring with virtual points, usable on its own.
 ///
 /// Each member gets round(points × weight) points on a 64-bit circle (a
-/// 32-bit one in ketama-compatible MD5 mode); a key belongs to the member of
-/// the first point clockwise from the key's hash. Adding or removing a member
-/// moves only the keys of the arcs it gains or loses. The ring depends only on
+/// 32-bit one in MD5 / SHA1 mode). By default a key belongs to the member of
+/// the point nearest its hash, either way round (ring_rule::nearest); with
+/// ring_rule::successor, to the member of the first point clockwise, as in
+/// ketama. Adding or removing a member moves only the keys of the arcs it
+/// gains or loses. The ring depends only on
 /// its set of members and their weights — not on the order they joined — so
 /// every node computes the same answers.
 ///
 /// Hashes: xxh3 (default, libxxhash), or MD5 / SHA1 (OpenSSL) for ketama
 /// compatibility: in MD5 mode a member's points are the four little-endian
 /// 32-bit words of md5("member-i") for i < points/4, and a key hashes to the
-/// first word of md5(key), as libketama does.
+/// first word of md5(key), as libketama does. ring_options::ketama() is the
+/// whole ketama setting (MD5, 160 points, the successor rule).
 ///
 /// Not thread-safe: one ring belongs to one actor (the ring-router) or thread.
 
@@ -26,9 +29,26 @@ namespace troupe::actors {
 
 enum class ring_hash : std::uint8_t { xxh3, md5, sha1 };
 
+/// Which point a key belongs to.
+enum class ring_rule : std::uint8_t {
+  /// The nearest point, clockwise or not. A point's arc is half the gap before
+  /// it plus half the gap after it, so a member's share varies by
+  /// 1/√(2 × points) instead of 1/√points: the balance of √2 times the points
+  /// at the same lookup cost.
+  nearest,
+  /// The first point clockwise (the classic ring, and ketama's rule).
+  successor,
+};
+
 struct ring_options {
   std::uint32_t points = 160;  ///< virtual points per member of weight 1
   ring_hash hash = ring_hash::xxh3;
+  ring_rule rule = ring_rule::nearest;
+
+  /// libketama's placement: MD5, 160 points, the first point clockwise.
+  static constexpr ring_options ketama() noexcept {
+    return {160, ring_hash::md5, ring_rule::successor};
+  }
 };
 
 /// Why a ring operation was refused.
@@ -56,14 +76,15 @@ class ring {
 
   /// Adds a member with a weight (its points are points × weight, rounded, at least 1).
   boost::system::error_code add(std::string member, double weight = 1.0);
-  /// Removes a member; its keys move to the next points clockwise.
+  /// Removes a member; its keys move to the neighbouring points.
   boost::system::error_code remove(std::string_view member);
   bool contains(std::string_view member) const noexcept;
 
   /// The member that owns key: one index load for most keys, a step over a
   /// point or two for the rest.
   result<std::string_view> owner(std::string_view key) const;
-  /// r distinct members clockwise from key (fewer if the ring has fewer): a replica set.
+  /// r distinct members, the owner then clockwise from the owner's point
+  /// (fewer if the ring has fewer): a replica set.
   result<std::vector<std::string_view>> owners(std::string_view key, std::size_t r) const;
 
   /// The key's position on the circle (what owner() looks up).
@@ -71,18 +92,21 @@ class ring {
 
   std::size_t size() const noexcept { return members_.size(); }
   std::size_t point_count() const noexcept { return points_.size(); }
+  /// The fraction of the circle (of all possible keys) that member owns; 0
+  /// for a name that is not on the ring.
+  double share(std::string_view member) const noexcept;
   /// Increases on every change of the member set or a weight.
   std::uint64_t epoch() const noexcept { return epoch_; }
-  /// A 64-bit digest of the placement (hash mode, points, their members'
-  /// names); 0 only for a ring that never had a member. Equal rings have
+  /// A 64-bit digest of the placement (hash mode, rule, points, their
+  /// members' names); 0 only for a ring that never had a member. Equal rings have
   /// equal digests, so nodes can tell whether their rings agree without
   /// comparing them.
   std::uint64_t digest() const noexcept { return digest_; }
   std::vector<std::string> members() const;
   const ring_options& options() const noexcept { return opts_; }
 
-  /// Index of the point at or after position h, wrapping around (internal,
-  /// for bounded_load), in O(log points).
+  /// Index of the arc holding position h (internal, for bounded_load), in
+  /// O(log points). Arcs are in clockwise order; arc i is its point's.
   std::size_t point_index(std::uint64_t h) const noexcept;
   /// Index of the member owning position h, usually in one load.
   std::uint32_t member_index(std::uint64_t h) const noexcept;
@@ -97,8 +121,11 @@ class ring {
   void rebuild();
 
   ring_options opts_;
-  std::vector<member> members_;        // sorted by name
-  std::vector<std::uint64_t> points_;  // sorted positions
+  std::vector<member> members_;  // sorted by name
+  // The clockwise end of each point's arc, sorted: the point itself under
+  // the successor rule, the midpoint to the next point under the nearest
+  // rule. A position belongs to the first end at or after it (wrapping).
+  std::vector<std::uint64_t> points_;
   std::vector<std::uint32_t> owner_of_point_;
   // Per bucket of a position's top bits (position >> shift_): index_pure |
   // the member owning the whole bucket, or the bucket's first point.
