@@ -246,6 +246,11 @@ double ring::share(std::string_view name) const noexcept {
   return owned / (wide ? 18446744073709551616.0 : 4294967296.0);
 }
 
+std::uint32_t ring::owner_index(std::string_view key) const {
+  TROUPE_ASSERT(!key.empty() && !points_.empty(), "ring::owner_index: empty key or ring");
+  return member_index(hash_key(key));
+}
+
 result<std::string_view> ring::owner(std::string_view key) const {
   if (key.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_key));
   if (points_.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_ring));

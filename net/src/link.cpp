@@ -1,5 +1,7 @@
 // A link's life: handshake, bulk reads, coalesced writes, heartbeats, close.
 
+#include <sys/socket.h>
+
 #include <array>
 #include <boost/asio/write.hpp>
 #include <troupe/net/link.hpp>
@@ -46,7 +48,8 @@ constexpr std::size_t deliver_slice = 7;
 void peer_link::queue(const frame_header& h, std::string_view payload) {
   append_frame(out_, h, payload);
   ++stats_.frames_out;
-  start_flush();
+  if (out_.size() >= write_through_bytes) write_through();
+  if (!out_.empty()) start_flush();
 }
 
 void peer_link::start_flush() {
@@ -61,12 +64,41 @@ void peer_link::handle(link_send f) {
   queue(f.header, f.payload);
 }
 
+void peer_link::write_through() {
+  if (!in_flight_ && !full_ && !closed_) send_now();
+}
+
+void peer_link::send_now() noexcept {
+  // A non-blocking send(2) from the front of out_: nothing is ahead of it,
+  // since no io_uring write is in flight. What the socket does not take
+  // stays for the flush's io_uring write, which waits for room.
+  const ssize_t n =
+      ::send(socket_.native_handle(), out_.data(), out_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n <= 0) {  // full (EAGAIN), interrupted, or failing: the io_uring write reports it
+    full_ = true;
+    return;
+  }
+  const auto sent = static_cast<std::size_t>(n);
+  stats_.bytes_out += sent;
+  ++stats_.writes;
+  last_out_ns_ = system().now_ns();
+  if (sent == out_.size()) {
+    out_.clear();
+  } else {
+    out_.erase(0, sent);
+    full_ = true;
+  }
+}
+
 task<void> peer_link::handle(flush) {
   // Everything queued since the last write goes out in one write.
   while (!out_.empty() && !closed_) {
     sending_.swap(out_);
     out_.clear();
+    in_flight_ = true;
     result<std::size_t> n = co_await asio::async_write(socket_, asio::buffer(sending_), use_task);
+    in_flight_ = false;
+    full_ = false;
     if (!n) {
       close("write failed: " + n.error().message());
       break;

@@ -1,5 +1,6 @@
 // The node actor: links, published actors, proxies, remote asks, membership.
 
+#include <array>
 #include <bit>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstring>
@@ -260,6 +261,15 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     table_ = std::move(q.table);
     table_digest_ = table_ ? table_->digest() : 0;
     owner_cache_ = {};
+    route_slots_.assign(table_ ? table_->size() : 0, route_slot{});
+    // The prefix's first fields are the same in every frame this node sends
+    // until its next table: written once here.
+    char* p = route_head_.data();
+    *p++ = 0;  // hops
+    p = put_varint(p, route_epoch_);
+    const std::uint32_t d = digest32();
+    std::memcpy(p, &d, 4);
+    route_head_len_ = static_cast<std::uint8_t>(p + 4 - route_head_.data());
   }
 
   void handle(detail::route_q&& q) {  // by reference: its strings stay in the envelope
@@ -520,7 +530,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     peer_link::append_result r;
     try {
       r = lk->append(h, limit, [&](std::string& out) {
-        if (!key.empty()) append_route_prefix(out, 0, route_epoch_, digest32(), key, name);
+        if (!key.empty()) append_own_route_prefix(out, key, name);
         const std::size_t before = out.size();
         encode(out);
         encoded = out.size() - before;
@@ -609,6 +619,21 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     std::memcpy(p, name.data(), name.size());
   }
 
+  /// append_route_prefix for a frame this node sends (hops 0, its epoch
+  /// and digest), from the head set_route_q wrote.
+  void append_own_route_prefix(std::string& out, std::string_view key, std::string_view name) {
+    const std::size_t at = out.size();
+    const std::size_t head = route_head_len_;
+    out.resize(at + head + varint_bytes(key.size()) + key.size() + 1 + name.size());
+    char* p = out.data() + at;
+    std::memcpy(p, route_head_.data(), head);
+    p = put_varint(p + head, key.size());
+    std::memcpy(p, key.data(), key.size());
+    p += key.size();
+    *p++ = static_cast<char>(name.size());
+    std::memcpy(p, name.data(), name.size());
+  }
+
   std::uint32_t digest32() const noexcept { return static_cast<std::uint32_t>(table_digest_); }
 
   struct routed_view {
@@ -661,6 +686,21 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   /// none; else owner_cache_ holds it (self, or the peer's state).
   bool route_owner(std::string_view key) {
     if (!table_) return false;
+    // A table that numbers its members: each member's link is looked up
+    // once per table (route_slots_), not compared by name per message.
+    if (const std::uint32_t i = table_->owner_index(key); i < route_slots_.size()) {
+      route_slot& s = route_slots_[i];
+      if (!s.known) {
+        const std::string_view m = table_->member(i);
+        s.self = m == opts_.name;
+        s.peer = s.self ? nullptr : peer(m);
+        s.known = s.self || s.peer;  // a member not yet a peer is looked up again
+      }
+      if (s.self || (s.peer && s.peer->link)) {
+        owner_cache_ = {nullptr, s.self, s.peer};
+        return true;
+      }
+    }
     result<std::string_view> o = table_->owner(key);
     if (!o) return false;
     if (reachable(*o)) return true;
@@ -854,6 +894,17 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     bool self = false;           // the name is this node's
     peer_state* peer = nullptr;  // else its peer state, if any
   } owner_cache_;
+  // Per member index of table_ (route_table::owner_index): whether it is
+  // this node, else its peer state once it has one.
+  struct route_slot {
+    bool known = false;
+    bool self = false;
+    peer_state* peer = nullptr;
+  };
+  std::vector<route_slot> route_slots_;
+  // hops 0, varint route_epoch_, the digest's low 32 bits: at most 15 bytes.
+  std::array<char, 16> route_head_{};
+  std::uint8_t route_head_len_ = 0;
   struct {
     std::string_view name;  // a key of names_
     const published_actor* pub = nullptr;

@@ -126,6 +126,7 @@ TEST_CASE("owners() returns distinct members clockwise, the first being the owne
     REQUIRE(set.size() == 3);
     CHECK(std::set<std::string_view>(set.begin(), set.end()).size() == 3);
     CHECK(set[0] == r.owner(k).value());
+    CHECK(r.member_name(r.owner_index(k)) == set[0]);
   }
   CHECK(r.owners("k", 50).value().size() == 10);  // never more than the members
 }

@@ -27,8 +27,14 @@ class recorder final : public net::link_listener {
   }
   void on_frame(const troupe::actor_ref<net::peer_link>&, const net::frame_header& h,
                 std::string_view payload) override {
-    std::lock_guard lock(m_);
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [this] { return !hold_; });  // a test holds the reader still
     frames_.push_back(std::to_string(h.correlation) + ":" + std::string(payload));
+    cv_.notify_all();
+  }
+  void hold(bool on) {
+    std::lock_guard lock(m_);
+    hold_ = on;
     cv_.notify_all();
   }
   void on_down(const troupe::actor_ref<net::peer_link>&, const std::string&,
@@ -72,7 +78,7 @@ class recorder final : public net::link_listener {
   std::condition_variable cv_;
   troupe::actor_ref<net::peer_link> link_;
   std::string peer_, reason_;
-  bool up_ = false, down_ = false;
+  bool up_ = false, down_ = false, hold_ = false;
   std::vector<std::string> frames_;
 };
 
@@ -162,6 +168,42 @@ TEST_CASE("two nodes with the same secret complete the handshake and exchange fr
   auto stats = n.a.ask_sync(n.rec_a.link(), net::link_stats_q{}, 5s).value();
   CHECK(stats.frames_out >= 1000);
   CHECK(stats.writes < stats.frames_out);  // frames were coalesced into fewer writes
+}
+
+TEST_CASE("a stream bigger than the socket buffers arrives whole and in order when the reader lags",
+          "[net][link][io]") {
+  // The writer hands frames to the kernel as they pass the write-through mark
+  // until the socket is full, then leaves the rest to io_uring, which waits
+  // for room; nothing is lost or reordered on the way.
+  pair_of_nodes n;
+  net::link_config ca = config("node-a"), cb = config("node-b");
+  ca.down_after = cb.down_after = 20s;  // the reader is held still for a while
+  n.connect(ca, cb);
+  REQUIRE(n.rec_a.wait([](recorder& r) { return r.up_; }));
+  REQUIRE(n.rec_b.wait([](recorder& r) { return r.up_; }));
+  n.rec_b.hold(true);
+  const std::string payload(1024, 'x');
+  const std::uint64_t count = 32 * 1024;  // 32 MiB: more than loopback's socket buffers hold
+  for (std::uint64_t i = 1; i <= count; ++i)
+    (void)n.rec_a.link().tell(net::link_send{{net::frame_kind::tell, 7, 1, 2, i}, payload});
+  net::link_stats held{};
+  for (;;) {  // until every frame is queued on node-a's side (ask_sync waits for each answer)
+    held = n.a.ask_sync(n.rec_a.link(), net::link_stats_q{}, 5s).value();
+    if (held.frames_out >= count) break;
+  }
+  const std::uint64_t frame_bytes =
+      net::frame_header_size({net::frame_kind::tell, 7, 1, 2, 1}) + payload.size();
+  CHECK(held.bytes_out < count * frame_bytes);  // the socket was full: some waited
+  n.rec_b.hold(false);
+  REQUIRE(n.rec_b.wait([&](recorder& r) { return r.frames_.size() == count; }, 60s));
+  const auto frames = n.rec_b.frames();
+  bool in_order = true;
+  for (std::uint64_t i = 0; i < count && in_order; ++i)
+    in_order = frames[i] == std::to_string(i + 1) + ":" + payload;
+  CHECK(in_order);
+  CHECK_FALSE(n.rec_a.is_down());
+  CHECK(n.a.ask_sync(n.rec_a.link(), net::link_stats_q{}, 5s).value().bytes_out >=
+        count * frame_bytes);
 }
 
 TEST_CASE("a wrong secret is refused with one clear reason on both sides", "[net][link][io]") {

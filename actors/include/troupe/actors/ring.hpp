@@ -108,6 +108,9 @@ class ring {
   /// Index of the arc holding position h (internal, for bounded_load), in
   /// O(log points). Arcs are in clockwise order; arc i is its point's.
   std::size_t point_index(std::uint64_t h) const noexcept;
+  /// Index of the member owning key (member_name() names it): owner()
+  /// without the checks — the key must be nonempty and the ring too.
+  std::uint32_t owner_index(std::string_view key) const;
   /// Index of the member owning position h, usually in one load.
   std::uint32_t member_index(std::uint64_t h) const noexcept;
   std::uint32_t member_at_point(std::size_t i) const noexcept { return owner_of_point_[i]; }

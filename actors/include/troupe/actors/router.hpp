@@ -43,6 +43,10 @@ class ring_table final : public net::route_table {
   std::vector<std::string_view> owners(std::string_view key, std::size_t r) const override;
   std::size_t size() const override { return ring_.size(); }
   std::uint64_t digest() const noexcept override { return ring_.digest(); }
+  std::uint32_t owner_index(std::string_view key) const override {
+    return ring_.point_count() == 0 ? npos : ring_.owner_index(key);
+  }
+  std::string_view member(std::uint32_t i) const noexcept override { return ring_.member_name(i); }
   const class ring& get() const noexcept { return ring_; }
 
  private:

@@ -65,6 +65,13 @@ struct link_stats_q {};
 
 class peer_link : public actor {
  public:
+  /// Once this much waits in the output buffer, it goes to the kernel at
+  /// once (a non-blocking send), if no io_uring write is in flight and the
+  /// socket has room: a handler that tells 10,000 messages in one turn then
+  /// streams them out through a buffer that stays in the CPU's caches,
+  /// instead of building a megabyte that the turn's end hands to io_uring.
+  static constexpr std::size_t write_through_bytes = 16 * 1024;
+
   static constexpr bool reentrant = true;  // reading, writing and timers interleave
   static constexpr const char* type_name = "troupe::net::peer_link";
   enum class role { dialer, acceptor };
@@ -105,6 +112,8 @@ class peer_link : public actor {
   task<result<frame_view>> read_frame();
   void queue(const frame_header& h, std::string_view payload);
   void start_flush();
+  void write_through();
+  void send_now() noexcept;
   void close(std::string reason);
   bool listening() const noexcept { return !owner_ || owner_.alive(); }
 
@@ -114,9 +123,11 @@ class peer_link : public actor {
   link_listener* listener_;
   actor_addr owner_;
   frame_reader reader_;
-  std::string out_;      // frames waiting for the next write
-  std::string sending_;  // the frames of the write in flight
-  bool writing_ = false;
+  std::string out_;         // frames waiting for the next write
+  std::string sending_;     // the frames of the write in flight
+  bool writing_ = false;    // a flush is queued or running
+  bool in_flight_ = false;  // an io_uring write holds sending_
+  bool full_ = false;       // the socket took less than offered; wait for the io_uring write
   bool closed_ = false;
   std::string close_reason_;
   std::int64_t last_in_ns_ = 0;
@@ -146,7 +157,8 @@ peer_link::append_result peer_link::append(const frame_header& h, std::size_t ma
   }
   write_frame_header(out_.data() + start, h, static_cast<std::uint32_t>(header - 4 + payload));
   ++stats_.frames_out;
-  if (!writing_) start_flush();
+  if (out_.size() >= write_through_bytes) write_through();
+  if (!writing_ && !out_.empty()) start_flush();
   return append_result::ok;
 }
 

@@ -121,6 +121,15 @@ class route_table {
   /// places keys the same way skips its check for a forward. 0 (the
   /// default): unknown, always checked.
   virtual std::uint64_t digest() const noexcept { return 0; }
+
+  /// Optional, for speed: members by index. A table that implements it
+  /// names member i (i < size()) with member(i), a name that stays valid as
+  /// long as the table, and gives the index of key's owner (a nonempty key)
+  /// with owner_index; npos (the default) means "ask owner()". A node then
+  /// resolves each member to its link once per table, not once per message.
+  static constexpr std::uint32_t npos = ~std::uint32_t{0};
+  virtual std::uint32_t owner_index(std::string_view /*key*/) const { return npos; }
+  virtual std::string_view member(std::uint32_t /*i*/) const noexcept { return {}; }
 };
 
 /// Why a routed send was refused at once (category "troupe.route").
