@@ -112,7 +112,15 @@ class ring {
   /// without the checks — the key must be nonempty and the ring too.
   std::uint32_t owner_index(std::string_view key) const;
   /// Index of the member owning position h, usually in one load.
-  std::uint32_t member_index(std::uint64_t h) const noexcept;
+  std::uint32_t member_index(std::uint64_t h) const noexcept {
+    const std::uint32_t e = index_[static_cast<std::size_t>(h >> shift_)];
+    if (e & index_pure) return e & ~index_pure;
+    // The bucket's arc ends are sorted and the first one past the bucket is
+    // beyond h, so this stops within the bucket or at that one.
+    std::size_t i = e;
+    while (i < points_.size() && points_[i] < h) ++i;
+    return owner_of_point_[i == points_.size() ? 0 : i];
+  }
   std::uint32_t member_at_point(std::size_t i) const noexcept { return owner_of_point_[i]; }
   const std::string& member_name(std::uint32_t m) const noexcept { return members_[m].name; }
 

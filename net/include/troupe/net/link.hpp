@@ -70,7 +70,7 @@ class peer_link : public actor {
   /// socket has room: a handler that tells 10,000 messages in one turn then
   /// streams them out through a buffer that stays in the CPU's caches,
   /// instead of building a megabyte that the turn's end hands to io_uring.
-  static constexpr std::size_t write_through_bytes = 16 * 1024;
+  static constexpr std::size_t write_through_bytes = 32 * 1024;
 
   static constexpr bool reentrant = true;  // reading, writing and timers interleave
   static constexpr const char* type_name = "troupe::net::peer_link";
