@@ -76,6 +76,10 @@ const boost::system::error_category& ring_category() noexcept {
 ring::ring(ring_options opts) : opts_(opts) {
   if (opts_.points == 0 || opts_.points > points_max)
     throw std::invalid_argument("troupe: " + make_error_code(ring_errc::bad_points).message());
+  if (opts_.rule == ring_rule::automatic)
+    opts_.rule = opts_.hash == ring_hash::xxh3 ? ring_rule::nearest : ring_rule::successor;
+  if (opts_.rule != ring_rule::nearest && opts_.rule != ring_rule::successor)
+    throw std::invalid_argument("troupe: ring: unknown ring_rule");
 }
 
 std::uint64_t ring::hash_key(std::string_view key) const {

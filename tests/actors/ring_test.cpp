@@ -42,7 +42,7 @@ double busiest_over_mean(const ring& r, const std::vector<std::string>& ks) {
 TEST_CASE("the same members give the same owners whatever order they joined in", "[actors][ring]") {
   const auto ks = keys(20000, troupe::test::seed());
   for (auto h : {ring_hash::xxh3, ring_hash::md5, ring_hash::sha1}) {
-    const auto rule = h == ring_hash::sha1 ? ring_rule::successor : ring_rule::nearest;
+    const auto rule = h == ring_hash::md5 ? ring_rule::nearest : ring_rule::automatic;
     ring a{{160, h, rule}}, b{{160, h, rule}};
     std::vector<std::string> names;
     for (int i = 0; i < 20; ++i) names.push_back("n" + std::to_string(i));
@@ -89,6 +89,13 @@ TEST_CASE("a key belongs to the nearest point, or with the successor rule the ne
   CHECK(differ > 1000);  // the rules really differ: about half the keys
   constexpr auto k = ring_options::ketama();
   CHECK((k.points == 160 && k.hash == ring_hash::md5 && k.rule == ring_rule::successor));
+  // Left to itself, the rule follows the hash: a ketama hash gets ketama's rule.
+  CHECK(ring{}.options().rule == ring_rule::nearest);
+  CHECK(ring{{160, ring_hash::md5}}.options().rule == ring_rule::successor);
+  CHECK(ring{{160, ring_hash::sha1}}.options().rule == ring_rule::successor);
+  CHECK(ring{{160, ring_hash::md5, ring_rule::nearest}}.options().rule == ring_rule::nearest);
+  CHECK_THROWS_AS(ring(ring_options{160, ring_hash::xxh3, static_cast<ring_rule>(9)}),
+                  std::invalid_argument);
 }
 
 TEST_CASE("the nearest rule evens members' shares by about the square root of two",

@@ -3,13 +3,12 @@
 /// ring: a consistent-hash ring with virtual points, usable on its own.
 ///
 /// Each member gets round(points × weight) points on a 64-bit circle (a
-/// 32-bit one in MD5 / SHA1 mode). By default a key belongs to the member of
-/// the point nearest its hash, either way round (ring_rule::nearest); with
-/// ring_rule::successor, to the member of the first point clockwise, as in
-/// ketama. Adding or removing a member moves only the keys of the arcs it
-/// gains or loses. The ring depends only on
-/// its set of members and their weights — not on the order they joined — so
-/// every node computes the same answers.
+/// 32-bit one in MD5 / SHA1 mode). With xxh3 (the default) a key belongs to
+/// the member of the point nearest its hash, either way round
+/// (ring_rule::nearest); with MD5 or SHA1, or ring_rule::successor, to the
+/// member of the first point clockwise, as in ketama. Adding or removing a member moves only the
+/// keys of the arcs it gains or loses. The ring depends only on its set of members and their
+/// weights — not on the order they joined — so every node computes the same answers.
 ///
 /// Hashes: xxh3 (default, libxxhash), or MD5 / SHA1 (OpenSSL) for ketama
 /// compatibility: in MD5 mode a member's points are the four little-endian
@@ -38,12 +37,16 @@ enum class ring_rule : std::uint8_t {
   nearest,
   /// The first point clockwise (the classic ring, and ketama's rule).
   successor,
+  /// nearest with xxh3; successor with MD5 or SHA1, so that picking a
+  /// ketama hash gives ketama's placement. A ring's options() name the rule
+  /// it resolved to.
+  automatic,
 };
 
 struct ring_options {
   std::uint32_t points = 160;  ///< virtual points per member of weight 1
   ring_hash hash = ring_hash::xxh3;
-  ring_rule rule = ring_rule::nearest;
+  ring_rule rule = ring_rule::automatic;
 
   /// libketama's placement: MD5, 160 points, the first point clockwise.
   static constexpr ring_options ketama() noexcept {
