@@ -264,12 +264,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     route_slots_.assign(table_ ? table_->size() : 0, route_slot{});
     // The prefix's first fields are the same in every frame this node sends
     // until its next table: written once here.
-    char* p = route_head_.data();
-    *p++ = 0;  // hops
-    p = put_varint(p, route_epoch_);
-    const std::uint32_t d = digest32();
-    std::memcpy(p, &d, 4);
-    route_head_len_ = static_cast<std::uint8_t>(p + 4 - route_head_.data());
+    own_route_head_ = make_route_head(0, route_epoch_, digest32());
   }
 
   void handle(detail::route_q&& q) {  // by reference: its strings stay in the envelope
@@ -530,7 +525,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     peer_link::append_result r;
     try {
       r = lk->append(h, limit, [&](std::string& out) {
-        if (!key.empty()) append_own_route_prefix(out, key, name);
+        if (!key.empty()) append_route_prefix(out, own_route_head_, key, name);
         const std::size_t before = out.size();
         encode(out);
         encoded = out.size() - before;
@@ -601,33 +596,31 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     return false;
   }
 
-  static void append_route_prefix(std::string& out, std::uint8_t hops, std::uint64_t epoch,
-                                  std::uint32_t digest, std::string_view key,
+  /// A routed prefix's first fields: hops, varint epoch, the digest's low
+  /// 32 bits (little-endian hosts only, wire.hpp) — at most 15 bytes.
+  struct route_head {
+    std::array<char, 16> bytes{};
+    std::uint8_t size = 0;
+  };
+  static route_head make_route_head(std::uint8_t hops, std::uint64_t epoch,
+                                    std::uint32_t digest) noexcept {
+    route_head h;
+    char* p = h.bytes.data();
+    *p++ = static_cast<char>(hops);
+    p = put_varint(p, epoch);
+    std::memcpy(p, &digest, 4);
+    h.size = static_cast<std::uint8_t>(p + 4 - h.bytes.data());
+    return h;
+  }
+
+  static void append_route_prefix(std::string& out, const route_head& head, std::string_view key,
                                   std::string_view name) {
     // One resize, then plain stores (an append per field costs a call each).
     const std::size_t at = out.size();
-    out.resize(at + 1 + varint_bytes(epoch) + 4 + varint_bytes(key.size()) + key.size() + 1 +
-               name.size());
+    out.resize(at + head.size + varint_bytes(key.size()) + key.size() + 1 + name.size());
     char* p = out.data() + at;
-    *p++ = static_cast<char>(hops);
-    p = put_varint(p, epoch);
-    std::memcpy(p, &digest, 4);  // little-endian hosts only (wire.hpp)
-    p = put_varint(p + 4, key.size());
-    std::memcpy(p, key.data(), key.size());
-    p += key.size();
-    *p++ = static_cast<char>(name.size());
-    std::memcpy(p, name.data(), name.size());
-  }
-
-  /// append_route_prefix for a frame this node sends (hops 0, its epoch
-  /// and digest), from the head set_route_q wrote.
-  void append_own_route_prefix(std::string& out, std::string_view key, std::string_view name) {
-    const std::size_t at = out.size();
-    const std::size_t head = route_head_len_;
-    out.resize(at + head + varint_bytes(key.size()) + key.size() + 1 + name.size());
-    char* p = out.data() + at;
-    std::memcpy(p, route_head_.data(), head);
-    p = put_varint(p + head, key.size());
+    std::memcpy(p, head.bytes.data(), head.size);
+    p = put_varint(p + head.size, key.size());
     std::memcpy(p, key.data(), key.size());
     p += key.size();
     *p++ = static_cast<char>(name.size());
@@ -766,7 +759,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
           to.relays.emplace(fh.correlation, relay{l, h.correlation});
         }
         std::string out;
-        append_route_prefix(out, 1, route_epoch_, digest32(), v.key, v.name);
+        append_route_prefix(out, make_route_head(1, route_epoch_, digest32()), v.key, v.name);
         out.append(v.message);
         ++route_stats_.forwarded;
         detail::send_frame(to.link, fh, std::move(out));
@@ -902,9 +895,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     peer_state* peer = nullptr;
   };
   std::vector<route_slot> route_slots_;
-  // hops 0, varint route_epoch_, the digest's low 32 bits: at most 15 bytes.
-  std::array<char, 16> route_head_{};
-  std::uint8_t route_head_len_ = 0;
+  route_head own_route_head_;  // hops 0, route_epoch_, digest32()
   struct {
     std::string_view name;  // a key of names_
     const published_actor* pub = nullptr;
