@@ -6,9 +6,10 @@
 /// 32-bit one in MD5 / SHA1 mode). With xxh3 (the default) a key belongs to
 /// the member of the point nearest its hash, either way round
 /// (ring_rule::nearest); with MD5 or SHA1, or ring_rule::successor, to the
-/// member of the first point clockwise, as in ketama. Adding or removing a member moves only the
-/// keys of the arcs it gains or loses. The ring depends only on its set of members and their
-/// weights — not on the order they joined — so every node computes the same answers.
+/// member of the first point clockwise, as in ketama. Adding or removing a
+/// member moves only the keys of the arcs it gains or loses. The ring depends
+/// only on its set of members and their weights — not on the order they
+/// joined — so every node computes the same answers.
 ///
 /// Hashes: xxh3 (default, libxxhash), or MD5 / SHA1 (OpenSSL) for ketama
 /// compatibility: in MD5 mode a member's points are the four little-endian
@@ -101,8 +102,8 @@ class ring {
   /// Increases on every change of the member set or a weight.
   std::uint64_t epoch() const noexcept { return epoch_; }
   /// A 64-bit digest of the placement (hash mode, rule, points, their
-  /// members' names); 0 only for a ring that never had a member. Equal rings have
-  /// equal digests, so nodes can tell whether their rings agree without
+  /// members' names); 0 only for a ring that never had a member. Equal rings
+  /// have equal digests, so nodes can tell whether their rings agree without
   /// comparing them.
   std::uint64_t digest() const noexcept { return digest_; }
   std::vector<std::string> members() const;
