@@ -172,8 +172,17 @@ struct run_stream {
   std::uint64_t batch;  // tells between two checkpoints of one loop
   std::size_t loops;    // loops sending at once: how many batches may be in flight
   std::promise<bool>* done;
+  // Set before done: the sending thread's CPU time (kernel included) spent
+  // in the batches of tells, so the sender's cost per message can be read
+  // apart from waiting.
+  std::int64_t* send_cpu_ns = nullptr;
 };
 struct stream_loop {};
+std::int64_t thread_cpu_ns() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
 // Tells n stream_msg, then one ask (count_q): FIFO from this node to the
 // server means its reply comes after every tell has been counted. The
 // transport has no back-pressure (a link's output buffer grows without bound),
@@ -200,6 +209,8 @@ struct streamer : troupe::actor {
     sent_ = 0;
     failed_ = false;
     done_ = r.done;
+    send_cpu_ns_ = r.send_cpu_ns;
+    if (send_cpu_ns_) *send_cpu_ns_ = 0;
     loops_ = r.loops;
     for (std::size_t i = 0; i < r.loops; ++i) (void)troupe::ref_of(this).tell(stream_loop{});
   }
@@ -207,6 +218,7 @@ struct streamer : troupe::actor {
     while (sent_ < total_ && !failed_) {
       const std::uint64_t k = std::min(batch_, total_ - sent_);
       sent_ += k;
+      const std::int64_t cpu0 = thread_cpu_ns();
       if (node_) {
         // keys_ holds a power of two of keys: a mask picks one (a division
         // per message would cost the harness more than routing does).
@@ -218,6 +230,7 @@ struct streamer : troupe::actor {
         for (std::uint64_t i = 0; i < k; ++i)
           if (server_.tell(stream_msg{payload()})) failed_ = true;
       }
+      if (send_cpu_ns_) *send_cpu_ns_ += thread_cpu_ns() - cpu0;
       troupe::result<std::uint64_t> c = co_await count();
       if (!c) failed_ = true;
     }
@@ -246,6 +259,7 @@ struct streamer : troupe::actor {
   std::size_t loops_ = 0;
   bool failed_ = false;
   std::promise<bool>* done_ = nullptr;
+  std::int64_t* send_cpu_ns_ = nullptr;
 };
 
 // --- pipes and the child process ------------------------------------------------
@@ -822,7 +836,7 @@ void bench_routed(const troupe::bench::args& a, int runs) {
   const std::size_t loops = 2;
   child_process child([](int c, int r) { return child_main(workload::routed, c, r); });
   child.command(cmd_start_node);
-  double direct = 0, routed = 0;
+  double direct = 0, routed = 0, direct_cpu = 0, routed_cpu = 0;
   {
     node_a na(static_cast<std::uint16_t>(child.receive(30s, "node port")));
     troupe::actors::router router{na.node};
@@ -838,33 +852,47 @@ void bench_routed(const troupe::bench::args& a, int runs) {
     }
     auto direct_st = na.rt.spawn<streamer>(na.remote);
     auto routed_st = na.rt.spawn<streamer>(na.remote, &na.node, &keys);
+    // The sender's CPU per message of the last round (see run_stream).
+    double cpu_per_msg = 0;
     auto round = [&](troupe::actor_ref<streamer>& st, std::uint64_t k) {
       std::promise<bool> done;
       auto f = done.get_future();
+      std::int64_t cpu_ns = 0;
       auto t0 = std::chrono::steady_clock::now();
-      if (st.tell(run_stream{k, batch, loops, &done})) fail("ring_routed_over_direct: tell failed");
+      if (st.tell(run_stream{k, batch, loops, &done, &cpu_ns}))
+        fail("ring_routed_over_direct: tell failed");
       if (f.wait_for(300s) != std::future_status::ready)
         fail("ring_routed_over_direct: not done in 300 s");
       double secs = troupe::bench::seconds_since(t0);
       if (!f.get()) fail("ring_routed_over_direct: a tell or an ask failed, or the count is off");
+      cpu_per_msg = static_cast<double>(cpu_ns) / static_cast<double>(k);
       return static_cast<double>(k) / secs;
     };
     round(direct_st, std::min<std::uint64_t>(n, 100'000));  // warm-up
     round(routed_st, std::min<std::uint64_t>(n, 100'000));
-    std::vector<double> d, r;
+    std::vector<double> d, r, d_cpu, r_cpu;
     for (int i = 0; i < runs; ++i) {
       d.push_back(round(direct_st, n));
+      d_cpu.push_back(cpu_per_msg);
       r.push_back(round(routed_st, n));
+      r_cpu.push_back(cpu_per_msg);
     }
-    std::sort(d.begin(), d.end());
-    std::sort(r.begin(), r.end());
-    direct = d[d.size() / 2];
-    routed = r[r.size() / 2];
+    auto median = [](std::vector<double>& v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    direct = median(d);
+    routed = median(r);
+    direct_cpu = median(d_cpu);
+    routed_cpu = median(r_cpu);
   }
   child.finish();
   troupe::bench::report("ring_routed_over_direct", routed, "msgs/s", direct,
                         "the same 64-byte tell stream to a remote ref (no routing), same run",
-                        "ratio >= 0.8", a, "\"msgs\":" + std::to_string(n) + ",\"keys\":1024");
+                        "ratio >= 0.8", a,
+                        "\"msgs\":" + std::to_string(n) + ",\"keys\":1024" +
+                            ",\"sender_cpu_ns_per_msg_routed\":" + std::to_string(routed_cpu) +
+                            ",\"sender_cpu_ns_per_msg_direct\":" + std::to_string(direct_cpu));
 }
 
 // CPU seconds of another process: its CPU-time clock (ns), and

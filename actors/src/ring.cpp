@@ -160,7 +160,7 @@ void ring::rebuild() {
     // Each point's arc ends halfway to the next point clockwise. The ends
     // keep the points' circular order; only the last one may wrap past 0,
     // so the sort below is a rotation, with ties still ordered by member.
-    const std::uint64_t mask = opts_.hash == ring_hash::xxh3 ? ~std::uint64_t{0} : 0xffff'ffffu;
+    const std::uint64_t mask = circle_mask();
     const std::uint64_t first = all.front().first;
     for (std::size_t i = 0; i < all.size(); ++i) {
       const std::uint64_t here = all[i].first;
@@ -235,15 +235,14 @@ double ring::share(std::string_view name) const noexcept {
   // Arc i runs from the end of arc i-1 (exclusive) to points_[i]; on the
   // 64-bit circle the difference wraps by itself, on the 32-bit one the mask
   // wraps it.
-  const bool wide = opts_.hash == ring_hash::xxh3;
-  const std::uint64_t mask = wide ? ~std::uint64_t{0} : 0xffff'ffffu;
+  const std::uint64_t mask = circle_mask();
   double owned = 0;
   for (std::size_t i = 0; i < points_.size(); ++i) {
     if (owner_of_point_[i] != m) continue;
     const std::uint64_t prev = points_[i == 0 ? points_.size() - 1 : i - 1];
     owned += static_cast<double>((points_[i] - prev) & mask);
   }
-  return owned / (wide ? 18446744073709551616.0 : 4294967296.0);
+  return owned / (static_cast<double>(mask) + 1.0);
 }
 
 std::uint32_t ring::owner_index(std::string_view key) const {
@@ -254,7 +253,7 @@ std::uint32_t ring::owner_index(std::string_view key) const {
 result<std::string_view> ring::owner(std::string_view key) const {
   if (key.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_key));
   if (points_.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
-  return std::string_view(members_[member_index(hash_key(key))].name);
+  return std::string_view(member_name(owner_index(key)));
 }
 
 result<std::vector<std::string_view>> ring::owners(std::string_view key, std::size_t r) const {

@@ -134,6 +134,10 @@ class ring {
     double weight;
   };
   void rebuild();
+  /// Positions wrap at 2^64 with xxh3, at 2^32 with the ketama hashes.
+  std::uint64_t circle_mask() const noexcept {
+    return opts_.hash == ring_hash::xxh3 ? ~std::uint64_t{0} : 0xffff'ffffu;
+  }
 
   ring_options opts_;
   std::vector<member> members_;  // sorted by name
