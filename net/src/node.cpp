@@ -1,6 +1,5 @@
 // The node actor: links, published actors, proxies, remote asks, membership.
 
-#include <array>
 #include <bit>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstring>
@@ -262,9 +261,6 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     table_digest_ = table_ ? table_->digest() : 0;
     owner_cache_ = {};
     route_slots_.assign(table_ ? table_->size() : 0, route_slot{});
-    // The prefix's first fields are the same in every frame this node sends
-    // until its next table: written once here.
-    own_route_head_ = make_route_head(0, route_epoch_, digest32());
   }
 
   void handle(detail::route_q&& q) {  // by reference: its strings stay in the envelope
@@ -525,7 +521,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     peer_link::append_result r;
     try {
       r = lk->append(h, limit, [&](std::string& out) {
-        if (!key.empty()) append_route_prefix(out, own_route_head_, key, name);
+        if (!key.empty()) append_route_prefix(out, 0, route_epoch_, digest32(), key, name);
         const std::size_t before = out.size();
         encode(out);
         encoded = out.size() - before;
@@ -596,31 +592,18 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     return false;
   }
 
-  /// A routed prefix's first fields: hops, varint epoch, the digest's low
-  /// 32 bits (little-endian hosts only, wire.hpp) — at most 15 bytes.
-  struct route_head {
-    std::array<char, 16> bytes{};
-    std::uint8_t size = 0;
-  };
-  static route_head make_route_head(std::uint8_t hops, std::uint64_t epoch,
-                                    std::uint32_t digest) noexcept {
-    route_head h;
-    char* p = h.bytes.data();
-    *p++ = static_cast<char>(hops);
-    p = put_varint(p, epoch);
-    std::memcpy(p, &digest, 4);
-    h.size = static_cast<std::uint8_t>(p + 4 - h.bytes.data());
-    return h;
-  }
-
-  static void append_route_prefix(std::string& out, const route_head& head, std::string_view key,
+  static void append_route_prefix(std::string& out, std::uint8_t hops, std::uint64_t epoch,
+                                  std::uint32_t digest, std::string_view key,
                                   std::string_view name) {
     // One resize, then plain stores (an append per field costs a call each).
     const std::size_t at = out.size();
-    out.resize(at + head.size + varint_bytes(key.size()) + key.size() + 1 + name.size());
+    out.resize(at + 1 + varint_bytes(epoch) + 4 + varint_bytes(key.size()) + key.size() + 1 +
+               name.size());
     char* p = out.data() + at;
-    std::memcpy(p, head.bytes.data(), head.size);
-    p = put_varint(p + head.size, key.size());
+    *p++ = static_cast<char>(hops);
+    p = put_varint(p, epoch);
+    std::memcpy(p, &digest, 4);  // little-endian hosts only (wire.hpp)
+    p = put_varint(p + 4, key.size());
     std::memcpy(p, key.data(), key.size());
     p += key.size();
     *p++ = static_cast<char>(name.size());
@@ -759,7 +742,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
           to.relays.emplace(fh.correlation, relay{l, h.correlation});
         }
         std::string out;
-        append_route_prefix(out, make_route_head(1, route_epoch_, digest32()), v.key, v.name);
+        append_route_prefix(out, 1, route_epoch_, digest32(), v.key, v.name);
         out.append(v.message);
         ++route_stats_.forwarded;
         detail::send_frame(to.link, fh, std::move(out));
@@ -895,7 +878,6 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     peer_state* peer = nullptr;
   };
   std::vector<route_slot> route_slots_;
-  route_head own_route_head_;  // hops 0, route_epoch_, digest32()
   struct {
     std::string_view name;  // a key of names_
     const published_actor* pub = nullptr;
