@@ -259,6 +259,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     route_epoch_ = std::max(route_epoch_, seen_route_epoch_) + 1;
     table_ = std::move(q.table);
     table_digest_ = table_ ? table_->digest() : 0;
+    own_route_head_ = make_route_head(0);
     owner_cache_ = {};
     route_slots_.assign(table_ ? table_->size() : 0, route_slot{});
   }
@@ -518,24 +519,34 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     const std::size_t limit =
         std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_max - 4));
     std::size_t encoded = 0;
+    // A routed frame's prefix is written into the bytes reserved with the header.
+    const std::size_t lead = key.empty() ? 0 : route_prefix_size(own_route_head_, key, name);
     peer_link::append_result r;
     try {
-      r = lk->append(h, limit, [&](std::string& out) {
-        if (!key.empty()) append_route_prefix(out, 0, route_epoch_, digest32(), key, name);
-        const std::size_t before = out.size();
-        encode(out);
-        encoded = out.size() - before;
-      });
+      r = lk->append(
+          h, limit,
+          [&](std::string& out) {
+            if (lead != 0)
+              write_route_prefix(out.data() + out.size() - lead, own_route_head_, key, name);
+            const std::size_t before = out.size();
+            encode(out);
+            encoded = out.size() - before;
+          },
+          lead);
     } catch (...) {
       return errc::not_serializable;
     }
     if (r == peer_link::append_result::too_large) {
-      system().log("troupe: node " + opts_.name + ": a message of " + std::to_string(encoded) +
-                   " bytes exceeds the frame limit; not sent");
+      log_too_large(encoded);
       return errc::message_too_large;
     }
     if (r == peer_link::append_result::closed) return errc::node_down;  // on_down follows
     return errc{};
+  }
+
+  [[gnu::cold, gnu::noinline]] void log_too_large(std::size_t bytes) {
+    system().log("troupe: node " + opts_.name + ": a message of " + std::to_string(bytes) +
+                 " bytes exceeds the frame limit; not sent");
   }
 
   /// Encodes m into a frame of `kind` with m's type id, `target` and
@@ -592,22 +603,55 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     return false;
   }
 
-  static void append_route_prefix(std::string& out, std::uint8_t hops, std::uint64_t epoch,
-                                  std::uint32_t digest, std::string_view key,
-                                  std::string_view name) {
-    // One resize, then plain stores (an append per field costs a call each).
-    const std::size_t at = out.size();
-    out.resize(at + 1 + varint_bytes(epoch) + 4 + varint_bytes(key.size()) + key.size() + 1 +
-               name.size());
-    char* p = out.data() + at;
+  // The start of a routed prefix, the same for every frame a table sends:
+  // hops, epoch, digest (at most 15 bytes).
+  struct route_head {
+    char bytes[15] = {};
+    std::uint8_t size = 0;
+  };
+  route_head make_route_head(std::uint8_t hops) const noexcept {
+    route_head h;
+    char* p = h.bytes;
     *p++ = static_cast<char>(hops);
-    p = put_varint(p, epoch);
+    p = put_varint(p, route_epoch_);
+    const std::uint32_t digest = digest32();
     std::memcpy(p, &digest, 4);  // little-endian hosts only (wire.hpp)
-    p = put_varint(p + 4, key.size());
-    std::memcpy(p, key.data(), key.size());
+    h.size = static_cast<std::uint8_t>(p + 4 - h.bytes);
+    return h;
+  }
+  static std::size_t route_prefix_size(const route_head& head, std::string_view key,
+                                       std::string_view name) noexcept {
+    return head.size + varint_bytes(key.size()) + key.size() + 1 + name.size();
+  }
+  // Copies n bytes; short runs (keys, names) without a call to memcpy.
+  static void copy_bytes(char* to, const char* from, std::size_t n) noexcept {
+    if (n >= 8 && n <= 16) {  // two 8-byte moves that may overlap
+      std::uint64_t a, b;
+      std::memcpy(&a, from, 8);
+      std::memcpy(&b, from + n - 8, 8);
+      std::memcpy(to, &a, 8);
+      std::memcpy(to + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+      std::uint32_t a, b;
+      std::memcpy(&a, from, 4);
+      std::memcpy(&b, from + n - 4, 4);
+      std::memcpy(to, &a, 4);
+      std::memcpy(to + n - 4, &b, 4);
+    } else if (n < 4) {
+      for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
+    } else {
+      std::memcpy(to, from, n);
+    }
+  }
+  /// Writes the prefix at p: route_prefix_size(head, key, name) bytes.
+  static void write_route_prefix(char* p, const route_head& head, std::string_view key,
+                                 std::string_view name) noexcept {
+    copy_bytes(p, head.bytes, head.size);
+    p = put_varint(p + head.size, key.size());
+    copy_bytes(p, key.data(), key.size());
     p += key.size();
     *p++ = static_cast<char>(name.size());
-    std::memcpy(p, name.data(), name.size());
+    copy_bytes(p, name.data(), name.size());
   }
 
   std::uint32_t digest32() const noexcept { return static_cast<std::uint32_t>(table_digest_); }
@@ -664,7 +708,19 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     if (!table_) return false;
     // A table that numbers its members: each member's link is looked up
     // once per table (route_slots_), not compared by name per message.
-    if (const std::uint32_t i = table_->owner_index(key); i < route_slots_.size()) {
+    const std::uint32_t i = table_->owner_index(key);
+    if (i < route_slots_.size()) {
+      const route_slot& s = route_slots_[i];
+      if (s.known && (s.self || s.peer->link)) {
+        owner_cache_ = {nullptr, s.self, s.peer};
+        return true;
+      }
+    }
+    return route_owner_slow(key, i);
+  }
+  /// route_owner() for a member seen first in this table, or one unreachable.
+  [[gnu::noinline]] bool route_owner_slow(std::string_view key, std::uint32_t i) {
+    if (i < route_slots_.size()) {
       route_slot& s = route_slots_[i];
       if (!s.known) {
         const std::string_view m = table_->member(i);
@@ -686,8 +742,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   /// Hands a routed envelope to the actor published here under `name`.
-  void deliver_local(std::string_view name, const troupe::detail::actor_type_info* type,
-                     message* m) {
+  [[gnu::noinline]] void deliver_local(std::string_view name,
+                                       const troupe::detail::actor_type_info* type, message* m) {
     const published_actor* pub = published_by_name(name);
     if (!pub) {
       undeliverable(name);
@@ -741,8 +797,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
           fh.correlation = next_correlation_++;
           to.relays.emplace(fh.correlation, relay{l, h.correlation});
         }
-        std::string out;
-        append_route_prefix(out, 1, route_epoch_, digest32(), v.key, v.name);
+        const route_head head = make_route_head(1);
+        std::string out(route_prefix_size(head, v.key, v.name), '\0');
+        write_route_prefix(out.data(), head, v.key, v.name);
         out.append(v.message);
         ++route_stats_.forwarded;
         detail::send_frame(to.link, fh, std::move(out));
@@ -863,6 +920,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   std::uint64_t table_digest_ = 0;      // table_->digest(); its low half is sent in routed frames
   std::uint64_t route_epoch_ = 0;       // bumped past seen_route_epoch_ on each new table
   std::uint64_t seen_route_epoch_ = 0;  // the highest epoch a routed frame carried
+  route_head own_route_head_ = make_route_head(0);  // for the current table
   route_stats route_stats_;
   std::set<std::string, std::less<>> warned_names_;
   struct {
@@ -998,10 +1056,17 @@ bool node::route_here(std::string_view key, std::string_view name,
   return true;
 }
 
-bool node::route_here_value(std::string_view key, std::string_view name,
-                            const troupe::detail::actor_type_info* type, std::uint32_t wire_type,
-                            void (*encode)(const void*, std::string&),
-                            troupe::detail::message* (*make)(void*), void* value) const {
+// Flattened: placing_now, route_owner's fast path, put_frame, the link's
+// append and the prefix writer are inlined into one function (the rare paths
+// are kept out of line: route_owner_slow, deliver_local, log_too_large). As
+// calls, their prologues and argument moves cost ~200 instructions a message,
+// half of a routed tell's (callgrind, benchmarks/RESULTS.md).
+[[gnu::flatten]] bool node::route_here_value(std::string_view key, std::string_view name,
+                                             const troupe::detail::actor_type_info* type,
+                                             std::uint32_t wire_type,
+                                             void (*encode)(const void*, std::string&),
+                                             troupe::detail::message* (*make)(void*),
+                                             void* value) const {
   node_actor* n = placing_now(actor_);
   if (!n) return false;
   n->place_value(key, name, type, wire_type, encode, make, value);

@@ -95,8 +95,12 @@ class peer_link : public actor {
   /// is taken back. Frames appended while a write is in flight go out together
   /// in the next one. After the link closed, frames are dropped (`closed`).
   /// If fill throws, the frame is taken back and the exception propagates.
+  /// With `lead` > 0, the payload's first `lead` bytes are reserved with the
+  /// header (one growth of the buffer, not two): fill finds them as the last
+  /// `lead` bytes of the string, to write over before it appends the rest.
   template <class Fill>
-  append_result append(const frame_header& h, std::size_t max_payload, Fill&& fill);
+  append_result append(const frame_header& h, std::size_t max_payload, Fill&& fill,
+                       std::size_t lead = 0);
   link_stats handle(link_stats_q) const { return stats_; }
 
  private:
@@ -137,13 +141,13 @@ class peer_link : public actor {
 
 template <class Fill>
 peer_link::append_result peer_link::append(const frame_header& h, std::size_t max_payload,
-                                           Fill&& fill) {
+                                           Fill&& fill, std::size_t lead) {
   if (closed_) return append_result::closed;
   TROUPE_ASSERT(is_frame_kind(static_cast<std::uint8_t>(h.kind)), "peer_link::append: bad kind");
   // Room for the header first; it is written once the payload's size is known.
   const std::size_t start = out_.size();
   const std::size_t header = frame_header_size(h);
-  out_.append(header, '\0');
+  out_.append(header + lead, '\0');
   try {
     fill(out_);
   } catch (...) {
