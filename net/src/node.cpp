@@ -396,9 +396,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
           return;
         }
         boost::system::error_code ec = ic.fn(ic.pub->addr.cell(), payload, l, h.correlation);
-        if (ec)
-          (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) +
-                                  " failed to decode (" + ec.message() + ")"});
+        if (ec) close_undecodable(l, h.type_id, ec);
         return;
       }
       case frame_kind::routed_tell:
@@ -593,6 +591,10 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   // past `end`, is longer, or overflows 64 bits.
   static bool get_varint(const char*& p, const char* end, std::size_t max_bytes,
                          std::uint64_t& v) noexcept {
+    if (p < end && (static_cast<std::uint8_t>(*p) & 0x80) == 0) {  // one byte: most values
+      v = static_cast<std::uint8_t>(*p++);
+      return max_bytes != 0;
+    }
     v = 0;
     for (std::size_t i = 0; i < max_bytes && p < end; ++i) {
       const auto b = static_cast<std::uint8_t>(*p++);
@@ -642,6 +644,28 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     } else {
       std::memcpy(to, from, n);
     }
+  }
+  // a == b; short strings (names) without a call to memcmp.
+  static bool same_bytes(std::string_view a, std::string_view b) noexcept {
+    const std::size_t n = a.size();
+    if (n != b.size()) return false;
+    if (n >= 8 && n <= 16) {
+      std::uint64_t a0, a1, b0, b1;
+      std::memcpy(&a0, a.data(), 8);
+      std::memcpy(&a1, a.data() + n - 8, 8);
+      std::memcpy(&b0, b.data(), 8);
+      std::memcpy(&b1, b.data() + n - 8, 8);
+      return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    if (n >= 4 && n < 8) {
+      std::uint32_t a0, a1, b0, b1;
+      std::memcpy(&a0, a.data(), 4);
+      std::memcpy(&a1, a.data() + n - 4, 4);
+      std::memcpy(&b0, b.data(), 4);
+      std::memcpy(&b1, b.data() + n - 4, 4);
+      return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    return a == b;
   }
   /// Writes the prefix at p: route_prefix_size(head, key, name) bytes.
   static void write_route_prefix(char* p, const route_head& head, std::string_view key,
@@ -757,7 +781,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   const published_actor* published_by_name(std::string_view name) {
-    if (name == name_cache_.name && name_cache_.pub && name_cache_.pub->addr.alive())
+    if (same_bytes(name, name_cache_.name) && name_cache_.pub && name_cache_.pub->addr.alive())
       return name_cache_.pub;
     auto n = names_.find(name);
     if (n == names_.end()) return nullptr;
@@ -767,7 +791,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     return &p->second;
   }
 
-  void undeliverable(std::string_view name) {
+  [[gnu::noinline]] void undeliverable(std::string_view name) {
     ++route_stats_.undeliverable;
     if (warned_names_.emplace(name).second)
       system().log("troupe: node " + opts_.name + ": a message routed to '" + std::string(name) +
@@ -775,63 +799,87 @@ class node_actor final : public actor, public link_listener, public troupe::deta
                    "routing.undeliverable; logged once per name)");
   }
 
-  void on_routed(const actor_ref<peer_link>& l, const frame_header& h, std::string_view payload) {
+  // Flattened, as node::route_here_value (the rare paths are out of line).
+  [[gnu::flatten]] void on_routed(const actor_ref<peer_link>& l, const frame_header& h,
+                                  std::string_view payload) {
     routed_view v;
     if (!parse_routed(payload, v)) {
-      (void)l.tell(link_close{"malformed routed frame"});
+      close_link(l, "malformed routed frame");
       return;
     }
     ++route_stats_.received;
     seen_route_epoch_ = std::max(seen_route_epoch_, v.epoch);
-    const bool ask = h.kind == frame_kind::routed_ask;
     // A table with the sender's digest places every key where the sender's
     // did, so only a newer table with another placement is consulted.
     if (v.hops == 0 && table_ && route_epoch_ > v.epoch &&
-        (v.digest == 0 || v.digest != digest32())) {
-      // This node's table is newer than the sender's: if it names another
-      // owner, the message goes there, once.
-      if (route_owner(v.key) && !owner_cache_.self) {
-        peer_state& to = *owner_cache_.peer;
-        frame_header fh{h.kind, h.type_id, 0, 0, 0};
-        if (ask) {
-          fh.correlation = next_correlation_++;
-          to.relays.emplace(fh.correlation, relay{l, h.correlation});
-        }
-        const route_head head = make_route_head(1);
-        std::string out(route_prefix_size(head, v.key, v.name), '\0');
-        write_route_prefix(out.data(), head, v.key, v.name);
-        out.append(v.message);
-        ++route_stats_.forwarded;
-        detail::send_frame(to.link, fh, std::move(out));
-        return;
-      }
-    }
-    const published_actor* pub = published_by_name(v.name);
-    if (!pub) {
-      undeliverable(v.name);
-      if (ask) reply_error(l, h.correlation, errc::name_not_found);
+        (v.digest == 0 || v.digest != digest32()) && forwarded(l, h, v))
       return;
-    }
+    const published_actor* pub = published_by_name(v.name);
     detail::inbound_fn fn = nullptr;
-    if (routed_cache_.pub == pub && routed_cache_.type_id == h.type_id) {
+    if (pub && routed_cache_.pub == pub && routed_cache_.type_id == h.type_id) {
       fn = routed_cache_.fn;
     } else {
-      auto it = pub->inbound.find(h.type_id);
-      if (it == pub->inbound.end()) {
-        // The sender expected another actor type under this name.
-        if (ask)
-          reply_error(l, h.correlation, errc::wrong_type);
-        else
-          undeliverable(v.name);
-        return;
-      }
-      fn = it->second;
-      routed_cache_ = {pub, h.type_id, fn};
+      fn = routed_decoder(l, h, v.name, pub);
+      if (!fn) return;
     }
     boost::system::error_code ec = fn(pub->addr.cell(), v.message, l, h.correlation);
-    if (ec)
-      (void)l.tell(link_close{"payload of message type id " + std::to_string(h.type_id) +
-                              " failed to decode (" + ec.message() + ")"});
+    if (ec) close_undecodable(l, h.type_id, ec);
+  }
+
+  /// The decoder for a routed frame to `pub` (published under `name`, or
+  /// null: none is), remembered in routed_cache_; null after answering an
+  /// ask with the error (or counting a tell as undeliverable).
+  [[gnu::noinline]] detail::inbound_fn routed_decoder(const actor_ref<peer_link>& l,
+                                                      const frame_header& h, std::string_view name,
+                                                      const published_actor* pub) {
+    const bool ask = h.kind == frame_kind::routed_ask;
+    if (!pub) {
+      undeliverable(name);
+      if (ask) reply_error(l, h.correlation, errc::name_not_found);
+      return nullptr;
+    }
+    auto it = pub->inbound.find(h.type_id);
+    if (it == pub->inbound.end()) {
+      // The sender expected another actor type under this name.
+      if (ask)
+        reply_error(l, h.correlation, errc::wrong_type);
+      else
+        undeliverable(name);
+      return nullptr;
+    }
+    routed_cache_ = {pub, h.type_id, it->second};
+    return it->second;
+  }
+
+  /// A routed frame from a sender with an older table: true if this node's
+  /// table names another owner for its key, and the frame went there (once).
+  [[gnu::noinline]] bool forwarded(const actor_ref<peer_link>& l, const frame_header& h,
+                                   const routed_view& v) {
+    if (!route_owner(v.key) || owner_cache_.self) return false;
+    peer_state& to = *owner_cache_.peer;
+    frame_header fh{h.kind, h.type_id, 0, 0, 0};
+    if (h.kind == frame_kind::routed_ask) {
+      fh.correlation = next_correlation_++;
+      to.relays.emplace(fh.correlation, relay{l, h.correlation});
+    }
+    const route_head head = make_route_head(1);
+    std::string out(route_prefix_size(head, v.key, v.name), '\0');
+    write_route_prefix(out.data(), head, v.key, v.name);
+    out.append(v.message);
+    ++route_stats_.forwarded;
+    detail::send_frame(to.link, fh, std::move(out));
+    return true;
+  }
+
+  [[gnu::cold, gnu::noinline]] static void close_link(const actor_ref<peer_link>& l,
+                                                      std::string reason) {
+    (void)l.tell(link_close{std::move(reason)});
+  }
+  [[gnu::cold, gnu::noinline]] static void close_undecodable(const actor_ref<peer_link>& l,
+                                                             std::uint32_t type_id,
+                                                             boost::system::error_code ec) {
+    close_link(l, "payload of message type id " + std::to_string(type_id) + " failed to decode (" +
+                      ec.message() + ")");
   }
 
   peer_state* peer(std::string_view name) {
@@ -897,7 +945,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     for (auto& s : subscribers_) s.send(e);
   }
 
-  void reply_error(const actor_ref<peer_link>& l, std::uint64_t correlation, errc e) {
+  [[gnu::noinline]] void reply_error(const actor_ref<peer_link>& l, std::uint64_t correlation,
+                                     errc e) {
     std::string payload;
     encode(static_cast<std::uint32_t>(e), payload);
     detail::send_frame(l, frame_header{frame_kind::reply_error, 0, 0, 0, correlation},
