@@ -106,6 +106,8 @@ std::string_view frame_kind_name(frame_kind kind) noexcept {
       return "routed_tell";
     case frame_kind::routed_ask:
       return "routed_ask";
+    case frame_kind::route_context:
+      return "route_context";
   }
   return "unknown";
 }

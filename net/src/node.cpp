@@ -259,7 +259,6 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     route_epoch_ = std::max(route_epoch_, seen_route_epoch_) + 1;
     table_ = std::move(q.table);
     table_digest_ = table_ ? table_->digest() : 0;
-    own_route_head_ = make_route_head(0);
     owner_cache_ = {};
     route_slots_.assign(table_ ? table_->size() : 0, route_slot{});
   }
@@ -301,8 +300,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       deliver_local(name, type, m);
       return;
     }
-    (void)put_frame(*owner_cache_.peer, frame_kind::routed_tell, wire_type, 0, 0, 0, key, name,
-                    [&](std::string& out) { encode(value, out); });
+    (void)put_routed_frame(*owner_cache_.peer, frame_kind::routed_tell, wire_type, 0, key, name, 0,
+                           [&](std::string& out) { encode(value, out); });
   }
 
   void handle(shutdown_q) {
@@ -403,6 +402,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       case frame_kind::routed_ask:
         on_routed(l, h, payload);
         return;
+      case frame_kind::route_context:
+        on_route_context(l, payload);
+        return;
       case frame_kind::reply:
       case frame_kind::reply_error: {
         peer_state* pp = peer_of_link();
@@ -482,7 +484,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     const proxy_target* t = proxy_target_of(proxy);
     peer_state* p = t ? t->state : nullptr;
     if (!p || !p->link) return;  // dropped, as forward() drops a tell to a node that is down
-    (void)put_frame(*p, frame_kind::tell, wire_type, t->remote_id, 0, 0, {}, {},
+    (void)put_frame(*p, frame_kind::tell, wire_type, t->remote_id, 0, 0,
                     [&](std::string& out) { encode(value, out); });
   }
 
@@ -496,16 +498,14 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     return proxy_cache_.target;
   }
 
-  /// Appends one frame to p's link — a routing prefix for `key` and `name`
-  /// first in a routed frame, then the payload `encode(out)` writes — and
+  /// Appends one frame to p's link — the payload `encode(out)` writes — and
   /// sends it. Returns why it did not go out: node_down (no link here, or
   /// it closed), not_serializable (encode threw; the frame is taken back),
   /// message_too_large (logged). (The header is passed in fields, not as a
   /// struct: a struct built and copied at once stalls on store forwarding.)
   template <class Encode>
   errc put_frame(peer_state& p, frame_kind kind, std::uint32_t type_id, std::uint64_t target,
-                 std::uint64_t sender, std::uint64_t correlation, std::string_view key,
-                 std::string_view name, Encode&& encode) noexcept {
+                 std::uint64_t sender, std::uint64_t correlation, Encode&& encode) noexcept {
     peer_link* lk = link_here(p.link);
     if (!lk) return errc::node_down;  // stopped without telling us (runtime shutdown)
     frame_header h;
@@ -514,18 +514,57 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     h.target = target;
     h.sender = sender;
     h.correlation = correlation;
+    return append_to(*lk, h, 0, no_lead{}, encode);
+  }
+
+  /// put_frame() for a routed frame: the link's route context first if it
+  /// is not this node's current one, then the frame, its prefix for `key`,
+  /// `name` and `hops` written into the bytes reserved with the header.
+  template <class Encode>
+  errc put_routed_frame(peer_state& p, frame_kind kind, std::uint32_t type_id,
+                        std::uint64_t correlation, std::string_view key, std::string_view name,
+                        std::uint8_t hops, Encode&& encode) noexcept {
+    peer_link* lk = link_here(p.link);
+    if (!lk) return errc::node_down;
+    link_route_state& rs = lk->route_state();
+    if ((!rs.tx_context || rs.tx_epoch != route_epoch_ || rs.tx_digest != digest32()) &&
+        !announce_route_context(*lk, rs))
+      return errc::node_down;
+    route_name rn = route_name_for(rs, name);
+    if (rn.bind && !bind_route_name(rs, name, rn.id)) rn = {};  // out of memory: inline
+    frame_header h;
+    h.kind = kind;
+    h.type_id = type_id;
+    h.target = 0;
+    h.sender = 0;
+    h.correlation = correlation;
+    const errc e = append_to(
+        *lk, h, route_prefix_size(rn, hops, key, name),
+        [&](char* at) { write_route_prefix(at, rn, hops, key, name); }, encode);
+    if (e != errc{}) {
+      if (rn.bind) unbind_route_name(rs);  // the frame that bound it did not go out
+      return e;
+    }
+    rs.tx_last = rn.id;
+    return e;
+  }
+
+  struct no_lead {};
+  /// Appends a frame with header h to lk: `lead` bytes written by
+  /// `write_lead(at)` (unless no_lead), then what `encode(out)` appends.
+  template <class Lead, class Encode>
+  errc append_to(peer_link& lk, const frame_header& h, std::size_t lead, Lead&& write_lead,
+                 Encode&& encode) noexcept {
     const std::size_t limit =
         std::min<std::size_t>(frame_payload_max, opts_.max_frame - (frame_header_max - 4));
     std::size_t encoded = 0;
-    // A routed frame's prefix is written into the bytes reserved with the header.
-    const std::size_t lead = key.empty() ? 0 : route_prefix_size(own_route_head_, key, name);
     peer_link::append_result r;
     try {
-      r = lk->append(
+      r = lk.append(
           h, limit,
           [&](std::string& out) {
-            if (lead != 0)
-              write_route_prefix(out.data() + out.size() - lead, own_route_head_, key, name);
+            if constexpr (!std::is_same_v<std::decay_t<Lead>, no_lead>)
+              write_lead(out.data() + out.size() - lead);
             const std::size_t before = out.size();
             encode(out);
             encoded = out.size() - before;
@@ -553,8 +592,11 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   void send_message(peer_state& p, frame_kind kind, std::uint64_t target, std::uint64_t sender,
                     message* m, std::string_view key = {}, std::string_view name = {}) noexcept {
     const std::uint64_t correlation = m->ask_base_ ? next_correlation_ : 0;
-    const errc e = put_frame(p, kind, m->ops_->wire_type, target, sender, correlation, key, name,
-                             [m](std::string& out) { m->ops_->encode(m, out); });
+    auto encode = [m](std::string& out) { m->ops_->encode(m, out); };
+    const errc e =
+        key.empty()
+            ? put_frame(p, kind, m->ops_->wire_type, target, sender, correlation, encode)
+            : put_routed_frame(p, kind, m->ops_->wire_type, correlation, key, name, 0, encode);
     if (e != errc{}) {
       m->ops_->discard(m, e);
       return;
@@ -570,12 +612,19 @@ class node_actor final : public actor, public link_listener, public troupe::deta
 
   // --- routing by key ---
 
-  // A routed frame's payload: the routing prefix, then the message as in a
-  // tell frame. The prefix:
-  //   u8 hops (0 or 1), varint route epoch (LEB128, at most 10 bytes),
-  //   u32 digest (the low half of the sender's table digest; 0 = unknown),
-  //   varint key length (1..65535), key, u8 name length (1..255), name.
-  // (Epochs are small numbers: a byte or two, where a header field took 8.)
+  // A routed frame's payload (protocol 3): the routing prefix, then the
+  // message as in a tell frame. The prefix:
+  //   varint (name id << 2 | bind << 1 | hops)   hops 0 or 1, name id 0..1024
+  //   u8 name length (1..255), name              when bind is set or the id is 0
+  //   varint key length (1..65535), key
+  // A sender binds a target name to the next id of the link (1, 2, ...) in
+  // the first frame that names it (bind set, the name inline), and names it
+  // by that id alone afterwards; past link_route_state::names_max names it
+  // writes names inline with id 0. The route epoch and the table digest (its
+  // low half; 0 = unknown) are the link's: a route_context frame (varint
+  // epoch, u32 digest) precedes the first routed frame of a connection and
+  // of each new table. (A routed frame of protocol 2 carried all of it:
+  // 21 bytes of prefix for this repository's benchmark, 9 now.)
   static std::size_t varint_bytes(std::uint64_t v) noexcept {
     return static_cast<std::size_t>((std::bit_width(v | 1) + 6) / 7);
   }
@@ -605,25 +654,77 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     return false;
   }
 
-  // The start of a routed prefix, the same for every frame a table sends:
-  // hops, epoch, digest (at most 15 bytes).
-  struct route_head {
-    char bytes[15] = {};
-    std::uint8_t size = 0;
+  // The name part of a routed prefix: the target's id on the link, and
+  // whether this frame binds it (the name inline).
+  struct route_name {
+    std::uint32_t id = 0;
+    bool bind = false;
   };
-  route_head make_route_head(std::uint8_t hops) const noexcept {
-    route_head h;
-    char* p = h.bytes;
-    *p++ = static_cast<char>(hops);
-    p = put_varint(p, route_epoch_);
-    const std::uint32_t digest = digest32();
-    std::memcpy(p, &digest, 4);  // little-endian hosts only (wire.hpp)
-    h.size = static_cast<std::uint8_t>(p + 4 - h.bytes);
-    return h;
+  static std::uint64_t route_prefix_head(route_name n, std::uint8_t hops) noexcept {
+    return (std::uint64_t{n.id} << 2) | (std::uint64_t{n.bind} << 1) | hops;
   }
-  static std::size_t route_prefix_size(const route_head& head, std::string_view key,
+  static std::size_t route_prefix_size(route_name n, std::uint8_t hops, std::string_view key,
                                        std::string_view name) noexcept {
-    return head.size + varint_bytes(key.size()) + key.size() + 1 + name.size();
+    return varint_bytes(route_prefix_head(n, hops)) + (n.bind || n.id == 0 ? 1 + name.size() : 0) +
+           varint_bytes(key.size()) + key.size();
+  }
+  /// The id `name` goes by on a link: the last one used, or one bound
+  /// before, or the next one to bind (bind set), or 0 (inline) past names_max.
+  static route_name route_name_for(const link_route_state& rs, std::string_view name) noexcept {
+    if (rs.tx_last != 0 && same_bytes(rs.tx_names[rs.tx_last - 1], name))
+      return {rs.tx_last, false};
+    return route_name_slow(rs, name);
+  }
+  [[gnu::noinline]] static route_name route_name_slow(const link_route_state& rs,
+                                                      std::string_view name) noexcept {
+    if (auto it = rs.tx_ids.find(name); it != rs.tx_ids.end()) return {it->second, false};
+    if (rs.tx_names.size() < link_route_state::names_max)
+      return {static_cast<std::uint32_t>(rs.tx_names.size() + 1), true};
+    return {};
+  }
+  /// Records the binding of `name` to `id` (the next one); false if out of memory.
+  [[gnu::noinline]] static bool bind_route_name(link_route_state& rs, std::string_view name,
+                                                std::uint32_t id) noexcept {
+    try {
+      rs.tx_names.emplace_back(name);
+      try {
+        rs.tx_ids.emplace(std::string(name), id);
+      } catch (...) {
+        rs.tx_names.pop_back();
+        throw;
+      }
+    } catch (...) {
+      return false;
+    }
+    return true;
+  }
+  /// Takes back the last binding: its frame did not go out.
+  [[gnu::noinline]] static void unbind_route_name(link_route_state& rs) noexcept {
+    rs.tx_ids.erase(rs.tx_names.back());
+    rs.tx_names.pop_back();
+    if (rs.tx_last > rs.tx_names.size()) rs.tx_last = 0;
+  }
+  /// Sends this node's route context on the link; false if the link closed.
+  [[gnu::noinline]] bool announce_route_context(peer_link& lk, link_route_state& rs) noexcept {
+    const std::uint64_t epoch = route_epoch_;
+    const std::uint32_t digest = digest32();
+    try {
+      const peer_link::append_result r =
+          lk.append(frame_header{frame_kind::route_context, 0, 0, 0, 0}, frame_payload_max,
+                    [&](std::string& out) {
+                      char buf[14];
+                      char* q = put_varint(buf, epoch);
+                      std::memcpy(q, &digest, 4);  // little-endian hosts only (wire.hpp)
+                      out.append(buf, static_cast<std::size_t>(q + 4 - buf));
+                    });
+      if (r != peer_link::append_result::ok) return false;
+    } catch (...) {  // out of memory
+      return false;
+    }
+    rs.tx_context = true;
+    rs.tx_epoch = epoch;
+    rs.tx_digest = digest;
+    return true;
   }
   // Copies n bytes; short runs (keys, names) without a call to memcpy.
   static void copy_bytes(char* to, const char* from, std::size_t n) noexcept {
@@ -667,15 +768,17 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     }
     return a == b;
   }
-  /// Writes the prefix at p: route_prefix_size(head, key, name) bytes.
-  static void write_route_prefix(char* p, const route_head& head, std::string_view key,
+  /// Writes the prefix at p: route_prefix_size(n, hops, key, name) bytes.
+  static void write_route_prefix(char* p, route_name n, std::uint8_t hops, std::string_view key,
                                  std::string_view name) noexcept {
-    copy_bytes(p, head.bytes, head.size);
-    p = put_varint(p + head.size, key.size());
+    p = put_varint(p, route_prefix_head(n, hops));
+    if (n.bind || n.id == 0) {
+      *p++ = static_cast<char>(name.size());
+      copy_bytes(p, name.data(), name.size());
+      p += name.size();
+    }
+    p = put_varint(p, key.size());
     copy_bytes(p, key.data(), key.size());
-    p += key.size();
-    *p++ = static_cast<char>(name.size());
-    copy_bytes(p, name.data(), name.size());
   }
 
   std::uint32_t digest32() const noexcept { return static_cast<std::uint32_t>(table_digest_); }
@@ -686,30 +789,49 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     std::uint32_t digest;
     std::string_view key, name, message;
   };
-  /// Fills `v` from a routed frame's payload; false if it is malformed.
-  /// (An out-parameter written field by field: an optional built and then
-  /// copied as a whole stalled on store forwarding, once per frame.)
-  static bool parse_routed(std::string_view payload, routed_view& v) noexcept {
+  /// Fills `v` from a routed frame's payload and the link's routing state
+  /// (a name bound by this frame is recorded); returns why it is malformed,
+  /// or null.
+  static const char* parse_routed(std::string_view payload, link_route_state& rs,
+                                  routed_view& v) noexcept {
+    constexpr const char* malformed = "malformed routed frame";
+    if (!rs.rx_context) return "a routed frame before any route_context frame";
     const char* p = payload.data();
     const char* end = p + payload.size();
-    if (p == end) return false;
-    v.hops = static_cast<std::uint8_t>(*p++);
-    if (v.hops > 1) return false;
-    if (!get_varint(p, end, 10, v.epoch)) return false;
-    if (end - p < 4) return false;
-    std::memcpy(&v.digest, p, 4);
-    p += 4;
+    std::uint64_t head = 0;
+    if (!get_varint(p, end, 3, head)) return malformed;
+    v.hops = static_cast<std::uint8_t>(head & 1);
+    const bool bind = (head & 2) != 0;
+    const std::uint64_t id = head >> 2;
+    if (bind || id == 0) {
+      if (bind && id != rs.rx_names.size() + 1)
+        return "a routed frame binds a name id out of order";
+      if (bind && id > link_route_state::names_max) return "a routed frame binds too many names";
+      if (p == end) return malformed;
+      const auto nlen = static_cast<std::uint8_t>(*p++);
+      if (nlen == 0 || end - p < nlen) return malformed;
+      v.name = std::string_view(p, nlen);
+      p += nlen;
+    } else {
+      if (id > rs.rx_names.size()) return "a routed frame names an unknown name id";
+      v.name = rs.rx_names[static_cast<std::size_t>(id - 1)];
+    }
     std::uint64_t klen = 0;
-    if (!get_varint(p, end, 3, klen) || klen == 0 || klen > route_key_max) return false;
-    if (static_cast<std::uint64_t>(end - p) < klen + 1) return false;
+    if (!get_varint(p, end, 3, klen) || klen == 0 || klen > route_key_max) return malformed;
+    if (static_cast<std::uint64_t>(end - p) < klen) return malformed;
     v.key = std::string_view(p, static_cast<std::size_t>(klen));
     p += klen;
-    const auto nlen = static_cast<std::uint8_t>(*p++);
-    if (nlen == 0 || end - p < nlen) return false;
-    v.name = std::string_view(p, nlen);
-    p += nlen;
     v.message = std::string_view(p, static_cast<std::size_t>(end - p));
-    return true;
+    v.epoch = rs.rx_epoch;
+    v.digest = rs.rx_digest;
+    if (bind) {
+      try {
+        rs.rx_names.emplace_back(v.name);
+      } catch (...) {
+        return "out of memory";
+      }
+    }
+    return nullptr;
   }
 
   /// True if `member` is this node or a peer with its link up; owner_cache_
@@ -802,13 +924,14 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   // Flattened, as node::route_here_value (the rare paths are out of line).
   [[gnu::flatten]] void on_routed(const actor_ref<peer_link>& l, const frame_header& h,
                                   std::string_view payload) {
+    peer_link* lk = link_here(l);
+    if (!lk) return;  // the link is closing
     routed_view v;
-    if (!parse_routed(payload, v)) {
-      close_link(l, "malformed routed frame");
+    if (const char* bad = parse_routed(payload, lk->route_state(), v)) {
+      close_link(l, bad);
       return;
     }
     ++route_stats_.received;
-    seen_route_epoch_ = std::max(seen_route_epoch_, v.epoch);
     // A table with the sender's digest places every key where the sender's
     // did, so only a newer table with another placement is consulted.
     if (v.hops == 0 && table_ && route_epoch_ > v.epoch &&
@@ -824,6 +947,25 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     }
     boost::system::error_code ec = fn(pub->addr.cell(), v.message, l, h.correlation);
     if (ec) close_undecodable(l, h.type_id, ec);
+  }
+
+  /// The sending node's route epoch and table digest for the routed frames
+  /// that follow on this link.
+  void on_route_context(const actor_ref<peer_link>& l, std::string_view payload) {
+    peer_link* lk = link_here(l);
+    if (!lk) return;  // the link is closing
+    const char* p = payload.data();
+    const char* end = p + payload.size();
+    std::uint64_t epoch = 0;
+    if (!get_varint(p, end, 10, epoch) || end - p != 4) {
+      close_link(l, "malformed route_context frame");
+      return;
+    }
+    link_route_state& rs = lk->route_state();
+    rs.rx_context = true;
+    rs.rx_epoch = epoch;
+    std::memcpy(&rs.rx_digest, p, 4);
+    seen_route_epoch_ = std::max(seen_route_epoch_, epoch);
   }
 
   /// The decoder for a routed frame to `pub` (published under `name`, or
@@ -857,17 +999,23 @@ class node_actor final : public actor, public link_listener, public troupe::deta
                                    const routed_view& v) {
     if (!route_owner(v.key) || owner_cache_.self) return false;
     peer_state& to = *owner_cache_.peer;
-    frame_header fh{h.kind, h.type_id, 0, 0, 0};
-    if (h.kind == frame_kind::routed_ask) {
-      fh.correlation = next_correlation_++;
-      to.relays.emplace(fh.correlation, relay{l, h.correlation});
+    const bool ask = h.kind == frame_kind::routed_ask;
+    std::uint64_t correlation = 0;
+    if (ask) {
+      correlation = next_correlation_++;
+      to.relays.emplace(correlation, relay{l, h.correlation});
     }
-    const route_head head = make_route_head(1);
-    std::string out(route_prefix_size(head, v.key, v.name), '\0');
-    write_route_prefix(out.data(), head, v.key, v.name);
-    out.append(v.message);
+    // The frame goes out with this node's route context on the owner's link.
+    const errc e = put_routed_frame(to, h.kind, h.type_id, correlation, v.key, v.name, 1,
+                                    [&](std::string& out) { out.append(v.message); });
+    if (e != errc{}) {  // lost with the link (a tell), or answered with why (an ask)
+      if (ask) {
+        to.relays.erase(correlation);
+        reply_error(l, h.correlation, e);
+      }
+      return true;
+    }
     ++route_stats_.forwarded;
-    detail::send_frame(to.link, fh, std::move(out));
     return true;
   }
 
@@ -968,8 +1116,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   std::shared_ptr<const route_table> table_;
   std::uint64_t table_digest_ = 0;      // table_->digest(); its low half is sent in routed frames
   std::uint64_t route_epoch_ = 0;       // bumped past seen_route_epoch_ on each new table
-  std::uint64_t seen_route_epoch_ = 0;  // the highest epoch a routed frame carried
-  route_head own_route_head_ = make_route_head(0);  // for the current table
+  std::uint64_t seen_route_epoch_ = 0;  // the highest epoch a peer's route_context carried
   route_stats route_stats_;
   std::set<std::string, std::less<>> warned_names_;
   struct {

@@ -154,6 +154,7 @@ net::node_options options(std::string name, std::vector<net::endpoint> seeds = {
 }
 
 using troupe::test::eventually;
+using troupe::test::linked;
 
 net::route_stats routing(net::node& n) {
   auto s = n.state(5s);
@@ -455,6 +456,29 @@ TEST_CASE("routing refuses bad keys, names and types with a clear error", "[rout
   actors::router_options heavy;
   heavy.weights["node-z"] = -1;
   CHECK_THROWS_AS(actors::router(*b.node, heavy), std::invalid_argument);
+}
+
+TEST_CASE("a link binds the first 1024 target names to ids; later names travel inline",
+          "[router][net][io]") {
+  ledger l;
+  member a{"node-a", l};
+  member b{"node-b", l, {{"127.0.0.1", a.node->port()}}};
+  a.node->set_route_table(std::make_shared<fixed_table>("node-b"));
+  REQUIRE(eventually([&] { return routing(*a.node).epoch == 1 && linked(*a.node, "node-b"); }));
+  // 1100 names nobody published on node-b, each asked twice (the second time
+  // by id where it has one); then the published one, which must still work.
+  const int names = 1100;
+  for (int round = 0; round < 2; ++round)
+    for (int i = 0; i < names; ++i) {
+      result<std::string> r = a.where_is("k", 1, "name-" + std::to_string(i));
+      REQUIRE_FALSE(r);
+      REQUIRE(r.error() == troupe::errc::name_not_found);
+    }
+  CHECK(routing(*b.node).undeliverable == 2 * names);
+  result<std::string> r = a.where_is("k", 2);
+  REQUIRE(r);
+  CHECK(*r == "node-b");
+  CHECK(linked(*a.node, "node-b"));
 }
 
 namespace {

@@ -37,4 +37,13 @@ bool eventually(F f, std::chrono::seconds limit = std::chrono::seconds(10)) {
   return f();
 }
 
+/// True if node n has a link up to `peer`.
+inline bool linked(net::node& n, const std::string& peer) {
+  auto s = n.state(std::chrono::seconds(2));
+  if (!s) return false;
+  for (auto& m : s->members)
+    if (m.name == peer && m.up) return true;
+  return false;
+}
+
 }  // namespace troupe::test

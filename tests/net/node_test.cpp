@@ -99,13 +99,7 @@ net::node_options options(std::string name, std::vector<net::endpoint> seeds = {
 // Polls a condition the nodes reach by themselves (a link coming up), with a bound.
 using troupe::test::eventually;
 
-bool linked(net::node& n, const std::string& peer) {
-  auto s = n.state(2s);
-  if (!s) return false;
-  for (auto& m : s->members)
-    if (m.name == peer && m.up) return true;
-  return false;
-}
+using troupe::test::linked;
 
 // node-b with a published bank, node-a linked to it, and a remote ref.
 struct linked_bank {
@@ -369,46 +363,102 @@ TEST_CASE("bad input closes only the offending link, with its reason", "[net][no
     r.send_raw(f);
     CHECK(r.goodbye() != "");
   }
+  // Routed frames (protocol 3): a route_context frame (varint epoch, u32
+  // digest) first, then a prefix of varint (name id << 2 | bind << 1 | hops),
+  // the name inline when bound or id 0, varint key length, key.
+  const std::string context("\x00\x00\x00\x00\x00", 5);  // epoch 0, digest 0
   SECTION("a routed frame whose routing prefix is malformed") {
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());
-    // hops 0, epoch 0, digest 0, a key of 200 bytes announced, 3 present.
-    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0},
-           std::string("\x00\x00\x00\x00\x00\x00\xc8\x01"
-                       "abc",
-                       11));
+    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
+    // Name "bank" inline, a key of 200 bytes announced, 3 present.
+    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0}, std::string("\x00\x04"
+                                                                     "bank\xc8\x01"
+                                                                     "abc",
+                                                                     11));
     CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
   }
-  SECTION("a routed frame whose epoch varint never ends") {
+  SECTION("a routed frame whose first varint never ends") {
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());
+    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
     r.send({net::frame_kind::routed_tell, 101, 0, 0, 0},
-           std::string("\x00") + std::string(11, '\x80') +
-               std::string("\x00\x00\x00\x00\x01k\x01s", 8));
+           std::string(11, '\x80') + std::string("\x01k", 2));
     CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
   }
-  SECTION("a routed frame with an impossible hop count") {
+  SECTION("a routed frame before any route_context frame") {
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());
-    r.send({net::frame_kind::routed_ask, 101, 0, 0, 7},
-           std::string("\x05\x00\x00\x00\x00\x00\x01k\x04"
-                       "bank",
-                       13));
-    CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
+    r.send({net::frame_kind::routed_ask, 101, 0, 0, 7}, std::string("\x00\x04"
+                                                                    "bank\x01k",
+                                                                    8));
+    CHECK(r.goodbye().find("before any route_context frame") != std::string::npos);
+  }
+  SECTION("a malformed route_context frame") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, std::string("\x00\x00", 2));
+    CHECK(r.goodbye().find("malformed route_context frame") != std::string::npos);
+  }
+  SECTION("a routed frame that binds a name id out of order") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
+    // Binds id 2 on a link that has bound none.
+    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0}, std::string("\x0a\x04"
+                                                                     "bank\x01k",
+                                                                     8));
+    CHECK(r.goodbye().find("binds a name id out of order") != std::string::npos);
+  }
+  SECTION("a routed frame that names an id never bound") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
+    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0}, std::string("\x04\x01k", 3));
+    CHECK(r.goodbye().find("unknown name id") != std::string::npos);
   }
   SECTION("a routed ask to a name nobody published is answered with name_not_found") {
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());
-    // hops 0, epoch 0, digest 0, key "k", name "nope".
-    r.send({net::frame_kind::routed_ask, 102, 0, 0, 7},
-           std::string("\x00\x00\x00\x00\x00\x00\x01k\x04"
-                       "nope",
-                       13));
+    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
+    // Name "nope" inline (id 0), key "k".
+    r.send({net::frame_kind::routed_ask, 102, 0, 0, 7}, std::string("\x00\x04"
+                                                                    "nope\x01k",
+                                                                    8));
     auto reply = r.next();
     REQUIRE(reply);
     CHECK(reply->first.kind == net::frame_kind::reply_error);
     CHECK(reply->first.correlation == 7);
     CHECK(net::decode<std::uint32_t>(reply->second).value() ==
+          static_cast<std::uint32_t>(troupe::errc::name_not_found));
+  }
+  SECTION("names bound to ids on a link reach their actors by id") {
+    raw_peer r{b.port()};
+    REQUIRE(r.handshake("s3cret").empty());
+    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
+    std::string ask;
+    net::encode(balance{"carol"}, ask);
+    auto routed_ask = [&](std::uint64_t correlation, std::string prefix) {
+      r.send({net::frame_kind::routed_ask, 102, 0, 0, correlation}, prefix + ask);
+      auto reply = r.next();
+      REQUIRE(reply);
+      CHECK(reply->first.correlation == correlation);
+      return *reply;
+    };
+    // Id 1 bound to "nope", id 2 to "bank"; then each used by its id alone.
+    auto r1 = routed_ask(7, std::string("\x06\x04nope\x01k", 8));
+    CHECK(r1.first.kind == net::frame_kind::reply_error);
+    auto r2 = routed_ask(8, std::string("\x0a\x04"
+                                        "bank\x01k",
+                                        8));
+    CHECK(r2.first.kind == net::frame_kind::reply);
+    CHECK(net::decode<std::int64_t>(r2.second).value() == 0);
+    auto r3 = routed_ask(9, std::string("\x08\x01k", 3));
+    CHECK(r3.first.kind == net::frame_kind::reply);
+    CHECK(net::decode<std::int64_t>(r3.second).value() == 0);
+    auto r4 = routed_ask(10, std::string("\x04\x01k", 3));
+    CHECK(r4.first.kind == net::frame_kind::reply_error);
+    CHECK(net::decode<std::uint32_t>(r4.second).value() ==
           static_cast<std::uint32_t>(troupe::errc::name_not_found));
   }
   SECTION("a truncated frame, then the connection ends") {

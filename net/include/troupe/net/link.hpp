@@ -14,11 +14,13 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <troupe/core.hpp>
 #include <troupe/net/frame.hpp>
 #include <troupe/net/handshake.hpp>
+#include <vector>
 
 namespace troupe::net {
 
@@ -63,6 +65,25 @@ struct link_close {
 };
 struct link_stats_q {};
 
+/// The node's routing state for one connection (node.cpp, "routing by key"):
+/// the route context and target-name ids announced in each direction. It
+/// lives and dies with the connection, so a new link starts with none.
+struct link_route_state {
+  static constexpr std::uint32_t names_max = 1024;  ///< bound names per direction
+  // Sent on this link.
+  bool tx_context = false;
+  std::uint64_t tx_epoch = 0;
+  std::uint32_t tx_digest = 0;
+  std::vector<std::string> tx_names;  // id - 1 -> name
+  std::map<std::string, std::uint32_t, std::less<>> tx_ids;
+  std::uint32_t tx_last = 0;  // the id used last (0: none)
+  // Received on this link.
+  bool rx_context = false;
+  std::uint64_t rx_epoch = 0;
+  std::uint32_t rx_digest = 0;
+  std::vector<std::string> rx_names;  // id - 1 -> name
+};
+
 class peer_link : public actor {
  public:
   /// Once this much waits in the output buffer, it goes to the kernel at
@@ -102,6 +123,8 @@ class peer_link : public actor {
   append_result append(const frame_header& h, std::size_t max_payload, Fill&& fill,
                        std::size_t lead = 0);
   link_stats handle(link_stats_q) const { return stats_; }
+  /// The node's routing state on this connection (on this link's shard only).
+  link_route_state& route_state() noexcept { return route_; }
 
  private:
   struct flush {};
@@ -137,6 +160,7 @@ class peer_link : public actor {
   std::int64_t last_in_ns_ = 0;
   std::int64_t last_out_ns_ = 0;
   link_stats stats_;
+  link_route_state route_;
 };
 
 template <class Fill>
