@@ -626,7 +626,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   // of each new table. (A routed frame of protocol 2 carried all of it:
   // 21 bytes of prefix for this repository's benchmark, 9 now.)
   static std::size_t varint_bytes(std::uint64_t v) noexcept {
-    return static_cast<std::size_t>((std::bit_width(v | 1) + 6) / 7);
+    if (v < 0x80) [[likely]]
+      return 1;  // most values, without a bit scan
+    return static_cast<std::size_t>((std::bit_width(v) + 6) / 7);
   }
   static char* put_varint(char* p, std::uint64_t v) noexcept {
     while (v >= 0x80) {
@@ -1306,13 +1308,6 @@ void send_frame(const actor_ref<peer_link>& l, const frame_header& h,
     c->home_->post(f);
   } catch (...) {  // out of memory: the frame is lost, as a dropped tell
   }
-}
-
-boost::system::error_code check_route(std::string_view key, std::string_view name) noexcept {
-  if (key.empty()) return make_error_code(route_errc::empty_key);
-  if (key.size() > route_key_max) return make_error_code(route_errc::key_too_long);
-  if (name.empty() || name.size() > route_name_max) return make_error_code(route_errc::bad_name);
-  return {};
 }
 
 void route_dispatch::operator()(troupe::detail::message* e) {

@@ -321,7 +321,15 @@ struct set_route_q {
   std::shared_ptr<const route_table> table;
 };
 
-boost::system::error_code check_route(std::string_view key, std::string_view name) noexcept;
+inline boost::system::error_code check_route(std::string_view key, std::string_view name) noexcept {
+  if (key.empty()) [[unlikely]]
+    return make_error_code(route_errc::empty_key);
+  if (key.size() > route_key_max) [[unlikely]]
+    return make_error_code(route_errc::key_too_long);
+  if (name.empty() || name.size() > route_name_max) [[unlikely]]
+    return make_error_code(route_errc::bad_name);
+  return {};
+}
 
 /// A routed M to a T: the type checks every routed send makes.
 template <class T, class M>
