@@ -728,46 +728,42 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     rs.tx_digest = digest;
     return true;
   }
-  // Copies n bytes; short runs (keys, names) without a call to memcpy.
+  // Short runs (keys, names) are copied and compared without a call to
+  // memcpy or memcmp: as their first and last sizeof(W) bytes, two loads
+  // that may overlap, for sizeof(W) <= n <= 2 * sizeof(W).
+  template <class W>
+  static void copy_ends(char* to, const char* from, std::size_t n) noexcept {
+    W a, b;
+    std::memcpy(&a, from, sizeof(W));
+    std::memcpy(&b, from + n - sizeof(W), sizeof(W));
+    std::memcpy(to, &a, sizeof(W));
+    std::memcpy(to + n - sizeof(W), &b, sizeof(W));
+  }
+  template <class W>
+  static bool same_ends(const char* x, const char* y, std::size_t n) noexcept {
+    W x0, x1, y0, y1;
+    std::memcpy(&x0, x, sizeof(W));
+    std::memcpy(&x1, x + n - sizeof(W), sizeof(W));
+    std::memcpy(&y0, y, sizeof(W));
+    std::memcpy(&y1, y + n - sizeof(W), sizeof(W));
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+  }
   static void copy_bytes(char* to, const char* from, std::size_t n) noexcept {
-    if (n >= 8 && n <= 16) {  // two 8-byte moves that may overlap
-      std::uint64_t a, b;
-      std::memcpy(&a, from, 8);
-      std::memcpy(&b, from + n - 8, 8);
-      std::memcpy(to, &a, 8);
-      std::memcpy(to + n - 8, &b, 8);
+    if (n >= 8 && n <= 16) {
+      copy_ends<std::uint64_t>(to, from, n);
     } else if (n >= 4 && n < 8) {
-      std::uint32_t a, b;
-      std::memcpy(&a, from, 4);
-      std::memcpy(&b, from + n - 4, 4);
-      std::memcpy(to, &a, 4);
-      std::memcpy(to + n - 4, &b, 4);
+      copy_ends<std::uint32_t>(to, from, n);
     } else if (n < 4) {
       for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
     } else {
       std::memcpy(to, from, n);
     }
   }
-  // a == b; short strings (names) without a call to memcmp.
   static bool same_bytes(std::string_view a, std::string_view b) noexcept {
     const std::size_t n = a.size();
     if (n != b.size()) return false;
-    if (n >= 8 && n <= 16) {
-      std::uint64_t a0, a1, b0, b1;
-      std::memcpy(&a0, a.data(), 8);
-      std::memcpy(&a1, a.data() + n - 8, 8);
-      std::memcpy(&b0, b.data(), 8);
-      std::memcpy(&b1, b.data() + n - 8, 8);
-      return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-    }
-    if (n >= 4 && n < 8) {
-      std::uint32_t a0, a1, b0, b1;
-      std::memcpy(&a0, a.data(), 4);
-      std::memcpy(&a1, a.data() + n - 4, 4);
-      std::memcpy(&b0, b.data(), 4);
-      std::memcpy(&b1, b.data() + n - 4, 4);
-      return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-    }
+    if (n >= 8 && n <= 16) return same_ends<std::uint64_t>(a.data(), b.data(), n);
+    if (n >= 4 && n < 8) return same_ends<std::uint32_t>(a.data(), b.data(), n);
     return a == b;
   }
   /// Writes the prefix at p: route_prefix_size(n, hops, key, name) bytes.
@@ -1254,11 +1250,12 @@ bool node::route_here(std::string_view key, std::string_view name,
   return true;
 }
 
-// Flattened: placing_now, route_owner's fast path, put_frame, the link's
-// append and the prefix writer are inlined into one function (the rare paths
-// are kept out of line: route_owner_slow, deliver_local, log_too_large). As
-// calls, their prologues and argument moves cost ~200 instructions a message,
-// half of a routed tell's (callgrind, benchmarks/RESULTS.md).
+// Flattened: placing_now, route_owner's fast path, put_routed_frame, the
+// link's append and the prefix writer are inlined into one function (the rare
+// paths are kept out of line: route_owner_slow, deliver_local, the name
+// binding, the route context, log_too_large). As calls, their prologues and
+// argument moves cost ~270 instructions a routed tell (callgrind,
+// benchmarks/RESULTS.md, 2026-11-27).
 [[gnu::flatten]] bool node::route_here_value(std::string_view key, std::string_view name,
                                              const troupe::detail::actor_type_info* type,
                                              std::uint32_t wire_type,

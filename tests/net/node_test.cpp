@@ -367,55 +367,50 @@ TEST_CASE("bad input closes only the offending link, with its reason", "[net][no
   // digest) first, then a prefix of varint (name id << 2 | bind << 1 | hops),
   // the name inline when bound or id 0, varint key length, key.
   const std::string context("\x00\x00\x00\x00\x00", 5);  // epoch 0, digest 0
-  SECTION("a routed frame whose routing prefix is malformed") {
+  // Why node-b closes a fresh link that sends `frames` after the handshake.
+  auto goodbye_for = [&](std::vector<std::pair<net::frame_header, std::string>> frames) {
     raw_peer r{b.port()};
     REQUIRE(r.handshake("s3cret").empty());
-    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
+    for (auto& [h, payload] : frames) r.send(h, payload);
+    return r.goodbye();
+  };
+  const net::frame_header context_h{net::frame_kind::route_context, 0, 0, 0, 0};
+  const net::frame_header tell_h{net::frame_kind::routed_tell, 101, 0, 0, 0};
+  SECTION("a routed frame whose routing prefix is malformed") {
     // Name "bank" inline, a key of 200 bytes announced, 3 present.
-    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0}, std::string("\x00\x04"
-                                                                     "bank\xc8\x01"
-                                                                     "abc",
-                                                                     11));
-    CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
+    CHECK(goodbye_for({{context_h, context},
+                       {tell_h, std::string("\x00\x04"
+                                            "bank\xc8\x01"
+                                            "abc",
+                                            11)}})
+              .find("malformed routed frame") != std::string::npos);
   }
   SECTION("a routed frame whose first varint never ends") {
-    raw_peer r{b.port()};
-    REQUIRE(r.handshake("s3cret").empty());
-    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
-    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0},
-           std::string(11, '\x80') + std::string("\x01k", 2));
-    CHECK(r.goodbye().find("malformed routed frame") != std::string::npos);
+    CHECK(goodbye_for({{context_h, context}, {tell_h, std::string(11, '\x80') + "\x01k"}})
+              .find("malformed routed frame") != std::string::npos);
   }
   SECTION("a routed frame before any route_context frame") {
-    raw_peer r{b.port()};
-    REQUIRE(r.handshake("s3cret").empty());
-    r.send({net::frame_kind::routed_ask, 101, 0, 0, 7}, std::string("\x00\x04"
-                                                                    "bank\x01k",
-                                                                    8));
-    CHECK(r.goodbye().find("before any route_context frame") != std::string::npos);
+    CHECK(goodbye_for({{{net::frame_kind::routed_ask, 101, 0, 0, 7},
+                        std::string("\x00\x04"
+                                    "bank\x01k",
+                                    8)}})
+              .find("before any route_context frame") != std::string::npos);
   }
   SECTION("a malformed route_context frame") {
-    raw_peer r{b.port()};
-    REQUIRE(r.handshake("s3cret").empty());
-    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, std::string("\x00\x00", 2));
-    CHECK(r.goodbye().find("malformed route_context frame") != std::string::npos);
+    CHECK(goodbye_for({{context_h, std::string("\x00\x00", 2)}})
+              .find("malformed route_context frame") != std::string::npos);
   }
   SECTION("a routed frame that binds a name id out of order") {
-    raw_peer r{b.port()};
-    REQUIRE(r.handshake("s3cret").empty());
-    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
     // Binds id 2 on a link that has bound none.
-    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0}, std::string("\x0a\x04"
-                                                                     "bank\x01k",
-                                                                     8));
-    CHECK(r.goodbye().find("binds a name id out of order") != std::string::npos);
+    CHECK(goodbye_for({{context_h, context},
+                       {tell_h, std::string("\x0a\x04"
+                                            "bank\x01k",
+                                            8)}})
+              .find("binds a name id out of order") != std::string::npos);
   }
   SECTION("a routed frame that names an id never bound") {
-    raw_peer r{b.port()};
-    REQUIRE(r.handshake("s3cret").empty());
-    r.send({net::frame_kind::route_context, 0, 0, 0, 0}, context);
-    r.send({net::frame_kind::routed_tell, 101, 0, 0, 0}, std::string("\x04\x01k", 3));
-    CHECK(r.goodbye().find("unknown name id") != std::string::npos);
+    CHECK(goodbye_for({{context_h, context}, {tell_h, std::string("\x04\x01k", 3)}})
+              .find("unknown name id") != std::string::npos);
   }
   SECTION("a routed ask to a name nobody published is answered with name_not_found") {
     raw_peer r{b.port()};
