@@ -28,9 +28,9 @@ constexpr std::uint32_t handshake_magic = 0x45505254u;
 /// Bumped whenever the wire format changes incompatibly (2: headers carry
 /// only their nonzero fields; 3: routed frames take their epoch and digest
 /// from the link's route_context frame and name their target by a per-link
-/// id). A hello's first six bytes (length, kind,
-/// flags = 0) and its payload's place stay as they are in every version, so
-/// a node can always read another version's hello and refuse it by number.
+/// id). A hello's first six bytes (length, kind, flags = 0) and its
+/// payload's place stay as they are in every version, so a node can always
+/// read another version's hello and refuse it by number.
 constexpr std::uint16_t protocol_version = 3;
 
 struct hello_msg {

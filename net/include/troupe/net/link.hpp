@@ -168,7 +168,8 @@ peer_link::append_result peer_link::append(const frame_header& h, std::size_t ma
                                            Fill&& fill, std::size_t lead) {
   if (closed_) return append_result::closed;
   TROUPE_ASSERT(is_frame_kind(static_cast<std::uint8_t>(h.kind)), "peer_link::append: bad kind");
-  // Room for the header first; it is written once the payload's size is known.
+  // Room for the header (and the payload's lead bytes) first; the header is
+  // written once the payload's size is known.
   const std::size_t start = out_.size();
   const std::size_t header = frame_header_size(h);
   out_.append(header + lead, '\0');
