@@ -527,11 +527,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     peer_link* lk = link_here(p.link);
     if (!lk) return errc::node_down;
     link_route_state& rs = lk->route_state();
-    if ((!rs.tx_context || rs.tx_epoch != route_epoch_ || rs.tx_digest != digest32()) &&
-        !announce_route_context(*lk, rs))
-      return errc::node_down;
+    if (rs.tx_epoch != route_epoch_ && !announce_route_context(*lk, rs)) return errc::node_down;
     route_name rn = route_name_for(rs, name);
-    if (rn.bind && !bind_route_name(rs, name, rn.id)) rn = {};  // out of memory: inline
+    if (rn.bind && !(rn.entry = bind_route_name(rs, name, rn.id))) rn = {};  // out of memory
     frame_header h;
     h.kind = kind;
     h.type_id = type_id;
@@ -542,10 +540,10 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         *lk, h, route_prefix_size(rn, hops, key, name),
         [&](char* at) { write_route_prefix(at, rn, hops, key, name); }, encode);
     if (e != errc{}) {
-      if (rn.bind) unbind_route_name(rs);  // the frame that bound it did not go out
+      if (rn.bind) rs.tx_ids.erase(rn.entry->first);  // the frame that bound it did not go out
       return e;
     }
-    rs.tx_last = rn.id;
+    if (rn.entry) rs.tx_last = rn.entry;
     return e;
   }
 
@@ -656,11 +654,13 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     return false;
   }
 
-  // The name part of a routed prefix: the target's id on the link, and
-  // whether this frame binds it (the name inline).
+  // The name part of a routed prefix: the target's id on the link (0:
+  // inline), whether this frame binds it (the name inline), and its entry
+  // in the link's bindings when that is not the one used last.
   struct route_name {
     std::uint32_t id = 0;
     bool bind = false;
+    const link_route_state::binding* entry = nullptr;
   };
   static std::uint64_t route_prefix_head(route_name n, std::uint8_t hops) noexcept {
     return (std::uint64_t{n.id} << 2) | (std::uint64_t{n.bind} << 1) | hops;
@@ -673,40 +673,28 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   /// The id `name` goes by on a link: the last one used, or one bound
   /// before, or the next one to bind (bind set), or 0 (inline) past names_max.
   static route_name route_name_for(const link_route_state& rs, std::string_view name) noexcept {
-    if (rs.tx_last != 0 && same_bytes(rs.tx_names[rs.tx_last - 1], name))
-      return {rs.tx_last, false};
+    if (rs.tx_last && same_bytes(rs.tx_last->first, name))
+      return {rs.tx_last->second, false, nullptr};
     return route_name_slow(rs, name);
   }
   [[gnu::noinline]] static route_name route_name_slow(const link_route_state& rs,
                                                       std::string_view name) noexcept {
-    if (auto it = rs.tx_ids.find(name); it != rs.tx_ids.end()) return {it->second, false};
-    if (rs.tx_names.size() < link_route_state::names_max)
-      return {static_cast<std::uint32_t>(rs.tx_names.size() + 1), true};
+    if (auto it = rs.tx_ids.find(name); it != rs.tx_ids.end()) return {it->second, false, &*it};
+    if (rs.tx_ids.size() < link_route_state::names_max)
+      return {static_cast<std::uint32_t>(rs.tx_ids.size() + 1), true};
     return {};
   }
-  /// Records the binding of `name` to `id` (the next one); false if out of memory.
-  [[gnu::noinline]] static bool bind_route_name(link_route_state& rs, std::string_view name,
-                                                std::uint32_t id) noexcept {
+  /// Records the binding of `name` to `id` (the next one); null if out of memory.
+  [[gnu::noinline]] static const link_route_state::binding* bind_route_name(
+      link_route_state& rs, std::string_view name, std::uint32_t id) noexcept {
     try {
-      rs.tx_names.emplace_back(name);
-      try {
-        rs.tx_ids.emplace(std::string(name), id);
-      } catch (...) {
-        rs.tx_names.pop_back();
-        throw;
-      }
+      return &*rs.tx_ids.emplace(std::string(name), id).first;
     } catch (...) {
-      return false;
+      return nullptr;
     }
-    return true;
-  }
-  /// Takes back the last binding: its frame did not go out.
-  [[gnu::noinline]] static void unbind_route_name(link_route_state& rs) noexcept {
-    rs.tx_ids.erase(rs.tx_names.back());
-    rs.tx_names.pop_back();
-    if (rs.tx_last > rs.tx_names.size()) rs.tx_last = 0;
   }
   /// Sends this node's route context on the link; false if the link closed.
+  /// (Called only with a table installed, so route_epoch_ >= 1.)
   [[gnu::noinline]] bool announce_route_context(peer_link& lk, link_route_state& rs) noexcept {
     const std::uint64_t epoch = route_epoch_;
     const std::uint32_t digest = digest32();
@@ -723,9 +711,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     } catch (...) {  // out of memory
       return false;
     }
-    rs.tx_context = true;
     rs.tx_epoch = epoch;
-    rs.tx_digest = digest;
     return true;
   }
   // Short runs (keys, names) are copied and compared without a call to

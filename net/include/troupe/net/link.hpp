@@ -70,13 +70,13 @@ struct link_stats_q {};
 /// lives and dies with the connection, so a new link starts with none.
 struct link_route_state {
   static constexpr std::uint32_t names_max = 1024;  ///< bound names per direction
-  // Sent on this link.
-  bool tx_context = false;
+  // Sent on this link: the route epoch last announced (0: none; a node
+  // that routes has an epoch of 1 or more, and its digest changes only with
+  // it), the names bound to ids, and the binding used last.
+  using binding = std::pair<const std::string, std::uint32_t>;
   std::uint64_t tx_epoch = 0;
-  std::uint32_t tx_digest = 0;
-  std::vector<std::string> tx_names;  // id - 1 -> name
   std::map<std::string, std::uint32_t, std::less<>> tx_ids;
-  std::uint32_t tx_last = 0;  // the id used last (0: none)
+  const binding* tx_last = nullptr;
   // Received on this link.
   bool rx_context = false;
   std::uint64_t rx_epoch = 0;
