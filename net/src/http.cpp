@@ -323,7 +323,7 @@ class http_acceptor : public actor {
 
 // --- the gateway ---------------------------------------------------------------------
 
-http_gateway::http_gateway(runtime& rt, http_options o) : s_(std::make_shared<shared>()), rt_(rt) {
+http_gateway::http_gateway(runtime& rt, http_options o) : s_(std::make_shared<shared>()) {
   if (o.shard >= rt.shard_count()) throw std::invalid_argument("troupe: http shard out of range");
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(o.listen.host, ec);

@@ -119,7 +119,6 @@ class http_gateway {
 
  private:
   std::shared_ptr<shared> s_;
-  runtime& rt_;
   unsigned short port_ = 0;
   actor_ref<http_acceptor> acceptor_;
 };
