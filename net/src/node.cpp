@@ -55,6 +55,12 @@ namespace {
 constexpr std::uint64_t node_actor_id = 1;  // every node actor is published as id 1
 
 using detail::link_here;
+using route_wire::parse_routed;
+using route_wire::prefix_size;
+using route_wire::route_name;
+using route_wire::routed_view;
+using route_wire::same_bytes;
+using route_wire::write_prefix;
 
 void append_here(peer_link& lk, const frame_header& h, std::string_view payload) {
   (void)lk.append(h, frame_payload_max, [&](std::string& out) { out.append(payload); });
@@ -528,8 +534,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     if (!lk) return errc::node_down;
     link_route_state& rs = lk->route_state();
     if (rs.tx_epoch != route_epoch_ && !announce_route_context(*lk, rs)) return errc::node_down;
-    route_name rn = route_name_for(rs, name);
-    if (rn.bind && !(rn.entry = bind_route_name(rs, name, rn.id))) rn = {};  // out of memory
+    const route_name rn = route_wire::name_for(rs, name);
     frame_header h;
     h.kind = kind;
     h.type_id = type_id;
@@ -537,13 +542,13 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     h.sender = 0;
     h.correlation = correlation;
     const errc e = append_to(
-        *lk, h, route_prefix_size(rn, hops, key, name),
-        [&](char* at) { write_route_prefix(at, rn, hops, key, name); }, encode);
+        *lk, h, prefix_size(rn, hops, key, name),
+        [&](char* at) { write_prefix(at, rn, hops, key, name); }, encode);
     if (e != errc{}) {
-      if (rn.bind) rs.tx_ids.erase(rn.entry->first);  // the frame that bound it did not go out
+      route_wire::unsent(rs, rn);
       return e;
     }
-    if (rn.entry) rs.tx_last = rn.entry;
+    route_wire::sent(rs, rn);
     return e;
   }
 
@@ -609,90 +614,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   // --- routing by key ---
+  // The routed prefix and the route_context frame: route_wire.hpp.
 
-  // A routed frame's payload (protocol 3): the routing prefix, then the
-  // message as in a tell frame. The prefix:
-  //   varint (name id << 2 | bind << 1 | hops)   hops 0 or 1, name id 0..1024
-  //   u8 name length (1..255), name              when bind is set or the id is 0
-  //   varint key length (1..65535), key
-  // A sender binds a target name to the next id of the link (1, 2, ...) in
-  // the first frame that names it (bind set, the name inline), and names it
-  // by that id alone afterwards; past link_route_state::names_max names it
-  // writes names inline with id 0. The route epoch and the table digest (its
-  // low half; 0 = unknown) are the link's: a route_context frame (varint
-  // epoch, u32 digest) precedes the first routed frame of a connection and
-  // of each new table. (A routed frame of protocol 2 carried all of it:
-  // 21 bytes of prefix for this repository's benchmark, 9 now.)
-  static std::size_t varint_bytes(std::uint64_t v) noexcept {
-    if (v < 0x80) [[likely]]
-      return 1;  // most values, without a bit scan
-    return static_cast<std::size_t>((std::bit_width(v) + 6) / 7);
-  }
-  static char* put_varint(char* p, std::uint64_t v) noexcept {
-    while (v >= 0x80) {
-      *p++ = static_cast<char>(v | 0x80);
-      v >>= 7;
-    }
-    *p++ = static_cast<char>(v);
-    return p;
-  }
-  // Reads a LEB128 value of at most `max_bytes` bytes; false if it runs
-  // past `end`, is longer, or overflows 64 bits.
-  static bool get_varint(const char*& p, const char* end, std::size_t max_bytes,
-                         std::uint64_t& v) noexcept {
-    if (p < end && (static_cast<std::uint8_t>(*p) & 0x80) == 0) {  // one byte: most values
-      v = static_cast<std::uint8_t>(*p++);
-      return max_bytes != 0;
-    }
-    v = 0;
-    for (std::size_t i = 0; i < max_bytes && p < end; ++i) {
-      const auto b = static_cast<std::uint8_t>(*p++);
-      if (i == 9 && b > 1) return false;
-      v |= static_cast<std::uint64_t>(b & 0x7F) << (7 * i);
-      if ((b & 0x80) == 0) return true;
-    }
-    return false;
-  }
-
-  // The name part of a routed prefix: the target's id on the link (0:
-  // inline), whether this frame binds it (the name inline), and its entry
-  // in the link's bindings when that is not the one used last.
-  struct route_name {
-    std::uint32_t id = 0;
-    bool bind = false;
-    const link_route_state::binding* entry = nullptr;
-  };
-  static std::uint64_t route_prefix_head(route_name n, std::uint8_t hops) noexcept {
-    return (std::uint64_t{n.id} << 2) | (std::uint64_t{n.bind} << 1) | hops;
-  }
-  static std::size_t route_prefix_size(route_name n, std::uint8_t hops, std::string_view key,
-                                       std::string_view name) noexcept {
-    return varint_bytes(route_prefix_head(n, hops)) + (n.bind || n.id == 0 ? 1 + name.size() : 0) +
-           varint_bytes(key.size()) + key.size();
-  }
-  /// The id `name` goes by on a link: the last one used, or one bound
-  /// before, or the next one to bind (bind set), or 0 (inline) past names_max.
-  static route_name route_name_for(const link_route_state& rs, std::string_view name) noexcept {
-    if (rs.tx_last && same_bytes(rs.tx_last->first, name))
-      return {rs.tx_last->second, false, nullptr};
-    return route_name_slow(rs, name);
-  }
-  [[gnu::noinline]] static route_name route_name_slow(const link_route_state& rs,
-                                                      std::string_view name) noexcept {
-    if (auto it = rs.tx_ids.find(name); it != rs.tx_ids.end()) return {it->second, false, &*it};
-    if (rs.tx_ids.size() < link_route_state::names_max)
-      return {static_cast<std::uint32_t>(rs.tx_ids.size() + 1), true};
-    return {};
-  }
-  /// Records the binding of `name` to `id` (the next one); null if out of memory.
-  [[gnu::noinline]] static const link_route_state::binding* bind_route_name(
-      link_route_state& rs, std::string_view name, std::uint32_t id) noexcept {
-    try {
-      return &*rs.tx_ids.emplace(std::string(name), id).first;
-    } catch (...) {
-      return nullptr;
-    }
-  }
   /// Sends this node's route context on the link; false if the link closed.
   /// (Called only with a table installed, so route_epoch_ >= 1.)
   [[gnu::noinline]] bool announce_route_context(peer_link& lk, link_route_state& rs) noexcept {
@@ -702,10 +625,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       const peer_link::append_result r =
           lk.append(frame_header{frame_kind::route_context, 0, 0, 0, 0}, frame_payload_max,
                     [&](std::string& out) {
-                      char buf[14];
-                      char* q = put_varint(buf, epoch);
-                      std::memcpy(q, &digest, 4);  // little-endian hosts only (wire.hpp)
-                      out.append(buf, static_cast<std::size_t>(q + 4 - buf));
+                      char buf[route_wire::context_max];
+                      const char* q = route_wire::write_context(buf, epoch, digest);
+                      out.append(buf, static_cast<std::size_t>(q - buf));
                     });
       if (r != peer_link::append_result::ok) return false;
     } catch (...) {  // out of memory
@@ -714,109 +636,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     rs.tx_epoch = epoch;
     return true;
   }
-  // Short runs (keys, names) are copied and compared without a call to
-  // memcpy or memcmp: as their first and last sizeof(W) bytes, two loads
-  // that may overlap, for sizeof(W) <= n <= 2 * sizeof(W).
-  template <class W>
-  static void copy_ends(char* to, const char* from, std::size_t n) noexcept {
-    W a, b;
-    std::memcpy(&a, from, sizeof(W));
-    std::memcpy(&b, from + n - sizeof(W), sizeof(W));
-    std::memcpy(to, &a, sizeof(W));
-    std::memcpy(to + n - sizeof(W), &b, sizeof(W));
-  }
-  template <class W>
-  static bool same_ends(const char* x, const char* y, std::size_t n) noexcept {
-    W x0, x1, y0, y1;
-    std::memcpy(&x0, x, sizeof(W));
-    std::memcpy(&x1, x + n - sizeof(W), sizeof(W));
-    std::memcpy(&y0, y, sizeof(W));
-    std::memcpy(&y1, y + n - sizeof(W), sizeof(W));
-    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
-  }
-  static void copy_bytes(char* to, const char* from, std::size_t n) noexcept {
-    if (n >= 8 && n <= 16) {
-      copy_ends<std::uint64_t>(to, from, n);
-    } else if (n >= 4 && n < 8) {
-      copy_ends<std::uint32_t>(to, from, n);
-    } else if (n < 4) {
-      for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
-    } else {
-      std::memcpy(to, from, n);
-    }
-  }
-  static bool same_bytes(std::string_view a, std::string_view b) noexcept {
-    const std::size_t n = a.size();
-    if (n != b.size()) return false;
-    if (n >= 8 && n <= 16) return same_ends<std::uint64_t>(a.data(), b.data(), n);
-    if (n >= 4 && n < 8) return same_ends<std::uint32_t>(a.data(), b.data(), n);
-    return a == b;
-  }
-  /// Writes the prefix at p: route_prefix_size(n, hops, key, name) bytes.
-  static void write_route_prefix(char* p, route_name n, std::uint8_t hops, std::string_view key,
-                                 std::string_view name) noexcept {
-    p = put_varint(p, route_prefix_head(n, hops));
-    if (n.bind || n.id == 0) {
-      *p++ = static_cast<char>(name.size());
-      copy_bytes(p, name.data(), name.size());
-      p += name.size();
-    }
-    p = put_varint(p, key.size());
-    copy_bytes(p, key.data(), key.size());
-  }
-
   std::uint32_t digest32() const noexcept { return static_cast<std::uint32_t>(table_digest_); }
-
-  struct routed_view {
-    std::uint8_t hops;
-    std::uint64_t epoch;
-    std::uint32_t digest;
-    std::string_view key, name, message;
-  };
-  /// Fills `v` from a routed frame's payload and the link's routing state
-  /// (a name bound by this frame is recorded); returns why it is malformed,
-  /// or null.
-  static const char* parse_routed(std::string_view payload, link_route_state& rs,
-                                  routed_view& v) noexcept {
-    constexpr const char* malformed = "malformed routed frame";
-    if (!rs.rx_context) return "a routed frame before any route_context frame";
-    const char* p = payload.data();
-    const char* end = p + payload.size();
-    std::uint64_t head = 0;
-    if (!get_varint(p, end, 3, head)) return malformed;
-    v.hops = static_cast<std::uint8_t>(head & 1);
-    const bool bind = (head & 2) != 0;
-    const std::uint64_t id = head >> 2;
-    if (bind || id == 0) {
-      if (bind && id != rs.rx_names.size() + 1)
-        return "a routed frame binds a name id out of order";
-      if (bind && id > link_route_state::names_max) return "a routed frame binds too many names";
-      if (p == end) return malformed;
-      const auto nlen = static_cast<std::uint8_t>(*p++);
-      if (nlen == 0 || end - p < nlen) return malformed;
-      v.name = std::string_view(p, nlen);
-      p += nlen;
-    } else {
-      if (id > rs.rx_names.size()) return "a routed frame names an unknown name id";
-      v.name = rs.rx_names[static_cast<std::size_t>(id - 1)];
-    }
-    std::uint64_t klen = 0;
-    if (!get_varint(p, end, 3, klen) || klen == 0 || klen > route_key_max) return malformed;
-    if (static_cast<std::uint64_t>(end - p) < klen) return malformed;
-    v.key = std::string_view(p, static_cast<std::size_t>(klen));
-    p += klen;
-    v.message = std::string_view(p, static_cast<std::size_t>(end - p));
-    v.epoch = rs.rx_epoch;
-    v.digest = rs.rx_digest;
-    if (bind) {
-      try {
-        rs.rx_names.emplace_back(v.name);
-      } catch (...) {
-        return "out of memory";
-      }
-    }
-    return nullptr;
-  }
 
   /// True if `member` is this node or a peer with its link up; owner_cache_
   /// then says which (self, or the peer's state).
@@ -938,18 +758,12 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   void on_route_context(const actor_ref<peer_link>& l, std::string_view payload) {
     peer_link* lk = link_here(l);
     if (!lk) return;  // the link is closing
-    const char* p = payload.data();
-    const char* end = p + payload.size();
-    std::uint64_t epoch = 0;
-    if (!get_varint(p, end, 10, epoch) || end - p != 4) {
+    link_route_state& rs = lk->route_state();
+    if (!route_wire::parse_context(payload, rs)) {
       close_link(l, "malformed route_context frame");
       return;
     }
-    link_route_state& rs = lk->route_state();
-    rs.rx_context = true;
-    rs.rx_epoch = epoch;
-    std::memcpy(&rs.rx_digest, p, 4);
-    seen_route_epoch_ = std::max(seen_route_epoch_, epoch);
+    seen_route_epoch_ = std::max(seen_route_epoch_, rs.rx_epoch);
   }
 
   /// The decoder for a routed frame to `pub` (published under `name`, or

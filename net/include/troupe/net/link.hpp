@@ -20,6 +20,7 @@
 #include <troupe/core.hpp>
 #include <troupe/net/frame.hpp>
 #include <troupe/net/handshake.hpp>
+#include <troupe/net/route_wire.hpp>
 #include <vector>
 
 namespace troupe::net {
@@ -64,25 +65,6 @@ struct link_close {
   std::string reason;
 };
 struct link_stats_q {};
-
-/// The node's routing state for one connection (node.cpp, "routing by key"):
-/// the route context and target-name ids announced in each direction. It
-/// lives and dies with the connection, so a new link starts with none.
-struct link_route_state {
-  static constexpr std::uint32_t names_max = 1024;  ///< bound names per direction
-  // Sent on this link: the route epoch last announced (0: none; a node
-  // that routes has an epoch of 1 or more, and its digest changes only with
-  // it), the names bound to ids, and the binding used last.
-  using binding = std::pair<const std::string, std::uint32_t>;
-  std::uint64_t tx_epoch = 0;
-  std::map<std::string, std::uint32_t, std::less<>> tx_ids;
-  const binding* tx_last = nullptr;
-  // Received on this link.
-  bool rx_context = false;
-  std::uint64_t rx_epoch = 0;
-  std::uint32_t rx_digest = 0;
-  std::vector<std::string> rx_names;  // id - 1 -> name
-};
 
 class peer_link : public actor {
  public:

@@ -30,6 +30,7 @@
 #include <troupe/net/endpoint.hpp>
 #include <troupe/net/frame.hpp>
 #include <troupe/net/link.hpp>
+#include <troupe/net/route_wire.hpp>
 #include <troupe/net/wire.hpp>
 #include <unordered_map>
 #include <vector>
@@ -142,8 +143,6 @@ const boost::system::error_category& route_category() noexcept;
 inline boost::system::error_code make_error_code(route_errc e) noexcept {
   return {static_cast<int>(e), route_category()};
 }
-inline constexpr std::size_t route_key_max = 65535;
-inline constexpr std::size_t route_name_max = 255;
 
 class node;
 
