@@ -54,6 +54,12 @@ struct log_sink {
       if (l.find(needle) != std::string::npos) return true;
     return false;
   }
+  std::size_t count(std::string_view needle) {
+    std::lock_guard lock(mutex);
+    std::size_t n = 0;
+    for (auto& l : lines) n += l.find(needle) != std::string::npos;
+    return n;
+  }
 };
 
 inline runtime_options sim(log_sink& sink, unsigned shards = 1) {

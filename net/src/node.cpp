@@ -717,12 +717,24 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     return &p->second;
   }
 
+  /// Names logged by undeliverable(): each once, and at most this many (the
+  /// names come from peers, so the set must not grow without bound).
+  static constexpr std::size_t warned_names_max = 256;
   [[gnu::noinline]] void undeliverable(std::string_view name) {
     ++route_stats_.undeliverable;
-    if (warned_names_.emplace(name).second)
-      system().log("troupe: node " + opts_.name + ": a message routed to '" + std::string(name) +
-                   "' found no actor published under that name here (counted in "
-                   "routing.undeliverable; logged once per name)");
+    if (warned_names_full_ || warned_names_.contains(name)) return;
+    if (warned_names_.size() == warned_names_max) {
+      warned_names_full_ = true;
+      system().log("troupe: node " + opts_.name + ": messages routed to " +
+                   std::to_string(warned_names_max) +
+                   " names found no actor published here; further names are not logged (all "
+                   "are counted in routing.undeliverable)");
+      return;
+    }
+    warned_names_.emplace(name);
+    system().log("troupe: node " + opts_.name + ": a message routed to '" + std::string(name) +
+                 "' found no actor published under that name here (counted in "
+                 "routing.undeliverable; logged once per name)");
   }
 
   // Flattened, as node::route_here_value (the rare paths are out of line).
@@ -917,6 +929,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   std::uint64_t seen_route_epoch_ = 0;  // the highest epoch a peer's route_context carried
   route_stats route_stats_;
   std::set<std::string, std::less<>> warned_names_;
+  bool warned_names_full_ = false;
   struct {
     const char* name = nullptr;  // a string_view's data() from table_
     bool self = false;           // the name is this node's

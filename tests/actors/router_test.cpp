@@ -475,6 +475,10 @@ TEST_CASE("a link binds the first 1024 target names to ids; later names travel i
       REQUIRE(r.error() == troupe::errc::name_not_found);
     }
   CHECK(routing(*b.node).undeliverable == 2 * names);
+  // Logged once per name, for the first 256 names; then one line says the
+  // rest go unlogged (the names come from peers: the log must stay bounded).
+  CHECK(b.log.count("found no actor published under that name") == 256);
+  CHECK(b.log.contains("further names are not logged"));
   result<std::string> r = a.where_is("k", 2);
   REQUIRE(r);
   CHECK(*r == "node-b");
