@@ -13,6 +13,7 @@
 #include "bench.hpp"
 
 using troupe::actors::bounded_load;
+using troupe::actors::bounded_move;
 using troupe::actors::ring;
 using troupe::actors::ring_hash;
 using troupe::actors::ring_rule;
@@ -52,6 +53,24 @@ double ring_balance(const ring& r, const std::vector<std::string>& keys) {
   for (auto& [m, n] : load) l.push_back(n);
   l.resize(r.size(), 0);
   return busiest_over_mean(l, keys.size());
+}
+// n items drawn from keys (the first 100,000) with zipf(1.1) popularity:
+// the hottest key is ~13 % of the items.
+std::vector<const std::string*> zipf_items(const std::vector<std::string>& keys, std::size_t n) {
+  std::vector<double> cdf;
+  double sum = 0;
+  const std::size_t distinct = 100000;
+  for (std::size_t i = 1; i <= distinct; ++i)
+    cdf.push_back(sum += 1.0 / std::pow(static_cast<double>(i), 1.1));
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(0, sum);
+  std::vector<const std::string*> out;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i)
+    out.push_back(&keys[static_cast<std::size_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) -
+                                                 cdf.begin()) %
+                        keys.size()]);
+  return out;
 }
 double modulo_balance(std::size_t members, const std::vector<std::string>& keys) {
   std::vector<std::size_t> l(members, 0);
@@ -131,21 +150,11 @@ int main(int argc, char** argv) {
   }
   if (a.wants("ring_bounded_balance_zipf")) {
     ring r = make_ring(160, ring_hash::xxh3, 100);
-    std::vector<double> cdf;
-    double sum = 0;
-    const std::size_t distinct = 100000;
-    for (std::size_t i = 1; i <= distinct; ++i)
-      cdf.push_back(sum += 1.0 / std::pow(static_cast<double>(i), 1.1));
-    std::mt19937_64 rng(7);
-    std::uniform_real_distribution<double> u(0, sum);
     bounded_load bl{r, 1.25};
     std::map<std::string_view, std::size_t> bounded, plain;
-    for (std::size_t i = 0; i < n_keys; ++i) {
-      const auto k = keys[static_cast<std::size_t>(
-                              std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin()) %
-                          keys.size()];
-      ++bounded[bl.assign(k).value()];
-      ++plain[r.owner(k).value()];
+    for (const std::string* k : zipf_items(keys, n_keys)) {
+      ++bounded[bl.assign(*k).value()];
+      ++plain[r.owner(*k).value()];
     }
     auto ratio = [&](std::map<std::string_view, std::size_t>& m) {
       std::vector<std::size_t> l;
@@ -156,5 +165,28 @@ int main(int argc, char** argv) {
     troupe::bench::report("ring_bounded_balance_zipf", ratio(bounded), "busiest/mean", ratio(plain),
                           "the same ring without the bound", "<= 1.25", a,
                           "\"c\":1.25,\"zipf\":1.1");
+  }
+  if (a.wants("ring_bounded_moved_over_optimal")) {
+    // The same zipf items bounded over 100 members; a 101st joins.
+    ring r = make_ring(160, ring_hash::xxh3, 100);
+    bounded_load bl{r, 1.25};
+    const std::vector<const std::string*> items = zipf_items(keys, n_keys);
+    std::vector<std::string> plain_before;  // copies: views die with the ring's change
+    plain_before.reserve(items.size());
+    for (const std::string* k : items) {
+      (void)bl.assign(*k).value();
+      plain_before.emplace_back(r.owner(*k).value());
+    }
+    (void)r.add("10.0.9.9:11211");
+    std::size_t moved = 0;
+    for (const bounded_move& m : bl.follow()) moved += m.count;
+    std::size_t moved_plain = 0;
+    for (std::size_t i = 0; i < items.size(); ++i)
+      moved_plain += r.owner(*items[i]).value() != plain_before[i];
+    const double optimal = static_cast<double>(items.size()) / 101.0;
+    troupe::bench::report("ring_bounded_moved_over_optimal", static_cast<double>(moved) / optimal,
+                          "ratio", static_cast<double>(moved_plain) / optimal,
+                          "the same items on the ring without the bound, 100 -> 101 members",
+                          "report", a, "\"c\":1.25,\"zipf\":1.1");
   }
 }

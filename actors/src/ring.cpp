@@ -35,6 +35,8 @@ class category final : public boost::system::error_category {
         return "the number of points must be between 1 and 2^20 per member";
       case ring_errc::bad_replicas:
         return "a replica set needs at least one member";
+      case ring_errc::not_assigned:
+        return "the member holds no item with that key";
     }
     return "unknown ring error";
   }
@@ -277,54 +279,202 @@ result<std::vector<std::string_view>> ring::owners(std::string_view key, std::si
 
 // --- bounded loads ---
 
-bounded_load::bounded_load(const ring& r, double c) : ring_(r), c_(c), load_(r.size(), 0) {
+bounded_load::bounded_load(const ring& r, double c)
+    : ring_(r), c_(c), epoch_(r.epoch()), names_(r.members()), load_(r.size(), 0) {
   if (!(c > 1.0) || !std::isfinite(c))
     throw std::invalid_argument("troupe: bounded_load needs c > 1");
 }
 
-std::size_t bounded_load::capacity() const noexcept {
+std::size_t bounded_load::cap_for(std::size_t items) const noexcept {
   if (load_.empty()) return 0;
   return static_cast<std::size_t>(
-      std::ceil(c_ * static_cast<double>(items_) / static_cast<double>(load_.size())));
+      std::ceil(c_ * static_cast<double>(items) / static_cast<double>(load_.size())));
 }
 
-result<std::string_view> bounded_load::assign(std::string_view key) {
-  if (key.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_key));
-  if (ring_.point_count() == 0)
-    return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
-  // The cap counts the item being placed, so some member is always below it.
-  const std::size_t cap = static_cast<std::size_t>(
-      std::ceil(c_ * static_cast<double>(items_ + 1) / static_cast<double>(load_.size())));
+std::size_t bounded_load::capacity() const noexcept { return cap_for(items_); }
+
+std::uint32_t bounded_load::walk(std::string_view key, std::size_t cap) const {
   const std::size_t n = ring_.point_count();
   for (std::size_t i = ring_.point_index(ring_.hash_key(key)), seen = 0; seen < n;
        i = (i + 1) % n, ++seen) {
     const std::uint32_t m = ring_.member_at_point(i);
-    if (load_[m] < cap) {
-      ++load_[m];
-      ++items_;
-      return std::string_view(ring_.member_name(m));
-    }
+    if (load_[m] < cap) return m;
   }
+  // c > 1 makes members × cap > items: some member is below the cap.
   TROUPE_ASSERT(false,
                 "bounded_load: every member at its cap, which the cap's definition rules out");
-  return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
+  return 0;
 }
 
-boost::system::error_code bounded_load::release(std::string_view member) {
-  for (std::uint32_t m = 0; m < load_.size(); ++m) {
-    if (ring_.member_name(m) == member) {
-      if (load_[m] == 0) return ring_errc::unknown_member;
-      --load_[m];
-      --items_;
-      return {};
+void bounded_load::add(std::vector<held>& hs, std::uint32_t member, std::size_t count) {
+  for (held& h : hs)
+    if (h.member == member) {
+      h.count += count;
+      return;
+    }
+  hs.push_back({member, count});
+}
+
+void bounded_load::follow_if_changed() {
+  if (ring_.epoch() != epoch_) (void)follow();
+}
+
+result<std::string_view> bounded_load::assign(std::string_view key) {
+  if (key.empty()) return failure<std::string_view>(make_error_code(ring_errc::empty_key));
+  follow_if_changed();
+  if (ring_.point_count() == 0)
+    return failure<std::string_view>(make_error_code(ring_errc::empty_ring));
+  // The cap counts the item being placed, so some member is always below it.
+  const std::uint32_t m = walk(key, cap_for(items_ + 1));
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) it = by_key_.emplace(std::string(key), std::vector<held>{}).first;
+  add(it->second, m, 1);
+  ++load_[m];
+  ++items_;
+  return std::string_view(ring_.member_name(m));
+}
+
+boost::system::error_code bounded_load::release(std::string_view key, std::string_view member) {
+  follow_if_changed();
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return ring_errc::not_assigned;
+  std::vector<held>& hs = it->second;
+  for (std::size_t i = 0; i < hs.size(); ++i) {
+    if (names_[hs[i].member] != member) continue;
+    --load_[hs[i].member];
+    --items_;
+    if (--hs[i].count == 0) {
+      hs.erase(hs.begin() + static_cast<std::ptrdiff_t>(i));
+      if (hs.empty()) by_key_.erase(it);
+    }
+    return {};
+  }
+  return ring_errc::not_assigned;
+}
+
+std::vector<bounded_move> bounded_load::follow() {
+  std::vector<bounded_move> moves;
+  if (ring_.epoch() == epoch_) return moves;
+  // The ring's members now, by index (sorted by name, as the ring keeps them).
+  std::vector<std::string> names(ring_.size());
+  for (std::uint32_t m = 0; m < names.size(); ++m) names[m] = ring_.member_name(m);
+  auto index_in = [](const std::vector<std::string>& v, std::string_view name) {
+    auto it = std::lower_bound(v.begin(), v.end(), name);
+    return it != v.end() && *it == name ? static_cast<std::size_t>(it - v.begin()) : v.size();
+  };
+  std::vector<bool> joined(names.size());
+  bool any_joined = false;
+  for (std::uint32_t m = 0; m < names.size(); ++m)
+    any_joined |= joined[m] = index_in(names_, names[m]) == names_.size();
+  std::vector<std::uint32_t> renumber(names_.size());  // names.size(): the member left
+  for (std::uint32_t o = 0; o < names_.size(); ++o)
+    renumber[o] = static_cast<std::uint32_t>(index_in(names, names_[o]));
+
+  // Items stay where their member stayed; those of members that left wait.
+  struct waiting_items {
+    key_map::value_type* entry;
+    std::string from;
+    std::size_t count;
+  };
+  std::vector<waiting_items> waiting;
+  std::vector<std::size_t> load(names.size(), 0);
+  for (auto& entry : by_key_) {
+    std::vector<held> kept;
+    for (const held& h : entry.second) {
+      const std::uint32_t n = renumber[h.member];
+      if (n == names.size()) {
+        waiting.push_back({&entry, names_[h.member], h.count});
+      } else {
+        kept.push_back({n, h.count});
+        load[n] += h.count;
+      }
+    }
+    entry.second = std::move(kept);
+  }
+  names_ = std::move(names);
+  load_ = std::move(load);
+  epoch_ = ring_.epoch();
+
+  auto record = [&](const std::string& key, std::string from, std::string to, std::size_t count) {
+    moved_ += count;
+    if (!moves.empty() && moves.back().key == key && moves.back().from == from &&
+        moves.back().to == to) {
+      moves.back().count += count;
+      return;
+    }
+    moves.push_back({key, std::move(from), std::move(to), count});
+  };
+  auto drop_empty = [](std::vector<held>& hs) {
+    std::erase_if(hs, [](const held& h) { return h.count == 0; });
+  };
+
+  if (names_.empty()) {  // no member left: every item is released
+    for (waiting_items& w : waiting) record(w.entry->first, std::move(w.from), {}, w.count);
+    by_key_.clear();
+    items_ = 0;
+    return moves;
+  }
+  const std::size_t cap = cap_for(items_);
+
+  // 1. A key that now belongs to a member that joined moves to it, while it
+  //    has room: the keys plain consistent hashing would move.
+  if (any_joined) {
+    for (auto& [key, hs] : by_key_) {
+      const std::uint32_t o = ring_.owner_index(key);
+      if (!joined[o]) continue;
+      std::size_t taken = 0;
+      for (held& h : hs) {
+        const std::size_t room = cap - load_[o];
+        if (room == 0) break;
+        const std::size_t k = std::min(h.count, room);
+        h.count -= k;
+        load_[h.member] -= k;
+        load_[o] += k;
+        taken += k;
+        record(key, names_[h.member], names_[o], k);
+      }
+      if (taken == 0) continue;
+      drop_empty(hs);
+      add(hs, o, taken);
     }
   }
-  return ring_errc::unknown_member;
+  // 2. A member over the new cap (lower when members joined) sheds items:
+  //    first those of keys it does not own, then its own.
+  for (const bool own : {false, true}) {
+    for (auto& entry : by_key_) {
+      std::vector<held>& hs = entry.second;
+      bool shed = false;
+      for (held& h : hs) {
+        if (load_[h.member] <= cap || (ring_.owner_index(entry.first) == h.member) != own) continue;
+        const std::size_t k = std::min(h.count, load_[h.member] - cap);
+        h.count -= k;
+        load_[h.member] -= k;
+        waiting.push_back({&entry, names_[h.member], k});
+        shed = true;
+      }
+      if (shed) drop_empty(hs);
+    }
+  }
+  // 3. Waiting items go to the first member clockwise from their key with
+  //    room (the key's owner, when it has room). They are not in load_ yet,
+  //    so some member is below the cap.
+  for (waiting_items& w : waiting) {
+    while (w.count > 0) {
+      const std::uint32_t m = walk(w.entry->first, cap);
+      const std::size_t k = std::min(w.count, cap - load_[m]);
+      load_[m] += k;
+      add(w.entry->second, m, k);
+      w.count -= k;
+      record(w.entry->first, w.from, names_[m], k);
+    }
+  }
+  std::erase_if(by_key_, [](const auto& e) { return e.second.empty(); });
+  return moves;
 }
 
 std::size_t bounded_load::load(std::string_view member) const noexcept {
   for (std::uint32_t m = 0; m < load_.size(); ++m)
-    if (ring_.member_name(m) == member) return load_[m];
+    if (names_[m] == member) return load_[m];
   return 0;
 }
 

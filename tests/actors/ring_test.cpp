@@ -191,17 +191,135 @@ TEST_CASE("bounded loads cap every member under a zipf-skewed key stream", "[act
   std::uniform_real_distribution<double> u(0, sum);
   std::map<std::string, std::size_t> load;
   const std::size_t items = 50000;
+  std::string last_key, last_member;
   for (std::size_t i = 0; i < items; ++i) {
     const auto k = std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin();
-    ++load[std::string(bl.assign("hot-" + std::to_string(k)).value())];
+    last_key = "hot-" + std::to_string(k);
+    last_member = bl.assign(last_key).value();
+    ++load[last_member];
   }
   const double cap = std::ceil(1.25 * items / 20.0);
-  for (auto& [m, n] : load) CHECK(static_cast<double>(n) <= cap);
+  for (auto& [m, n] : load) {
+    CHECK(static_cast<double>(n) <= cap);
+    CHECK(bl.load(m) == n);
+  }
   CHECK(bl.items() == items);
   // Without the bound, the hottest key's owner alone would be far above the cap.
   CHECK(cdf[0] / sum * items > cap);
-  REQUIRE_FALSE(bl.release(load.begin()->first));
+  REQUIRE_FALSE(bl.release(last_key, last_member));
   CHECK(bl.items() == items - 1);
+  CHECK(bl.load(last_member) == load[last_member] - 1);
+}
+
+namespace {
+// What a user of bounded_load knows: items per key and member, kept from
+// what assign() returned and the moves follow() reported.
+struct holdings {
+  std::map<std::string, std::map<std::string, std::size_t>> by_key;
+  std::size_t apply(const std::vector<troupe::actors::bounded_move>& moves) {
+    std::size_t n = 0;
+    for (auto& mv : moves) {
+      std::size_t& from = by_key[mv.key][mv.from];
+      REQUIRE(from >= mv.count);  // a move of items the member did not hold
+      from -= mv.count;
+      if (!mv.to.empty()) by_key[mv.key][mv.to] += mv.count;
+      n += mv.count;
+    }
+    return n;
+  }
+  std::size_t of(const std::string& member) const {
+    std::size_t n = 0;
+    for (auto& [k, m] : by_key)
+      if (auto it = m.find(member); it != m.end()) n += it->second;
+    return n;
+  }
+};
+}  // namespace
+
+TEST_CASE("bounded loads follow members that come and go, moving few items", "[actors][ring]") {
+  const bool zipf = GENERATE(false, true);
+  ring r = with_members(50);
+  bounded_load bl{r, 1.25};
+  holdings h;
+  // 50,000 items: each with a key of its own, or zipf(1.1) over 5,000 keys.
+  const std::size_t items = 50000;
+  const auto ks = keys(zipf ? 5000 : items, troupe::test::seed());
+  std::vector<double> cdf;
+  double sum = 0;
+  for (std::size_t i = 1; i <= ks.size(); ++i) cdf.push_back(sum += 1.0 / std::pow(i, 1.1));
+  std::mt19937_64 rng(troupe::test::seed());
+  std::uniform_real_distribution<double> u(0, sum);
+  for (std::size_t i = 0; i < items; ++i) {
+    const std::string& k =
+        zipf ? ks[static_cast<std::size_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) -
+                                           cdf.begin()) %
+                  ks.size()]
+             : ks[i];
+    ++h.by_key[k][std::string(bl.assign(k).value())];
+  }
+  // The loads the moves lead to are bl's, and within the cap.
+  auto agree = [&] {
+    std::size_t total = 0;
+    for (const std::string& m : r.members()) {
+      CHECK(bl.load(m) == h.of(m));
+      CHECK(bl.load(m) <= bl.capacity());
+      total += bl.load(m);
+    }
+    CHECK(total == bl.items());
+  };
+  agree();
+
+  // A member joins: it takes about its share, 1/51 of the items, and most
+  // of what moves goes to it.
+  REQUIRE_FALSE(r.add("newcomer"));
+  std::vector<troupe::actors::bounded_move> moves = bl.follow();
+  const std::size_t moved = h.apply(moves);
+  agree();
+  std::size_t to_newcomer = 0;
+  for (auto& mv : moves) to_newcomer += mv.to == "newcomer" ? mv.count : 0;
+  const double optimal = static_cast<double>(items) / 51.0;
+  INFO((zipf ? "zipf" : "uniform") << ": join moved " << moved << " items, optimal " << optimal
+                                   << ", to the newcomer " << to_newcomer);
+  CHECK(bl.load("newcomer") == to_newcomer);
+  CHECK(to_newcomer > 0);
+  CHECK(static_cast<double>(moved) <= 1.5 * optimal);
+  CHECK(bl.follow().empty());  // nothing more to do
+  CHECK(bl.moved() == moved);
+
+  // A member leaves: its items move, and only they (the cap rises).
+  const std::size_t its = bl.load("node-7");
+  REQUIRE(its > 0);
+  REQUIRE_FALSE(r.remove("node-7"));
+  moves = bl.follow();
+  CHECK(h.apply(moves) == its);
+  for (auto& mv : moves) CHECK(mv.from == "node-7");
+  agree();
+  CHECK(bl.items() == items);
+
+  // Items are released from the member a move named.
+  const auto& [key, on] = *h.by_key.begin();
+  auto held = std::find_if(on.begin(), on.end(), [](auto& e) { return e.second > 0; });
+  REQUIRE(held != on.end());
+  CHECK_FALSE(bl.release(key, held->first));
+  CHECK(bl.items() == items - 1);
+
+  // A ring changed without follow(): assign follows it itself (the moves
+  // are counted, not listed), and the cap still holds.
+  const std::size_t before = bl.moved();
+  REQUIRE_FALSE(r.add("late"));
+  REQUIRE(bl.assign("one more"));
+  CHECK(bl.moved() > before);
+  for (const std::string& m : r.members()) CHECK(bl.load(m) <= bl.capacity());
+
+  // The last member gone: every item is released, each in a move to nowhere.
+  bounded_load small{r};
+  REQUIRE(small.assign("k"));
+  for (const std::string& m : r.members()) REQUIRE_FALSE(r.remove(m));
+  moves = small.follow();
+  REQUIRE(moves.size() == 1);
+  CHECK(moves[0].to.empty());
+  CHECK(small.items() == 0);
+  CHECK(small.assign("k").error() == ring_errc::empty_ring);
 }
 
 TEST_CASE("bad input to the ring is a clear error each", "[actors][ring]") {
@@ -220,7 +338,13 @@ TEST_CASE("bad input to the ring is a clear error each", "[actors][ring]") {
   CHECK(troupe::actors::make_error_code(ring_errc::bad_weight).message() ==
         "a weight must be finite and greater than zero");
   bounded_load bl{r};
-  CHECK(bl.release("a") == ring_errc::unknown_member);  // nothing assigned to it
+  CHECK(bl.release("k", "a") == ring_errc::not_assigned);  // nothing assigned to it
+  CHECK(bl.assign("").error() == ring_errc::empty_key);
+  REQUIRE(bl.assign("k").value() == "a");
+  CHECK(bl.release("k", "b") == ring_errc::not_assigned);  // not that member's
+  CHECK_FALSE(bl.release("k", "a"));
+  CHECK(bl.release("k", "a") == ring_errc::not_assigned);  // released once only
+  CHECK(bl.items() == 0);
   CHECK_THROWS_AS(bounded_load(r, 1.0), std::invalid_argument);
 }
 

@@ -20,9 +20,11 @@
 /// Not thread-safe: one ring belongs to one actor (the ring-router) or thread.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <troupe/core/error.hpp>
+#include <unordered_map>
 #include <vector>
 
 namespace troupe::actors {
@@ -65,6 +67,7 @@ enum class ring_errc {
   bad_weight,    ///< zero, negative, not finite, or too large
   bad_points,    ///< zero points, or more than ring::points_max per member
   bad_replicas,  ///< owners(key, 0)
+  not_assigned,  ///< bounded_load::release of an item the member does not hold
 };
 const boost::system::error_category& ring_category() noexcept;
 inline boost::system::error_code make_error_code(ring_errc e) noexcept {
@@ -155,31 +158,82 @@ class ring {
   std::uint64_t digest_ = 0;
 };
 
+/// Items that moved from one member to another when the ring changed
+/// (bounded_load::follow): `count` items of `key`. `to` is empty when the
+/// ring has no member left (the items are then released).
+struct bounded_move {
+  std::string key, from, to;
+  std::size_t count = 0;
+};
+
 /// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam
 /// 2016): each assigned item goes to the first member clockwise from its key
 /// whose load is below ceil(c × (items + 1) / members), so no member ever holds
-/// more than that. Items are released when done; the ring must not change
-/// while items are assigned (make a new bounded_load for a new ring).
+/// more than that. Items are released when done, by key and member.
+///
+/// It follows the ring's changes (follow()): items of a member that left go
+/// to the first member clockwise with room; items whose key now belongs to a
+/// member that joined move to it while it has room (the keys plain consistent
+/// hashing would move); a member over the new, lower cap sheds items, those
+/// of keys it does not own first. Nothing else moves. The cap is the same
+/// for every member, whatever its weight (weights shape the ring only).
+/// Releases move nothing: a member may then hold more than the cap of the
+/// fewer items until it sheds on the next change of the ring.
 class bounded_load {
  public:
-  /// c > 1 (default 1.25). Throws std::invalid_argument otherwise.
+  /// c > 1 (default 1.25). Throws std::invalid_argument otherwise. The ring
+  /// must outlive this.
   explicit bounded_load(const ring& r, double c = 1.25);
 
-  /// Assigns one item with this key; returns its member.
+  /// Assigns one item with this key; returns its member (a view valid until
+  /// the ring changes).
   result<std::string_view> assign(std::string_view key);
-  /// Releases one item previously assigned to member.
-  boost::system::error_code release(std::string_view member);
+  /// Releases one item of `key` held by `member` (as assign() or a move
+  /// said); ring_errc::not_assigned if it holds none.
+  boost::system::error_code release(std::string_view key, std::string_view member);
 
+  /// Brings the assignment in line with the ring after members came or went,
+  /// and returns the items that moved (none if the ring did not change).
+  /// assign() and release() follow the ring themselves if it changed since
+  /// the last call; the moves are then counted in moved() but not listed, so
+  /// call this after changing the ring when the items' holders matter.
+  std::vector<bounded_move> follow();
+
+  /// Items `member` holds (as of the last follow).
   std::size_t load(std::string_view member) const noexcept;
   std::size_t items() const noexcept { return items_; }
   /// The current per-member cap: ceil(c × items / members).
   std::size_t capacity() const noexcept;
+  /// Items moved by the ring's changes, in all.
+  std::size_t moved() const noexcept { return moved_; }
 
  private:
+  struct held {
+    std::uint32_t member;  // index into names_
+    std::size_t count;
+  };
+  struct key_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view k) const noexcept {
+      return std::hash<std::string_view>{}(k);
+    }
+  };
+  using key_map = std::unordered_map<std::string, std::vector<held>, key_hash, std::equal_to<>>;
+
+  void follow_if_changed();
+  std::size_t cap_for(std::size_t items) const noexcept;
+  /// The first member clockwise from key's position whose load is below cap.
+  std::uint32_t walk(std::string_view key, std::size_t cap) const;
+  void add(std::vector<held>& hs, std::uint32_t member, std::size_t count);
+
   const ring& ring_;
   double c_;
-  std::vector<std::size_t> load_;  // per member index
+  std::uint64_t epoch_;
+  std::vector<std::string> names_;  // member index (the ring's, at epoch_) -> name
+  std::vector<std::size_t> load_;   // per member index
+  key_map by_key_;
   std::size_t items_ = 0;
+  std::size_t moved_ = 0;
 };
 
 }  // namespace troupe::actors
