@@ -322,6 +322,47 @@ TEST_CASE("bounded loads follow members that come and go, moving few items", "[a
   CHECK(small.assign("k").error() == ring_errc::empty_ring);
 }
 
+TEST_CASE("bounded loads stay within the cap and agree with the moves through random changes",
+          "[actors][ring]") {
+  std::mt19937_64 rng(troupe::test::seed());
+  ring r = with_members(8);
+  int next_member = 8;
+  bounded_load bl{r, 1.25};
+  holdings h;
+  for (int step = 0; step < 3000; ++step) {
+    const auto op = rng() % 100;
+    if (op < 60 || bl.items() == 0) {  // an item, hot keys more often
+      const std::string k = "k" + std::to_string(rng() % 2 ? rng() % 8 : rng() % 400);
+      auto m = bl.assign(k);
+      REQUIRE(m);
+      ++h.by_key[k][std::string(*m)];
+    } else if (op < 90) {  // a release of some item the user holds
+      std::vector<std::pair<std::string, std::string>> held;
+      for (auto& [k, on] : h.by_key)
+        for (auto& [m, n] : on)
+          if (n > 0) held.emplace_back(k, m);
+      const auto& [k, m] = held[rng() % held.size()];
+      REQUIRE_FALSE(bl.release(k, m));
+      --h.by_key[k][m];
+    } else {  // a member joins or leaves (at least two stay)
+      const std::vector<std::string> ms = r.members();
+      if (op % 2 == 0 || ms.size() <= 2)
+        REQUIRE_FALSE(r.add("node-" + std::to_string(next_member++)));
+      else
+        REQUIRE_FALSE(r.remove(ms[rng() % ms.size()]));
+      h.apply(bl.follow());
+      std::size_t total = 0;
+      for (const std::string& m : r.members()) {
+        REQUIRE(bl.load(m) == h.of(m));
+        REQUIRE(bl.load(m) <= bl.capacity());
+        total += bl.load(m);
+      }
+      REQUIRE(total == bl.items());
+    }
+  }
+  CHECK(bl.moved() > 0);
+}
+
 TEST_CASE("bad input to the ring is a clear error each", "[actors][ring]") {
   ring r;
   CHECK(r.owner("k").error() == ring_errc::empty_ring);
