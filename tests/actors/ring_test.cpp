@@ -233,6 +233,16 @@ struct holdings {
       if (auto it = m.find(member); it != m.end()) n += it->second;
     return n;
   }
+  // The loads these holdings lead to are bl's, and within the cap.
+  void agree_with(const ring& r, const bounded_load& bl) const {
+    std::size_t total = 0;
+    for (const std::string& m : r.members()) {
+      REQUIRE(bl.load(m) == of(m));
+      REQUIRE(bl.load(m) <= bl.capacity());
+      total += bl.load(m);
+    }
+    REQUIRE(total == bl.items());
+  }
 };
 }  // namespace
 
@@ -257,16 +267,7 @@ TEST_CASE("bounded loads follow members that come and go, moving few items", "[a
              : ks[i];
     ++h.by_key[k][std::string(bl.assign(k).value())];
   }
-  // The loads the moves lead to are bl's, and within the cap.
-  auto agree = [&] {
-    std::size_t total = 0;
-    for (const std::string& m : r.members()) {
-      CHECK(bl.load(m) == h.of(m));
-      CHECK(bl.load(m) <= bl.capacity());
-      total += bl.load(m);
-    }
-    CHECK(total == bl.items());
-  };
+  auto agree = [&] { h.agree_with(r, bl); };
   agree();
 
   // A member joins: it takes about its share, 1/51 of the items, and most
@@ -351,13 +352,7 @@ TEST_CASE("bounded loads stay within the cap and agree with the moves through ra
       else
         REQUIRE_FALSE(r.remove(ms[rng() % ms.size()]));
       h.apply(bl.follow());
-      std::size_t total = 0;
-      for (const std::string& m : r.members()) {
-        REQUIRE(bl.load(m) == h.of(m));
-        REQUIRE(bl.load(m) <= bl.capacity());
-        total += bl.load(m);
-      }
-      REQUIRE(total == bl.items());
+      h.agree_with(r, bl);
     }
   }
   CHECK(bl.moved() > 0);
