@@ -1,8 +1,6 @@
 // The node actor: links, published actors, proxies, remote asks, membership.
 
-#include <bit>
 #include <boost/asio/ip/tcp.hpp>
-#include <cstring>
 #include <random>
 #include <set>
 #include <sstream>
@@ -805,6 +803,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
 
   /// A routed frame from a sender with an older table: true if this node's
   /// table names another owner for its key, and the frame went there (once).
+  /// False if it could not be sent there (the owner's link just closed): it
+  /// is then delivered here, as docs/ring.md promises, not dropped.
   [[gnu::noinline]] bool forwarded(const actor_ref<peer_link>& l, const frame_header& h,
                                    const routed_view& v) {
     if (!route_owner(v.key) || owner_cache_.self) return false;
@@ -818,12 +818,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     // The frame goes out with this node's route context on the owner's link.
     const errc e = put_routed_frame(to, h.kind, h.type_id, correlation, v.key, v.name, 1,
                                     [&](std::string& out) { out.append(v.message); });
-    if (e != errc{}) {  // lost with the link (a tell), or answered with why (an ask)
-      if (ask) {
-        to.relays.erase(correlation);
-        reply_error(l, h.correlation, e);
-      }
-      return true;
+    if (e != errc{}) {
+      if (ask) to.relays.erase(correlation);
+      return false;
     }
     ++route_stats_.forwarded;
     return true;
