@@ -3,6 +3,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <troupe/config.hpp>
 #include <troupe/core/runtime.hpp>
 
 #include "internal.hpp"
