@@ -3,9 +3,13 @@
 // plus the extensions an application adds (troupe/net/node_main.hpp).
 
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -20,6 +24,7 @@
 #include <troupe/net/node.hpp>
 #include <troupe/net/node_main.hpp>
 #include <troupe/saga.hpp>
+#include <troupe/version.hpp>
 
 namespace net = troupe::net;
 namespace saga = troupe::saga;
@@ -82,6 +87,36 @@ bool writable_dir(const std::string& dir, std::string& error) {
   f.close();
   std::filesystem::remove(probe, ec);
   return true;
+}
+
+// The command line with the environment's TROUPE_<FLAG> variables (the long
+// flag's name in upper case, dashes as underscores: TROUPE_LOCK_MAX_TTL_MS)
+// added as flags, except those given on the command line: a flag beats its
+// variable, which beats the --config file (CLI11 reads the file only for
+// flags not given otherwise). In CLI11's order for parse(): reversed.
+// `from_env` lists the variables used, for error messages.
+std::vector<std::string> with_environment(const CLI::App& app, int argc, char** argv,
+                                          std::vector<std::string>& from_env) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  const std::vector<std::string> given = args;
+  for (const CLI::Option* o : app.get_options()) {
+    if (o->get_lnames().empty()) continue;
+    const std::string& flag = o->get_lnames().front();
+    if (flag == "help" || flag == "version") continue;
+    std::string var = "TROUPE_";
+    for (char ch : flag) var += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    const char* value = std::getenv(var.c_str());
+    if (value == nullptr) continue;
+    const std::string dashed = "--" + flag;
+    const bool on_command_line = std::any_of(given.begin(), given.end(), [&](const std::string& a) {
+      return a == dashed || a.rfind(dashed + "=", 0) == 0;
+    });
+    if (on_command_line) continue;
+    args.push_back(dashed + "=" + value);
+    from_env.push_back(var);
+  }
+  std::reverse(args.begin(), args.end());
+  return args;
 }
 
 // Lock errors as HTTP statuses.
@@ -182,6 +217,32 @@ std::shared_ptr<saga::definition<selftest_ctx>> selftest_definition(
   return def;
 }
 
+// Calls its function once, when the first peer link is up: on a member
+// event, or found up by `check` (a link may come up before the subscription).
+struct ready_watch : troupe::actor {
+  struct check {
+    net::node* n;
+  };
+  explicit ready_watch(std::function<void()> f) : on_ready(std::move(f)) {}
+  void handle(const net::member_event& e) {
+    if (e.up) fire();
+  }
+  task<void> handle(check c) {
+    auto call = c.n->state_of(5s);
+    result<net::cluster_state> st = co_await std::move(call);
+    if (st)
+      for (const auto& m : st->members)
+        if (m.up) fire();
+  }
+  void fire() {
+    if (!on_ready) return;
+    auto f = std::move(on_ready);
+    on_ready = nullptr;
+    f();
+  }
+  std::function<void()> on_ready;
+};
+
 // One per shard: reports its shard's mailboxes for /metrics.
 struct mailbox_probe_q {};
 struct shard_probe : troupe::actor {
@@ -281,6 +342,57 @@ class node_app {
     stop_extensions();
   }
 
+  /// Ready: the gateway serves (this answer is proof), the saga store is
+  /// open and its unfinished sagas resumed (both done before the
+  /// constructor returns), and the node is in a cluster: with seeds, linked
+  /// to at least one peer; without, it is the first node and needs none.
+  /// The body says which check fails. Also what sd_notify's READY=1 waits for.
+  task<net::http_response> readiness() {
+    json::object checks;
+    checks["gateway"] = "ok";
+    checks["saga_store"] = store_ ? "ok" : "not open";
+    checks["sagas_resumed"] = "ok: " + std::to_string(resumed_) + " resumed at start";
+    bool ready = store_ != nullptr;
+    if (cfg_.seeds.empty()) {
+      checks["cluster"] = "ok: no seeds, this node starts the cluster";
+    } else {
+      auto call = node_.state_of(2s);
+      result<net::cluster_state> st = co_await std::move(call);
+      std::size_t up = 0;
+      if (st)
+        for (const auto& m : st->members) up += m.up ? 1 : 0;
+      if (!st) {
+        checks["cluster"] = "unknown: " + st.error().message();
+        ready = false;
+      } else if (up == 0) {
+        checks["cluster"] = "waiting: linked to no peer yet (seeds: " +
+                            std::to_string(cfg_.seeds.size()) + ")";
+        ready = false;
+      } else {
+        checks["cluster"] = "ok: linked to " + std::to_string(up) + " peers";
+      }
+    }
+    json::object o;
+    o["ready"] = ready;
+    o["checks"] = std::move(checks);
+    co_return net::json_reply(o, ready ? 200 : 503);
+  }
+
+  /// Calls `on_ready` once, on shard 0, when the node first becomes ready
+  /// (as readiness() would say): at once without seeds, else when the first
+  /// peer's link is up.
+  void when_ready(std::function<void()> on_ready) {
+    if (cfg_.seeds.empty()) {
+      on_ready();
+      return;
+    }
+    troupe::spawn_options so;
+    so.shard = 0;
+    ready_watch_ = rt_.spawn<ready_watch>(so, std::move(on_ready));
+    node_.subscribe(ready_watch_);
+    (void)ready_watch_.tell(ready_watch::check{&node_});
+  }
+
   unsigned short cluster_port() const { return node_.port(); }
   unsigned short http_port() const { return http_->port(); }
 
@@ -360,6 +472,7 @@ class node_app {
     result<result<std::size_t>> resumed = rt_.ask_sync(orchestrator_, saga::recover{}, 60s);
     if (!resumed)
       throw std::runtime_error("cannot resume the stored sagas: " + resumed.error().message());
+    resumed_ = **resumed;
     if (**resumed > 0)
       rt_.log("troupe-node " + c.name + ": resumed " + std::to_string(**resumed) +
               " unfinished sagas");
@@ -476,6 +589,10 @@ class node_app {
 
     http_->route(http::verb::get, "/healthz", [](http_request&) -> task<http_response> {
       co_return http_response{200, "ok\n", "text/plain"};
+    });
+
+    http_->route(http::verb::get, "/readyz", [this](http_request&) -> task<http_response> {
+      co_return co_await readiness();
     });
 
     http_->route(http::verb::get, "/metrics",
@@ -706,6 +823,10 @@ class node_app {
            "troupe_saga_step_failures_total "
         << ss->step_failures << "\n";
     }
+    m << "# HELP troupe_build_info The troupe version and source revision of this node.\n"
+         "# TYPE troupe_build_info gauge\n"
+         "troupe_build_info{version=\""
+      << troupe::library_version() << "\",revision=\"" << troupe::revision() << "\"} 1\n";
     const net::http_stats hs = http_->stats();
     m << "# HELP troupe_http_requests_total HTTP requests served.\n"
          "# TYPE troupe_http_requests_total counter\n"
@@ -728,6 +849,8 @@ class node_app {
   troupe::actor_ref<selftest_participant> participant_;
   troupe::actor_ref<saga::orchestrator> orchestrator_;
   std::vector<troupe::actor_ref<shard_probe>> probes_;
+  troupe::actor_ref<ready_watch> ready_watch_;
+  std::size_t resumed_ = 0;
   std::optional<net::http_gateway> http_;
   std::vector<const net::node_extension*> started_;
 };
@@ -757,14 +880,28 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
                  "longest lock lease; also the lock-delay after a restart")
       ->check(CLI::Range(1LL, 86'400'000LL))
       ->capture_default_str();
+  app.set_version_flag("--version",
+                       std::string("troupe-node ") + troupe::library_version() + " (revision " +
+                           troupe::revision() + ")",
+                       "print the version and exit");
   for (auto& e : c.extensions)
     if (e.add_flags) e.add_flags(app);
+  app.set_config("--config", "",
+                 "TOML file of flags (keys are the long flag names: name = \"n1\", "
+                 "lock-max-ttl-ms = 30000); flags and TROUPE_<FLAG> variables override it");
+  std::vector<std::string> from_env;
+  std::vector<std::string> args = with_environment(app, argc, argv, from_env);
   try {
-    app.parse(argc, argv);
+    app.parse(std::move(args));
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return fail(2, std::string(e.what()) + " (see --help)");
+    std::string env;
+    for (const std::string& v : from_env) env += (env.empty() ? "" : ", ") + v;
+    return fail(2, std::string(e.what()) + (env.empty() ? "" : " (set from the environment: " + env + ")") +
+                       " (see --help)");
   }
   c.lock_max_ttl = std::chrono::milliseconds(lock_max_ttl_ms);
 
@@ -813,8 +950,13 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
   std::cout << "troupe-node " << c.name << ": cluster " << c.listen.host << ":"
             << node->cluster_port() << ", http " << c.http.host << ":" << node->http_port()
             << ", shards " << c.shards << std::endl;
+  // systemd (Type=notify): ready when /readyz would say so; no-op elsewhere.
+  node->when_ready([] {
+    ::sd_notify(0, "READY=1\nSTATUS=ready");
+  });
   int sig = 0;
   sigwait(&stop_signals, &sig);
+  ::sd_notify(0, "STOPPING=1");
   std::cout << "troupe-node " << c.name << ": " << (sig == SIGTERM ? "SIGTERM" : "SIGINT")
             << ", stopping" << std::endl;
   node.reset();

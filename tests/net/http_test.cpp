@@ -2,6 +2,9 @@
 // binary (a child process: its routes, start-up errors and SIGTERM).
 
 #include <signal.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <troupe/net/http.hpp>
+#include <troupe/version.hpp>
 
 #include "support.hpp"
 
@@ -234,7 +238,8 @@ namespace {
 // troupe-node in a child process; stdout and stderr captured.
 class node_process {
  public:
-  explicit node_process(std::vector<std::string> args) {
+  explicit node_process(std::vector<std::string> args,
+                        std::vector<std::pair<std::string, std::string>> env = {}) {
     int out[2];
     REQUIRE(::pipe(out) == 0);
     pid_ = ::fork();
@@ -243,6 +248,7 @@ class node_process {
       ::dup2(out[1], 1);
       ::dup2(out[1], 2);
       ::close(out[0]);
+      for (auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
       std::vector<char*> argv;
       argv.push_back(const_cast<char*>(TROUPE_NODE_BIN));
       for (auto& a : args) argv.push_back(a.data());
@@ -537,4 +543,146 @@ TEST_CASE("troupe-node runs sagas over HTTP, idempotently, and keeps them across
   p.signal(SIGTERM);
   CHECK(p.wait_exit() == 0);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("troupe-node --version prints the version and the revision", "[http][node]") {
+  node_process p{{"--version"}};
+  const std::string l = p.line();
+  CHECK(l.find(std::string("troupe-node ") + TROUPE_VERSION_STRING + " (revision ") == 0);
+  CHECK(p.wait_exit() == 0);
+}
+
+TEST_CASE("troupe-node takes flags from --config and TROUPE_ variables: flag > env > file",
+          "[http][node]") {
+  const std::string file = temp_path("troupe.toml");
+  std::ofstream(file) << "# a node's configuration\nname = \"from-file\"\nlisten = "
+                         "\"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nshards = 3\n";
+  SECTION("the file alone") {
+    node_process p{{"--config", file}};
+    const std::string l = p.until("troupe-node from-file: cluster");
+    REQUIRE_FALSE(l.empty());
+    CHECK(l.find("shards 3") != std::string::npos);
+  }
+  SECTION("a variable beats the file, a flag beats both") {
+    node_process env{{"--config", file}, {{"TROUPE_NAME", "from-env"}}};
+    const std::string l = env.until("troupe-node from-env: cluster");
+    REQUIRE_FALSE(l.empty());
+    CHECK(l.find("shards 3") != std::string::npos);  // the file still fills the rest
+    node_process flag{{"--config", file, "--name", "from-flag", "--shards", "1"},
+                      {{"TROUPE_NAME", "from-env"}, {"TROUPE_SHARDS", "2"}}};
+    const std::string f = flag.until("troupe-node from-flag: cluster");
+    REQUIRE_FALSE(f.empty());
+    CHECK(f.find("shards 1") != std::string::npos);
+  }
+  SECTION("TROUPE_CONFIG names the file") {
+    node_process p{{}, {{"TROUPE_CONFIG", file}}};
+    CHECK_FALSE(p.until("troupe-node from-file: cluster").empty());
+  }
+  SECTION("a bad variable is named in the error") {
+    node_process p{{"--config", file}, {{"TROUPE_SHARDS", "many"}}};
+    const std::string l = p.line();
+    CHECK(l.find("troupe-node:") == 0);
+    CHECK(l.find("TROUPE_SHARDS") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+  }
+  SECTION("an unknown key in the file is refused") {
+    const std::string bad = temp_path("bad.toml");
+    std::ofstream(bad) << "name = \"n\"\nshardz = 2\n";
+    node_process p{{"--config", bad}};
+    const std::string l = p.line();
+    CHECK(l.find("troupe-node:") == 0);
+    CHECK(l.find("shardz") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+    std::remove(bad.c_str());
+  }
+  SECTION("a missing file is refused") {
+    node_process p{{"--config", file + ".missing"}};
+    CHECK(p.line().find(".missing") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+  }
+  std::remove(file.c_str());
+}
+
+namespace {
+// A unix datagram socket standing in for systemd's NOTIFY_SOCKET.
+struct notify_socket {
+  std::string path = temp_path("notify");
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  notify_socket() {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~notify_socket() {
+    ::close(fd);
+    ::unlink(path.c_str());
+  }
+  // The next datagram, or "" after `within`.
+  std::string next(std::chrono::milliseconds within) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(within.count())) != 1) return {};
+    char buf[512];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string{};
+  }
+};
+
+// GETs /readyz until it answers `status` (or 10 s pass); the last reply.
+reply readyz_until(client& c, unsigned status) {
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    reply r = c.call(http::verb::get, "/readyz");
+    if (r.status == status || std::chrono::steady_clock::now() >= end) return r;
+  }
+}
+}  // namespace
+
+TEST_CASE("troupe-node says when it is ready: /readyz and sd_notify", "[http][node]") {
+  notify_socket first_notify;
+  node_process first{{"--name", "r1", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
+                     {{"NOTIFY_SOCKET", first_notify.path}}};
+  const std::string up = first.until("troupe-node r1: cluster");
+  REQUIRE_FALSE(up.empty());
+  // Without seeds it starts the cluster: ready at once.
+  CHECK(first_notify.next(10s).find("READY=1") != std::string::npos);
+  client c1{port_after(up, "http")};
+  reply r = c1.call(http::verb::get, "/readyz");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body).at("ready").as_bool());
+  CHECK(c1.call(http::verb::get, "/healthz").status == 200);
+
+  SECTION("a node whose seeds answer is ready once linked") {
+    notify_socket n;
+    node_process second{{"--name", "r2", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                         "--seeds", "127.0.0.1:" + std::to_string(port_after(up, "cluster"))},
+                        {{"NOTIFY_SOCKET", n.path}}};
+    const std::string l = second.until("troupe-node r2: cluster");
+    REQUIRE_FALSE(l.empty());
+    CHECK(n.next(10s).find("READY=1") != std::string::npos);
+    client c2{port_after(l, "http")};
+    reply ok = readyz_until(c2, 200);
+    CHECK(ok.status == 200);
+    CHECK(std::string(json::parse(ok.body).at("checks").at("cluster").as_string()).find("ok") == 0);
+    second.signal(SIGTERM);
+    CHECK(n.next(10s).find("STOPPING=1") != std::string::npos);
+    CHECK(second.wait_exit() == 0);
+  }
+  SECTION("a node whose seeds do not answer is alive but not ready, and says why") {
+    asio::io_context io;
+    asio::ip::tcp::acceptor closed{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    const auto dead = closed.local_endpoint().port();
+    closed.close();
+    node_process lone{{"--name", "r3", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                       "--seeds", "127.0.0.1:" + std::to_string(dead)}};
+    const std::string l = lone.until("troupe-node r3: cluster");
+    REQUIRE_FALSE(l.empty());
+    client c3{port_after(l, "http")};
+    CHECK(c3.call(http::verb::get, "/healthz").status == 200);
+    reply no = c3.call(http::verb::get, "/readyz");
+    CHECK(no.status == 503);
+    const json::value v = json::parse(no.body);
+    CHECK_FALSE(v.at("ready").as_bool());
+    CHECK(std::string(v.at("checks").at("cluster").as_string()).find("waiting") == 0);
+  }
 }
