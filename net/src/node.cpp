@@ -180,7 +180,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   /// Closes a connection accepted while max_handshakes others are still
-  /// authenticating: at once, unread. Logged once per burst of refusals.
+  /// authenticating: at once, unread. The first refusal is logged, then one
+  /// in every 1000.
   [[gnu::cold, gnu::noinline]] void refuse_handshake(asio::ip::tcp::socket& s) {
     boost::system::error_code ec;
     s.close(ec);
