@@ -42,6 +42,9 @@ class category final : public boost::system::error_category {
         return "the encoded message exceeds the frame size limit";
       case errc::no_route:
         return "no route for the key: no route table on this node, or no reachable member";
+      case errc::link_congested:
+        return "the link to the peer node is congested: the peer is not reading (its outbound "
+               "buffer is full)";
     }
     return "unknown troupe error";
   }

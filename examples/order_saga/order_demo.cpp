@@ -367,7 +367,11 @@ int main(int argc, char** argv) {
     std::ofstream f(secret_file);
     for (int i = 0; i < 4; ++i) f << std::hex << rd() << rd();
     f << "\n";
-    if (!f) {
+    f.close();
+    std::error_code ec;  // troupe-node refuses a secret file others may read
+    std::filesystem::permissions(
+        secret_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+    if (!f || ec) {
       std::cerr << "order-demo: cannot write " << secret_file << "\n";
       return 2;
     }

@@ -153,6 +153,12 @@ frame_reader::frame_reader(std::uint32_t max_frame) : max_frame_(max_frame) {
                 "frame_reader: max_frame below the largest header");
 }
 
+void frame_reader::set_max_frame(std::uint32_t max_frame) noexcept {
+  TROUPE_ASSERT(max_frame >= frame_header_max - length_bytes,
+                "frame_reader: max_frame below the largest header");
+  max_frame_ = max_frame;
+}
+
 boost::system::error_code frame_reader::fail(frame_errc e) noexcept {
   error_ = make_error_code(e);
   // Nothing buffered will ever be read; give the memory back now.

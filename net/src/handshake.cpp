@@ -25,7 +25,7 @@ class category final : public boost::system::error_category {
       case handshake_errc::duplicate_name:
         return "a node with this name is already linked";
       case handshake_errc::not_loopback:
-        return "no cluster secret configured: only loopback peers are accepted";
+        return "no cluster secret configured: only loopback peers may link";
     }
     return "unknown handshake error";
   }

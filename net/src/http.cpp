@@ -80,7 +80,8 @@ std::optional<std::int64_t> json_int(const json::object& o, std::string_view fie
 unsigned http_status_for(const boost::system::error_code& ec) noexcept {
   if (ec == errc::ask_timeout) return 504;
   if (ec == errc::actor_dead || ec == errc::node_down || ec == errc::no_route ||
-      ec == errc::runtime_stopped || ec == errc::mailbox_full || ec == errc::name_not_found)
+      ec == errc::runtime_stopped || ec == errc::mailbox_full || ec == errc::name_not_found ||
+      ec == errc::link_congested)
     return 503;
   return 500;
 }

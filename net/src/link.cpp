@@ -27,7 +27,7 @@ peer_link::peer_link(link_config cfg, asio::ip::tcp::socket socket, role r, link
       role_(r),
       listener_(listener),
       owner_(std::move(owner)),
-      reader_(cfg_.max_frame) {
+      reader_(std::min(cfg_.handshake_max_frame, cfg_.max_frame)) {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);  // frames are coalesced by us, not Nagle
 }
@@ -61,7 +61,18 @@ void peer_link::start_flush() {
 
 void peer_link::handle(link_send f) {
   if (closed_) return;  // the owner learns of the close through on_down
+  if (out_.size() + sending_.size() >= cfg_.max_outbound) {
+    (void)refuse_congested();  // dropped, as a tell that cannot be sent; counted
+    return;
+  }
   queue(f.header, f.payload);
+}
+
+peer_link::append_result peer_link::refuse_congested() noexcept {
+  ++stats_.congested;
+  if (cfg_.counters) cfg_.counters->congested.fetch_add(1, std::memory_order_relaxed);
+  if (congested_since_ns_ == 0) congested_since_ns_ = system().now_ns();
+  return append_result::congested;
 }
 
 void peer_link::write_through() {
@@ -82,6 +93,7 @@ void peer_link::send_now() noexcept {
   stats_.bytes_out += sent;
   ++stats_.writes;
   last_out_ns_ = system().now_ns();
+  congested_since_ns_ = 0;  // the peer took bytes: not stuck
   if (sent == out_.size()) {
     out_.clear();
   } else {
@@ -106,6 +118,7 @@ task<void> peer_link::handle(flush) {
     stats_.bytes_out += *n;
     ++stats_.writes;
     last_out_ns_ = system().now_ns();
+    congested_since_ns_ = 0;  // the peer took a whole write: not stuck
     sending_.clear();
   }
   writing_ = false;
@@ -137,7 +150,8 @@ task<result<frame_view>> peer_link::read_frame() {
       ++stats_.frames_in;
       co_return **f;
     }
-    std::span<char> buf = reader_.writable(read_bytes);
+    // The handshake's frames are small: read no more than one frame may hold.
+    std::span<char> buf = reader_.writable(std::min<std::size_t>(read_bytes, reader_.max_frame()));
     result<std::size_t> n =
         co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()), use_task);
     if (!n) co_return failure<frame_view>(n.error());
@@ -164,15 +178,24 @@ task<bool> peer_link::handshake() {
     close("handshake refused: " + why);
     return false;
   };
+  // A read that failed: a frame over the pre-authentication limit is named and counted.
+  auto refuse_read = [this, &refuse](const boost::system::error_code& ec) {
+    if (ec != frame_errc::frame_too_large) return refuse(ec.message());
+    if (cfg_.counters) cfg_.counters->handshake_too_large.fetch_add(1, std::memory_order_relaxed);
+    return refuse("a frame longer than the " + std::to_string(reader_.max_frame()) +
+                  " bytes allowed before authentication");
+  };
   auto peer_goodbye = [this](const frame_view& f) {
     close("peer refused the handshake: " + std::string(f.payload));
     return false;
   };
+  if (!cfg_.secret && !is_loopback(socket_))  // either side: no secret, this host only
+    co_return refuse(make_error_code(handshake_errc::not_loopback).message());
   if (role_ == role::dialer) {
     queue({frame_kind::hello, 0, 0, 0, 0},
           encoded(hello_msg{handshake_magic, protocol_version, cfg_.cluster, cfg_.node}));
     result<frame_view> f = co_await read_frame();
-    if (!f) co_return refuse(f.error().message());
+    if (!f) co_return refuse_read(f.error());
     if (f->header.kind == frame_kind::goodbye) co_return peer_goodbye(*f);
     if (f->header.kind != frame_kind::challenge) co_return refuse("expected a challenge");
     result<challenge_msg> c = decode<challenge_msg>(f->payload);
@@ -183,7 +206,7 @@ task<bool> peer_link::handshake() {
           encoded(
               proof_msg{my_nonce, proof_mac(secret, cfg_.cluster, cfg_.node, c->node, c->nonce)}));
     result<frame_view> w = co_await read_frame();
-    if (!w) co_return refuse(w.error().message());
+    if (!w) co_return refuse_read(w.error());
     if (w->header.kind == frame_kind::goodbye) co_return peer_goodbye(*w);
     if (w->header.kind != frame_kind::welcome) co_return refuse("expected a welcome");
     result<welcome_msg> m = decode<welcome_msg>(w->payload);
@@ -193,18 +216,16 @@ task<bool> peer_link::handshake() {
   }
   // Acceptor.
   result<frame_view> f = co_await read_frame();
-  if (!f) co_return refuse(f.error().message());
+  if (!f) co_return refuse_read(f.error());
   if (f->header.kind != frame_kind::hello) co_return refuse("expected a hello");
   result<hello_msg> h = decode<hello_msg>(f->payload);
   if (!h) co_return refuse("malformed hello");
   if (auto ec = check_hello(*h, cfg_.cluster)) co_return refuse(ec.message());
-  if (!cfg_.secret && !is_loopback(socket_))
-    co_return refuse(make_error_code(handshake_errc::not_loopback).message());
   stats_.peer = h->node;
   const std::string my_nonce = make_nonce();
   queue({frame_kind::challenge, 0, 0, 0, 0}, encoded(challenge_msg{cfg_.node, my_nonce}));
   result<frame_view> p = co_await read_frame();
-  if (!p) co_return refuse(p.error().message());
+  if (!p) co_return refuse_read(p.error());
   if (p->header.kind != frame_kind::proof) co_return refuse("expected a proof");
   result<proof_msg> pr = decode<proof_msg>(p->payload);
   if (!pr || !mac_equal(pr->mac, proof_mac(secret, cfg_.cluster, h->node, cfg_.node, my_nonce)))
@@ -215,10 +236,11 @@ task<bool> peer_link::handshake() {
 }
 
 task<void> peer_link::handle(link_start) {
-  last_in_ns_ = last_out_ns_ = system().now_ns();
+  started_ns_ = last_in_ns_ = last_out_ns_ = system().now_ns();
   (void)ref_of(this).tell(tick{});
   bool ok = co_await handshake();
   if (ok && !closed_) {
+    reader_.set_max_frame(cfg_.max_frame);  // authenticated: full-size frames from here on
     stats_.up = true;
     const actor_ref<peer_link> me = ref_of(this);
     if (listening()) listener_->on_up(me, stats_.peer);
@@ -282,11 +304,21 @@ task<void> peer_link::handle(tick) {
     if (closed_) break;
     const std::int64_t now = system().now_ns();
     if (!stats_.up) {
-      if (now - last_out_ns_ > std::chrono::nanoseconds(cfg_.handshake_timeout).count()) {
+      if (now - started_ns_ > std::chrono::nanoseconds(cfg_.handshake_timeout).count()) {
+        if (cfg_.counters)
+          cfg_.counters->handshake_timeouts.fetch_add(1, std::memory_order_relaxed);
         close("handshake timed out after " + std::to_string(cfg_.handshake_timeout.count()) +
               " ms");
       }
       continue;
+    }
+    if (congested_since_ns_ != 0 &&
+        now - congested_since_ns_ > std::chrono::nanoseconds(cfg_.down_after).count()) {
+      if (cfg_.counters) cfg_.counters->slow_consumers.fetch_add(1, std::memory_order_relaxed);
+      close("peer is not reading: " + std::to_string(out_.size() + sending_.size()) +
+            " bytes waiting to be written (limit " + std::to_string(cfg_.max_outbound) +
+            ") and none taken for " + std::to_string(ms_of(now - congested_since_ns_)) + " ms");
+      break;
     }
     if (now - last_in_ns_ > std::chrono::nanoseconds(cfg_.down_after).count()) {
       close("peer silent for " + std::to_string(ms_of(now - last_in_ns_)) + " ms (limit " +

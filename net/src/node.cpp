@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 #include <troupe/net/node.hpp>
+#include <unordered_set>
 
 namespace troupe::net {
 
@@ -81,6 +82,7 @@ struct frame_item final : troupe::detail::work_item {
 };
 struct start_q {};
 struct shutdown_q {};
+struct sweep_tick {};
 struct dial_q {
   endpoint to;
   unsigned attempt = 0;
@@ -100,6 +102,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   struct relay {
     actor_ref<peer_link> origin;
     std::uint64_t correlation;
+    std::int64_t since_ns;  // when it was forwarded (swept after relay_timeout)
   };
   struct peer_state {
     actor_ref<peer_link> link;
@@ -112,7 +115,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   struct proxy_target {
     std::string peer;
     std::uint64_t remote_id;
-    peer_state* state;  // peers_[peer]: entries of peers_ are never erased
+    peer_state* state;  // peers_[peer]: erased only with the peer's entry (forget_peer)
   };
 
  public:
@@ -124,6 +127,10 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     cfg_.heartbeat = opts_.heartbeat;
     cfg_.down_after = opts_.down_after;
     cfg_.max_frame = opts_.max_frame;
+    cfg_.handshake_timeout = opts_.handshake_timeout;
+    cfg_.handshake_max_frame = opts_.handshake_max_frame;
+    cfg_.max_outbound = opts_.max_outbound;
+    cfg_.counters = counters_;
   }
 
   ~node_actor() override {
@@ -151,6 +158,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
           "troupe: node " + opts_.name +
           " has no cluster secret: it accepts loopback peers only (set one with --secret-file)");
     for (const endpoint& s : opts_.seeds) (void)ref_of(this).tell(dial_q{s, 0});
+    (void)ref_of(this).tell(sweep_tick{});
     for (;;) {
       result<asio::ip::tcp::socket> s = co_await acceptor_.async_accept(use_task);
       if (!s) {
@@ -160,9 +168,56 @@ class node_actor final : public actor, public link_listener, public troupe::deta
             std::chrono::milliseconds(10));  // e.g. out of file descriptors: do not spin
         continue;
       }
+      if (handshaking_.size() >= opts_.max_handshakes) {
+        refuse_handshake(*s);
+        continue;
+      }
       auto l = spawn<peer_link>(cfg_, std::move(*s), peer_link::role::acceptor,
                                 static_cast<link_listener*>(this), self());
+      handshaking_.insert(l.addr().cell());
       (void)l.tell(link_start{});
+    }
+  }
+
+  /// Closes a connection accepted while max_handshakes others are still
+  /// authenticating: at once, unread. The first refusal is logged, then one
+  /// in every 1000.
+  [[gnu::cold, gnu::noinline]] void refuse_handshake(asio::ip::tcp::socket& s) {
+    boost::system::error_code ec;
+    s.close(ec);
+    if (limits_.handshakes_refused++ == logged_handshakes_refused_) {
+      system().log("troupe: node " + opts_.name + ": " + std::to_string(opts_.max_handshakes) +
+                   " connections are authenticating; closing new ones at once (limit "
+                   "--max-handshakes; counted in troupe_link_refused_total)");
+      logged_handshakes_refused_ = limits_.handshakes_refused + 1000;  // then once per 1000
+    }
+  }
+
+  /// Every quarter of relay_timeout (at most every second): forgets relays
+  /// whose reply never came and asks whose askers gave up, so the tables
+  /// return to their size once a peer stops answering.
+  task<void> handle(sweep_tick) {
+    const auto every = std::clamp<std::chrono::milliseconds>(
+        opts_.relay_timeout / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+    while (!stopping_) {
+      co_await sleep_for(every);
+      if (stopping_) break;
+      const std::int64_t oldest =
+          system().now_ns() - std::chrono::nanoseconds(opts_.relay_timeout).count();
+      for (auto& [name, p] : peers_) {
+        sweep(p);
+        for (auto it = p.relays.begin(); it != p.relays.end();) {
+          if (it->second.since_ns <= oldest) {
+            // The asker's node hears why now (its asker most likely gave up already).
+            reply_error(it->second.origin, it->second.correlation, errc::ask_timeout);
+            ++limits_.relays_expired;
+            it = p.relays.erase(it);
+            --relay_count_;
+          } else {
+            ++it;
+          }
+        }
+      }
     }
   }
 
@@ -182,6 +237,15 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     if (ec) {
       system().log("troupe: node " + opts_.name + ": seed " + d.to.host + ":" +
                    std::to_string(d.to.port) + " is not an IP address; not dialing it");
+      co_return;
+    }
+    if (!opts_.secret && !addr.is_loopback()) {
+      // Without a secret the handshake proves nothing: keep to this host.
+      ++limits_.dials_refused;
+      system().log("troupe: node " + opts_.name + ": not dialing " + d.to.host + ":" +
+                   std::to_string(d.to.port) +
+                   ": without a cluster secret a node links to loopback peers only (set one "
+                   "with --secret-file)");
       co_return;
     }
     ec = co_await s.async_connect(asio::ip::tcp::endpoint{addr, d.to.port}, use_task);
@@ -230,6 +294,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     result<lookup_res> r = co_await call;
     if (!r) co_return failure<actor_addr>(r.error());
     if (r->error != 0) co_return failure<actor_addr>(static_cast<errc>(r->error));
+    // The link may have gone down (and the peer's entry with it) meanwhile.
+    p = peer(q.peer);
+    if (!p || !p->link) co_return failure<actor_addr>(errc::node_down);
     co_return make_proxy_addr(q.type, q.peer, r->id);
   }
 
@@ -256,6 +323,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     }
     s.routing = route_stats_;
     s.routing.epoch = route_epoch_;
+    s.limits = limit_stats_now();
     co_return s;
   }
 
@@ -341,6 +409,14 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   // --- link_listener: called on this shard by the links ---
 
   void on_up(const actor_ref<peer_link>& l, const std::string& name) override {
+    handshaking_.erase(l.addr().cell());
+    if (peers_.size() >= opts_.max_peers && !peers_.contains(name)) {
+      ++limits_.peers_refused;
+      (void)l.tell(link_close{"too many peers: " + std::to_string(opts_.max_peers) +
+                              " are linked (limit --max-peers)"});
+      return;
+    }
+    owner_cache_ = {};  // it may hold "no such peer" for this name
     peer_state& p = peers_[name];
     if (p.link && p.link.alive() && p.link != l) {
       (void)l.tell(link_close{"duplicate link: " + name + " is already linked"});
@@ -353,6 +429,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
 
   void on_down(const actor_ref<peer_link>& l, const std::string& name,
                const std::string& reason) override {
+    handshaking_.erase(l.addr().cell());
     detail_down(l, name, reason);
     if (auto d = dialed_.find(l.addr().cell()); d != dialed_.end()) {
       endpoint to = d->second;
@@ -422,6 +499,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
                                frame_header{h.kind, 0, 0, 0, r->second.correlation},
                                std::string(payload));
             p.relays.erase(r);
+            --relay_count_;
           }
           return;  // else the asker's deadline already passed and it was swept
         }
@@ -531,7 +609,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     peer_link* lk = link_here(p.link);
     if (!lk) return errc::node_down;
     link_route_state& rs = lk->route_state();
-    if (rs.tx_epoch != route_epoch_ && !announce_route_context(*lk, rs)) return errc::node_down;
+    if (rs.tx_epoch != route_epoch_)
+      if (const errc e = announce_route_context(*lk, rs); e != errc{}) return e;
     const route_name rn = route_wire::name_for(rs, name);
     frame_header h;
     h.kind = kind;
@@ -579,6 +658,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       return errc::message_too_large;
     }
     if (r == peer_link::append_result::closed) return errc::node_down;  // on_down follows
+    if (r == peer_link::append_result::congested) return errc::link_congested;  // counted
     return errc{};
   }
 
@@ -614,9 +694,10 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   // --- routing by key ---
   // The routed prefix and the route_context frame: route_wire.hpp.
 
-  /// Sends this node's route context on the link; false if the link closed.
-  /// (Called only with a table installed, so route_epoch_ >= 1.)
-  [[gnu::noinline]] bool announce_route_context(peer_link& lk, link_route_state& rs) noexcept {
+  /// Sends this node's route context on the link; node_down if the link
+  /// closed, link_congested if its buffer is full. (Called only with a table
+  /// installed, so route_epoch_ >= 1.)
+  [[gnu::noinline]] errc announce_route_context(peer_link& lk, link_route_state& rs) noexcept {
     const std::uint64_t epoch = route_epoch_;
     const std::uint32_t digest = digest32();
     try {
@@ -627,12 +708,13 @@ class node_actor final : public actor, public link_listener, public troupe::deta
                       const char* q = route_wire::write_context(buf, epoch, digest);
                       out.append(buf, static_cast<std::size_t>(q - buf));
                     });
-      if (r != peer_link::append_result::ok) return false;
+      if (r == peer_link::append_result::congested) return errc::link_congested;
+      if (r != peer_link::append_result::ok) return errc::node_down;
     } catch (...) {  // out of memory
-      return false;
+      return errc::node_down;
     }
     rs.tx_epoch = epoch;
-    return true;
+    return errc{};
   }
   std::uint32_t digest32() const noexcept { return static_cast<std::uint32_t>(table_digest_); }
 
@@ -640,8 +722,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   /// then says which (self, or the peer's state).
   bool reachable(std::string_view member) {
     // Names from one table are stable strings: the last one is remembered by
-    // address (a node's peers_ entries are never erased), so a stream of
-    // sends to one owner compares no strings.
+    // address (the cache is dropped whenever peers_ gains or loses an entry),
+    // so a stream of sends to one owner compares no strings.
     if (member.data() != owner_cache_.name) {
       const bool self = member == opts_.name;
       owner_cache_ = {member.data(), self, self ? nullptr : peer(member)};
@@ -812,14 +894,22 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     const bool ask = h.kind == frame_kind::routed_ask;
     std::uint64_t correlation = 0;
     if (ask) {
+      if (relay_count_ >= opts_.max_relays) {  // the table is full: delivered here instead
+        ++limits_.relays_refused;
+        return false;
+      }
       correlation = next_correlation_++;
-      to.relays.emplace(correlation, relay{l, h.correlation});
+      to.relays.emplace(correlation, relay{l, h.correlation, system().now_ns()});
+      ++relay_count_;
     }
     // The frame goes out with this node's route context on the owner's link.
     const errc e = put_routed_frame(to, h.kind, h.type_id, correlation, v.key, v.name, 1,
                                     [&](std::string& out) { out.append(v.message); });
     if (e != errc{}) {
-      if (ask) to.relays.erase(correlation);
+      if (ask) {
+        to.relays.erase(correlation);
+        --relay_count_;
+      }
       return false;
     }
     ++route_stats_.forwarded;
@@ -877,12 +967,18 @@ class node_actor final : public actor, public link_listener, public troupe::deta
                    const std::string& reason) {
     link_peer_.erase(l.addr().cell());
     frame_peer_cache_ = {};
+    // Asks forwarded for this link's node: their replies have nowhere to go.
+    if (relay_count_ != 0)
+      for (auto& [n, q] : peers_)
+        relay_count_ -=
+            std::erase_if(q.relays, [&](const auto& kv) { return kv.second.origin == l; });
     peer_state* p = peer(name);
     if (!p || p->link != l) return;  // a refused duplicate, or never up
     p->link = actor_ref<peer_link>{};
     for (auto& [corr, m] : p->pending) m->ops_->discard(m, errc::node_down);
     p->pending.clear();
     for (auto& [corr, r] : p->relays) reply_error(r.origin, r.correlation, errc::node_down);
+    relay_count_ -= p->relays.size();
     p->relays.clear();
     for (auto& proxy : p->proxies) {
       actor_cell* c = proxy.cell();
@@ -892,7 +988,36 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     }
     p->proxies.clear();
     p->node_proxy = actor_ref<node_actor>{};
+    forget_peer(name);
     notify(member_event{name, false, reason});
+  }
+
+  /// Erases a peer's entry once its link is down, so names that come and go
+  /// do not grow the table; the caches that point into it are dropped.
+  void forget_peer(const std::string& name) {
+    auto it = peers_.find(name);
+    if (it == peers_.end() || it->second.link) return;
+    peer_state* p = &it->second;
+    std::erase_if(proxies_, [p](const auto& kv) { return kv.second.state == p; });
+    proxy_cache_ = {};
+    owner_cache_ = {};
+    for (route_slot& s : route_slots_)
+      if (s.peer == p) s = route_slot{};
+    frame_peer_cache_ = {};
+    peers_.erase(it);
+  }
+
+  limit_stats limit_stats_now() const {
+    limit_stats s = limits_;
+    s.handshakes = handshaking_.size();
+    s.handshake_too_large = counters_->handshake_too_large.load(std::memory_order_relaxed);
+    s.handshake_timeouts = counters_->handshake_timeouts.load(std::memory_order_relaxed);
+    s.link_congested = counters_->congested.load(std::memory_order_relaxed);
+    s.slow_consumers = counters_->slow_consumers.load(std::memory_order_relaxed);
+    s.peers = peers_.size();
+    s.relays = relay_count_;
+    for (const auto& [name, p] : peers_) s.pending_asks += p.pending.size();
+    return s;
   }
 
   void notify(const member_event& e) {
@@ -911,6 +1036,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   using actor_cell = troupe::detail::actor_cell;
 
   node_options opts_;
+  std::shared_ptr<link_counters> counters_ = std::make_shared<link_counters>();
   link_config cfg_;
   asio::ip::tcp::acceptor acceptor_;
   std::mt19937_64 rng_;
@@ -967,6 +1093,10 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     detail::inbound_fn fn = nullptr;
   } routed_cache_;
   std::vector<detail::subscribe_q> subscribers_;
+  std::unordered_set<actor_cell*> handshaking_;  // accepted links not yet up
+  std::size_t relay_count_ = 0;                  // relays over all peers
+  limit_stats limits_;  // the counters kept here (the links keep the rest in counters_)
+  std::uint64_t logged_handshakes_refused_ = 0;
 };
 
 node::node(runtime& rt, node_options opts) : rt_(rt), name_(opts.name), shard_(opts.shard) {

@@ -3,6 +3,7 @@
 // plus the extensions an application adds (troupe/net/node_main.hpp).
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ struct config {
   std::string data_dir;
   std::optional<std::string> secret;
   std::optional<std::string> http_token;
+  net::node_options link_caps;  // only its cluster-link caps are read (link_cap_flags)
   unsigned shards = 2;
   std::chrono::milliseconds lock_max_ttl{60'000};
   std::vector<net::node_extension> extensions;
@@ -56,10 +58,23 @@ int fail(int code, const std::string& line) {
   return code;
 }
 
+// The shortest secret (or token) accepted from a file.
+constexpr std::size_t secret_min_bytes = 16;
+
+// A secret from a file only its owner may read, of at least secret_min_bytes.
 std::optional<std::string> read_secret(const std::string& path, std::string& error) {
   std::ifstream f(path, std::ios::binary);
   if (!f) {
     error = "cannot read " + path + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    error = "cannot stat " + path + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    error = path + " is open to group or others; run `chmod 600 " + path + "`";
     return std::nullopt;
   }
   std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -68,8 +83,53 @@ std::optional<std::string> read_secret(const std::string& path, std::string& err
     error = path + " is empty";
     return std::nullopt;
   }
+  if (s.size() < secret_min_bytes) {
+    error = path + " holds " + std::to_string(s.size()) + " bytes; a secret needs at least " +
+            std::to_string(secret_min_bytes) + " (e.g. `head -c 32 /dev/urandom | base64 > " +
+            path + "`)";
+    return std::nullopt;
+  }
   return s;
 }
+
+// The caps on cluster links (docs/security.md), as flags into node_options.
+struct link_cap_flags {
+  long long handshake_timeout_ms = 5000;
+  long long relay_timeout_ms = 120'000;
+  void add(CLI::App& app, net::node_options& o) {
+    app.add_option("--handshake-timeout-ms", handshake_timeout_ms,
+                   "a cluster connection must authenticate within this")
+        ->check(CLI::Range(100LL, 600'000LL))
+        ->capture_default_str();
+    app.add_option("--handshake-max-frame", o.handshake_max_frame,
+                   "bytes a frame may have before the connection authenticates")
+        ->check(CLI::Range(512u, 1u << 20))
+        ->capture_default_str();
+    app.add_option("--max-handshakes", o.max_handshakes,
+                   "cluster connections authenticating at once; more are closed at once")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{65536}))
+        ->capture_default_str();
+    app.add_option("--link-max-outbound", o.max_outbound,
+                   "bytes a link may hold for a peer that is not reading; sends beyond fail")
+        ->check(CLI::Range(std::size_t{64} << 10, std::size_t{1} << 32))
+        ->capture_default_str();
+    app.add_option("--max-peers", o.max_peers, "peers linked at once")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{65536}))
+        ->capture_default_str();
+    app.add_option("--max-relays", o.max_relays,
+                   "forwarded asks awaiting a reply; beyond, routed asks are served here")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24))
+        ->capture_default_str();
+    app.add_option("--relay-timeout-ms", relay_timeout_ms,
+                   "how long a forwarded ask's reply is awaited")
+        ->check(CLI::Range(100LL, 86'400'000LL))
+        ->capture_default_str();
+  }
+  void apply(net::node_options& o) const {
+    o.handshake_timeout = std::chrono::milliseconds(handshake_timeout_ms);
+    o.relay_timeout = std::chrono::milliseconds(relay_timeout_ms);
+  }
+};
 
 bool writable_dir(const std::string& dir, std::string& error) {
   std::error_code ec;
@@ -409,6 +469,13 @@ class node_app {
     o.listen = c.listen;
     o.seeds = c.seeds;
     o.secret = c.secret;
+    o.handshake_timeout = c.link_caps.handshake_timeout;
+    o.handshake_max_frame = c.link_caps.handshake_max_frame;
+    o.max_handshakes = c.link_caps.max_handshakes;
+    o.max_outbound = c.link_caps.max_outbound;
+    o.max_peers = c.link_caps.max_peers;
+    o.max_relays = c.link_caps.max_relays;
+    o.relay_timeout = c.link_caps.relay_timeout;
     return o;
   }
   static actors::lock_options lock_options(const config& c) {
@@ -773,6 +840,7 @@ class node_app {
         << s->routing.sent << "\ntroupe_routed_total{event=\"received\"} " << s->routing.received
         << "\ntroupe_routed_total{event=\"forwarded\"} " << s->routing.forwarded
         << "\ntroupe_routed_total{event=\"undeliverable\"} " << s->routing.undeliverable << "\n";
+      link_limit_metrics(m, *s);
     }
     auto lcall = service_.ref().ask(actors::lock_stats_q{}, 2s);
     result<actors::lock_stats> ls = co_await lcall;
@@ -839,6 +907,44 @@ class node_app {
     co_return net::http_response{200, m.str(), "text/plain; version=0.0.4"};
   }
 
+  // The cluster links' caps: what they refused, and the tables they bound.
+  static void link_limit_metrics(std::ostringstream& m, const net::cluster_state& s) {
+    const net::limit_stats& l = s.limits;
+    m << "# HELP troupe_link_queued_bytes Bytes waiting to be written to a peer.\n"
+         "# TYPE troupe_link_queued_bytes gauge\n";
+    for (const auto& p : s.members)
+      m << "troupe_link_queued_bytes{peer=\"" << p.name << "\"} " << p.stats.queued_bytes << "\n";
+    m << "# HELP troupe_link_congested_total Frames refused because a link's outbound buffer was "
+         "full (the peer is not reading).\n"
+         "# TYPE troupe_link_congested_total counter\n"
+         "troupe_link_congested_total "
+      << l.link_congested
+      << "\n# HELP troupe_link_refused_total Cluster connections closed by a cap, by reason.\n"
+         "# TYPE troupe_link_refused_total counter\n"
+         "troupe_link_refused_total{reason=\"handshakes\"} "
+      << l.handshakes_refused << "\ntroupe_link_refused_total{reason=\"handshake_frame\"} "
+      << l.handshake_too_large << "\ntroupe_link_refused_total{reason=\"handshake_timeout\"} "
+      << l.handshake_timeouts << "\ntroupe_link_refused_total{reason=\"slow_consumer\"} "
+      << l.slow_consumers << "\ntroupe_link_refused_total{reason=\"peers\"} " << l.peers_refused
+      << "\ntroupe_link_refused_total{reason=\"dial_not_loopback\"} " << l.dials_refused
+      << "\n# HELP troupe_link_handshakes Cluster connections authenticating now.\n"
+         "# TYPE troupe_link_handshakes gauge\n"
+         "troupe_link_handshakes "
+      << l.handshakes
+      << "\n# HELP troupe_node_table_entries Entries in the node's peer, pending-ask and relay "
+         "tables.\n"
+         "# TYPE troupe_node_table_entries gauge\n"
+         "troupe_node_table_entries{table=\"peers\"} "
+      << l.peers << "\ntroupe_node_table_entries{table=\"pending_asks\"} " << l.pending_asks
+      << "\ntroupe_node_table_entries{table=\"relays\"} " << l.relays
+      << "\n# HELP troupe_relays_dropped_total Forwarded asks not relayed: expired or refused at "
+         "the cap.\n"
+         "# TYPE troupe_relays_dropped_total counter\n"
+         "troupe_relays_dropped_total{reason=\"expired\"} "
+      << l.relays_expired << "\ntroupe_relays_dropped_total{reason=\"cap\"} " << l.relays_refused
+      << "\n";
+  }
+
   config cfg_;
   troupe::runtime rt_;
   net::node node_;
@@ -873,6 +979,8 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
   app.add_option("--secret-file", secret_file, "file holding the cluster secret");
   app.add_option("--http-token-file", token_file,
                  "file holding a bearer token required on /api/ routes");
+  link_cap_flags link_caps;
+  link_caps.add(app, c.link_caps);
   app.add_option("--shards", c.shards, "shards (threads)")
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
@@ -904,6 +1012,7 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
                        " (see --help)");
   }
   c.lock_max_ttl = std::chrono::milliseconds(lock_max_ttl_ms);
+  link_caps.apply(c.link_caps);
 
   auto ep = net::parse_endpoint(listen);
   if (!ep) return fail(2, "--listen '" + listen + "' is not HOST:PORT");

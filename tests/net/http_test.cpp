@@ -363,13 +363,15 @@ TEST_CASE("troupe-node refuses bad start-up input with one clear line", "[http][
 
 TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP", "[http][node]") {
   const std::string token_file = temp_path("token");
-  std::ofstream(token_file) << "s3cret-token\n";
+  std::ofstream(token_file) << "s3cret-token-0123\n";
+  std::filesystem::permissions(token_file, std::filesystem::perms::owner_read |
+                                               std::filesystem::perms::owner_write);
   node_process p{{"--name", "node-h", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
                   "--http-token-file", token_file, "--lock-max-ttl-ms", "300", "--shards", "2"}};
   const std::string ready = p.until("troupe-node node-h: cluster");
   REQUIRE_FALSE(ready.empty());
   const unsigned short port = port_after(ready, "http");
-  const std::map<std::string, std::string> auth{{"Authorization", "Bearer s3cret-token"}};
+  const std::map<std::string, std::string> auth{{"Authorization", "Bearer s3cret-token-0123"}};
   client c{port};
 
   reply h = c.call(http::verb::get, "/healthz");
@@ -418,7 +420,7 @@ TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP
   // curl, where present, sees the same gateway.
   if (::system("command -v curl >/dev/null 2>&1") == 0) {
     const std::string cmd =
-        "curl -s -H 'Authorization: Bearer s3cret-token' "
+        "curl -s -H 'Authorization: Bearer s3cret-token-0123' "
         "'http://127.0.0.1:" +
         std::to_string(port) + "/api/v1/ring/owner?key=k1'";
     FILE* f = ::popen(cmd.c_str(), "r");
@@ -685,4 +687,89 @@ TEST_CASE("troupe-node says when it is ready: /readyz and sd_notify", "[http][no
     CHECK_FALSE(v.at("ready").as_bool());
     CHECK(std::string(v.at("checks").at("cluster").as_string()).find("waiting") == 0);
   }
+}
+
+namespace {
+// A file holding `text` with permission bits `mode`.
+std::string secret_file(const std::string& leaf, const std::string& text,
+                        std::filesystem::perms mode) {
+  const std::string path = temp_path(leaf);
+  std::ofstream(path) << text << "\n";
+  std::filesystem::permissions(path, mode);
+  return path;
+}
+constexpr auto owner_only =
+    std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
+}  // namespace
+
+TEST_CASE("troupe-node refuses secret and token files others may read, and short secrets",
+          "[http][node]") {
+  const std::string strong = "an-ample-cluster-secret-of-40-bytes-long";
+  SECTION("a secret file its group may read") {
+    const std::string f =
+        secret_file("group-secret", strong, owner_only | std::filesystem::perms::group_read);
+    node_process p{{"--name", "n", "--listen", "127.0.0.1:0", "--secret-file", f}};
+    const std::string l = p.line();
+    CHECK(l.find("troupe-node: --secret-file: " + f + " is open to group or others") == 0);
+    CHECK(l.find("chmod 600 " + f) != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+    std::remove(f.c_str());
+  }
+  SECTION("a token file others may read") {
+    const std::string f =
+        secret_file("others-token", strong, owner_only | std::filesystem::perms::others_read);
+    node_process p{{"--name", "n", "--listen", "127.0.0.1:0", "--http-token-file", f}};
+    const std::string l = p.line();
+    CHECK(l.find("--http-token-file: " + f) != std::string::npos);
+    CHECK(l.find("chmod 600 " + f) != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+    std::remove(f.c_str());
+  }
+  SECTION("a secret shorter than 16 bytes") {
+    const std::string f = secret_file("short-secret", "fifteen-bytes!!", owner_only);
+    node_process p{{"--name", "n", "--listen", "127.0.0.1:0", "--secret-file", f}};
+    const std::string l = p.line();
+    CHECK(l.find("--secret-file: " + f + " holds 15 bytes; a secret needs at least 16") !=
+          std::string::npos);
+    CHECK(p.wait_exit() == 2);
+    std::remove(f.c_str());
+  }
+  SECTION("owner-only files of 16 bytes and more start, and /metrics shows the link caps") {
+    const std::string s = secret_file("good-secret", "exactly-16-bytes", owner_only);
+    const std::string t = secret_file("good-token", strong, owner_only);
+    node_process p{{"--name", "node-g", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                    "--secret-file", s, "--http-token-file", t, "--max-handshakes", "8"}};
+    const std::string ready = p.until("troupe-node node-g: cluster");
+    REQUIRE_FALSE(ready.empty());
+    client c{port_after(ready, "http")};
+    reply m = c.call(http::verb::get, "/metrics");
+    REQUIRE(m.status == 200);
+    for (const char* name :
+         {"troupe_link_congested_total 0", "troupe_link_refused_total{reason=\"handshakes\"} 0",
+          "troupe_link_refused_total{reason=\"slow_consumer\"} 0", "troupe_link_handshakes 0",
+          "troupe_node_table_entries{table=\"relays\"} 0",
+          "troupe_relays_dropped_total{reason=\"expired\"} 0"}) {
+      INFO(name);
+      CHECK(m.body.find(name) != std::string::npos);
+    }
+    p.signal(SIGTERM);
+    CHECK(p.wait_exit() == 0);
+    std::remove(s.c_str());
+    std::remove(t.c_str());
+  }
+  SECTION("a cap flag out of its range") {
+    node_process p{{"--name", "n", "--max-handshakes", "0"}};
+    CHECK(p.line().find("--max-handshakes") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+  }
+}
+
+TEST_CASE("troupe-node without a secret does not dial a seed off this host", "[http][node]") {
+  node_process p{{"--name", "node-o", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                  "--seeds", "192.0.2.1:7000"}};
+  const std::string l = p.until("not dialing 192.0.2.1:7000");
+  CHECK(l.find("without a cluster secret a node links to loopback peers only") !=
+        std::string::npos);
+  p.signal(SIGTERM);
+  CHECK(p.wait_exit() == 0);
 }

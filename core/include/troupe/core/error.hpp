@@ -30,10 +30,11 @@ enum class errc {
   remote_error,       ///< the remote node refused the request (see its log)
   message_too_large,  ///< the encoded message exceeds the transport's frame limit
   no_route,           ///< routing by key: no route table on this node, or no member to route to
+  link_congested,     ///< the link's outbound buffer is full: the peer node is not reading
 };
 
 /// The highest errc value (remote replies carry an errc; anything above is unknown).
-inline constexpr errc errc_last = errc::no_route;
+inline constexpr errc errc_last = errc::link_congested;
 
 const boost::system::error_category& troupe_category() noexcept;
 

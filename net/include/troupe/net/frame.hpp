@@ -239,6 +239,9 @@ class frame_reader {
   /// Bytes of memory the buffer holds.
   std::size_t capacity() const noexcept { return capacity_; }
   std::uint32_t max_frame() const noexcept { return max_frame_; }
+  /// Changes the bound for the frames not yet handed out (e.g. raised once a
+  /// link authenticates); at least frame_header_max - 4.
+  void set_max_frame(std::uint32_t max_frame) noexcept;
   bool failed() const noexcept { return static_cast<bool>(error_); }
   /// The error that stopped the stream, or an empty error_code.
   boost::system::error_code error() const noexcept { return error_; }

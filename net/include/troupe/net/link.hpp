@@ -9,12 +9,21 @@
 /// every `heartbeat`; a peer silent for `down_after` is declared down. Any
 /// malformed input (oversized, truncated or garbage frames, a frame out of
 /// place) closes this link only, with one logged reason.
+///
+/// Limits (docs/security.md): until the handshake completes, a frame may be
+/// at most `handshake_max_frame` bytes and the handshake must finish within
+/// `handshake_timeout`. Once up, the frames waiting to be written may hold at
+/// most `max_outbound` bytes: a frame appended beyond that is refused
+/// (append_result::congested), and a link whose buffer stays at the cap for
+/// longer than `down_after` is closed as a slow consumer.
 
 #include <array>
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <troupe/core.hpp>
@@ -25,14 +34,32 @@
 
 namespace troupe::net {
 
+/// Before a connection authenticates, no frame may be longer than this (the
+/// handshake's frames are a few hundred bytes).
+constexpr std::uint32_t default_handshake_max_frame = 4096;
+/// The bytes a link may hold waiting to be written.
+constexpr std::size_t default_max_outbound = std::size_t{64} << 20;
+
+/// What a node's links refused or closed, summed over all of them (shared by
+/// the links of one node through link_config::counters; for its metrics).
+struct link_counters {
+  std::atomic<std::uint64_t> congested{0};           ///< frames refused: outbound buffer at its cap
+  std::atomic<std::uint64_t> slow_consumers{0};      ///< links closed: at the cap for down_after
+  std::atomic<std::uint64_t> handshake_too_large{0};  ///< a frame over handshake_max_frame
+  std::atomic<std::uint64_t> handshake_timeouts{0};  ///< no handshake within handshake_timeout
+};
+
 struct link_config {
   std::string node;                   ///< this node's name
   std::string cluster;                ///< cluster name; peers must match
   std::optional<std::string> secret;  ///< shared secret; none = loopback peers only
   std::chrono::milliseconds heartbeat{250};
   std::chrono::milliseconds down_after{1500};
-  std::chrono::milliseconds handshake_timeout{5000};
+  std::chrono::milliseconds handshake_timeout{5000};  ///< the whole handshake, from connect
   std::uint32_t max_frame = default_max_frame;
+  std::uint32_t handshake_max_frame = default_handshake_max_frame;  ///< until authenticated
+  std::size_t max_outbound = default_max_outbound;  ///< bytes waiting to be written, at most
+  std::shared_ptr<link_counters> counters;          ///< optional: where refusals are counted
 };
 
 /// Counters of one link, readable by asking it (stats_q).
@@ -40,6 +67,8 @@ struct link_stats {
   std::string peer;
   bool up = false;
   std::uint64_t frames_in = 0, frames_out = 0, bytes_in = 0, bytes_out = 0, writes = 0;
+  std::uint64_t queued_bytes = 0;  ///< bytes waiting to be written now (at most ~max_outbound)
+  std::uint64_t congested = 0;     ///< frames refused because the outbound buffer was full
 };
 
 class peer_link;
@@ -91,12 +120,14 @@ class peer_link : public actor {
   /// Closes the link with a reason (logged, and sent to the peer when possible).
   void handle(link_close c);
 
-  enum class append_result { ok, closed, too_large };
+  enum class append_result { ok, closed, too_large, congested };
   /// Appends one frame to the output buffer at once, without a message: the
   /// node's path, on this link's shard only. `fill(std::string&)` appends the
   /// payload; a payload over `max_payload` bytes (at most frame_payload_max)
   /// is taken back. Frames appended while a write is in flight go out together
   /// in the next one. After the link closed, frames are dropped (`closed`).
+  /// When the bytes waiting to be written reach max_outbound, the frame is
+  /// refused (`congested`; the peer is not reading) and counted.
   /// If fill throws, the frame is taken back and the exception propagates.
   /// With `lead` > 0, the payload's first `lead` bytes are reserved with the
   /// header (one growth of the buffer, not two): fill finds them as the last
@@ -104,7 +135,11 @@ class peer_link : public actor {
   template <class Fill>
   append_result append(const frame_header& h, std::size_t max_payload, Fill&& fill,
                        std::size_t lead = 0);
-  link_stats handle(link_stats_q) const { return stats_; }
+  link_stats handle(link_stats_q) const {
+    link_stats s = stats_;
+    s.queued_bytes = out_.size() + sending_.size();
+    return s;
+  }
   /// The node's routing state on this connection (on this link's shard only).
   link_route_state& route_state() noexcept { return route_; }
 
@@ -124,6 +159,7 @@ class peer_link : public actor {
   void write_through();
   void send_now() noexcept;
   void close(std::string reason);
+  [[gnu::cold, gnu::noinline]] append_result refuse_congested() noexcept;
   bool listening() const noexcept { return !owner_ || owner_.alive(); }
 
   link_config cfg_;
@@ -141,6 +177,8 @@ class peer_link : public actor {
   std::string close_reason_;
   std::int64_t last_in_ns_ = 0;
   std::int64_t last_out_ns_ = 0;
+  std::int64_t started_ns_ = 0;
+  std::int64_t congested_since_ns_ = 0;  // first refusal since a write last completed; 0: none
   link_stats stats_;
   link_route_state route_;
 };
@@ -149,6 +187,8 @@ template <class Fill>
 peer_link::append_result peer_link::append(const frame_header& h, std::size_t max_payload,
                                            Fill&& fill, std::size_t lead) {
   if (closed_) return append_result::closed;
+  if (out_.size() + sending_.size() >= cfg_.max_outbound) [[unlikely]]
+    return refuse_congested();
   TROUPE_ASSERT(is_frame_kind(static_cast<std::uint8_t>(h.kind)), "peer_link::append: bad kind");
   // Room for the header (and the payload's lead bytes) first; the header is
   // written once the payload's size is known.

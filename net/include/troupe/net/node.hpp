@@ -73,6 +73,16 @@ struct node_options {
   std::chrono::milliseconds redial_max{5000};
   std::uint32_t max_frame = default_max_frame;
   unsigned shard = 0;
+
+  // Caps on what a peer, or a connection that has not authenticated, can
+  // make this node hold (docs/security.md).
+  std::chrono::milliseconds handshake_timeout{5000};  ///< connect to authenticated, at most
+  std::uint32_t handshake_max_frame = default_handshake_max_frame;  ///< bytes per frame until then
+  std::size_t max_handshakes = 64;  ///< accepted connections not yet authenticated, at most
+  std::size_t max_outbound = default_max_outbound;  ///< per link: bytes waiting to be written
+  std::size_t max_peers = 1024;                     ///< peers linked at once
+  std::size_t max_relays = 65536;  ///< forwarded asks awaiting their reply, over all links
+  std::chrono::milliseconds relay_timeout{120'000};  ///< a forwarded ask's reply, awaited at most
 };
 
 /// Delivered to subscribers when a peer's link comes up or goes down.
@@ -98,10 +108,28 @@ struct route_stats {
   std::uint64_t undeliverable = 0;  ///< routed to a name not published on the owner
 };
 
+/// The node's tables and what its caps refused (docs/security.md).
+struct limit_stats {
+  std::uint64_t handshakes = 0;           ///< accepted connections authenticating now
+  std::uint64_t handshakes_refused = 0;   ///< closed at once: max_handshakes were in progress
+  std::uint64_t handshake_too_large = 0;  ///< closed: a frame over handshake_max_frame
+  std::uint64_t handshake_timeouts = 0;   ///< closed: not authenticated within handshake_timeout
+  std::uint64_t link_congested = 0;  ///< frames refused: a link's outbound buffer was at its cap
+  std::uint64_t slow_consumers = 0;  ///< links closed: at the cap, nothing taken for down_after
+  std::uint64_t dials_refused = 0;   ///< seeds not dialed: not loopback, and no secret
+  std::uint64_t peers = 0;           ///< entries in the peer table now
+  std::uint64_t peers_refused = 0;   ///< links closed: max_peers were linked
+  std::uint64_t pending_asks = 0;    ///< asks sent to peers awaiting their reply now
+  std::uint64_t relays = 0;          ///< forwarded asks awaiting their reply now
+  std::uint64_t relays_expired = 0;  ///< forgotten after relay_timeout
+  std::uint64_t relays_refused = 0;  ///< delivered here instead: max_relays were waiting
+};
+
 struct cluster_state {
   std::string self;
   std::vector<member_info> members;
   route_stats routing;
+  limit_stats limits;
 };
 
 /// Where keys live: an immutable placement of keys on member nodes by name,
