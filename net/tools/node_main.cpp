@@ -40,6 +40,7 @@ struct config {
   std::string data_dir;
   std::optional<std::string> secret;
   std::optional<std::string> http_token;
+  net::tls_options tls;  // --tls-cert, --tls-key, --tls-ca: links and gateway
   unsigned shards = 2;
   std::chrono::milliseconds lock_max_ttl{60'000};
   std::vector<net::node_extension> extensions;
@@ -64,6 +65,26 @@ std::optional<std::string> read_secret(const std::string& path, std::string& err
     return std::nullopt;
   }
   return s;
+}
+
+void add_tls_flags(CLI::App& app, net::tls_options& tls) {
+  app.add_option("--tls-cert", tls.cert_file,
+                 "PEM certificate naming this node: mutual TLS on links, HTTPS on the gateway");
+  app.add_option("--tls-key", tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", tls.ca_file, "PEM CA certificate that peers' certificates chain to");
+}
+
+// All three TLS files or none, each readable and valid: checked before
+// anything starts, so a mistake is one line and exit code 2.
+bool check_tls(const net::tls_options& tls, std::string& error) {
+  if (!tls.enabled()) return true;
+  try {
+    (void)net::make_tls_context(tls, net::tls_role::cluster);
+  } catch (const std::invalid_argument& e) {
+    error = e.what();
+    return false;
+  }
+  return true;
 }
 
 bool writable_dir(const std::string& dir, std::string& error) {
@@ -297,6 +318,7 @@ class node_app {
     o.listen = c.listen;
     o.seeds = c.seeds;
     o.secret = c.secret;
+    o.tls = c.tls;
     return o;
   }
   static actors::lock_options lock_options(const config& c) {
@@ -308,6 +330,7 @@ class node_app {
     net::http_options o;
     o.listen = c.http;
     o.token = c.http_token;
+    o.tls = c.tls;
     // On the node's shard: a request that asks the lock-manager or routes by
     // key then hands off within one thread (a cross-shard hop to a parked
     // shard costs a ~23 us wake-up each way).
@@ -715,6 +738,12 @@ class node_app {
          "# TYPE troupe_http_client_errors_total counter\n"
          "troupe_http_client_errors_total "
       << hs.client_errors << "\n";
+    if (cfg_.tls.enabled())
+      m << "# HELP troupe_http_tls_refused_total HTTPS connections whose TLS handshake failed "
+           "(e.g. plain HTTP).\n"
+           "# TYPE troupe_http_tls_refused_total counter\n"
+           "troupe_http_tls_refused_total "
+        << hs.tls_refused << "\n";
     co_return net::http_response{200, m.str(), "text/plain; version=0.0.4"};
   }
 
@@ -750,6 +779,7 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
   app.add_option("--secret-file", secret_file, "file holding the cluster secret");
   app.add_option("--http-token-file", token_file,
                  "file holding a bearer token required on /api/ routes");
+  add_tls_flags(app, c.tls);
   app.add_option("--shards", c.shards, "shards (threads)")
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
@@ -791,6 +821,7 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
     if (!c.http_token) return fail(2, "--http-token-file: " + error);
   }
   if (!c.data_dir.empty() && !writable_dir(c.data_dir, error)) return fail(2, error);
+  if (!check_tls(c.tls, error)) return fail(2, error);
 
   // SIGTERM / SIGINT end the node in order; block them before any thread starts.
   sigset_t stop_signals;

@@ -31,6 +31,7 @@
 #include <troupe/net/frame.hpp>
 #include <troupe/net/link.hpp>
 #include <troupe/net/route_wire.hpp>
+#include <troupe/net/tls.hpp>
 #include <troupe/net/wire.hpp>
 #include <unordered_map>
 #include <vector>
@@ -73,6 +74,9 @@ struct node_options {
   std::chrono::milliseconds redial_max{5000};
   std::uint32_t max_frame = default_max_frame;
   unsigned shard = 0;
+  /// Certificate, key and CA: links speak mutual TLS 1.3 and a peer's
+  /// certificate must name the node it claims (tls.hpp). None: plaintext.
+  tls_options tls;
 };
 
 /// Delivered to subscribers when a peer's link comes up or goes down.
