@@ -47,6 +47,11 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const tls_options& o, tls_r
   if (SSL_CTX_set_min_proto_version(native, TLS1_3_VERSION) != 1)
     throw std::invalid_argument("TLS: this OpenSSL cannot require TLS 1.3");
   ctx->set_options(asio::ssl::context::no_compression);
+  // AES-128-GCM first: with AES-NI the cheapest per byte of the three TLS
+  // 1.3 suites (10 rounds against AES-256's 14), and links move bulk.
+  if (SSL_CTX_set_ciphersuites(
+          native, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") != 1)
+    throw std::invalid_argument("TLS: this OpenSSL lacks the TLS 1.3 cipher suites");
   // No session resumption: links and gateway clients are long-lived, and a
   // ticket the peer never uses is bytes on every handshake.
   SSL_CTX_set_num_tickets(native, 0);

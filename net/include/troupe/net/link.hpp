@@ -52,7 +52,7 @@ struct link_stats {
   std::string peer;
   bool up = false;
   std::uint64_t frames_in = 0, frames_out = 0, bytes_in = 0, bytes_out = 0, writes = 0;
-  std::string tls;  ///< over TLS: protocol and cipher ("TLSv1.3 TLS_AES_256_GCM_SHA384")
+  std::string tls;  ///< over TLS: protocol and cipher ("TLSv1.3 TLS_AES_128_GCM_SHA256")
 };
 
 class peer_link;
