@@ -46,10 +46,9 @@ class node_process {
     if (pid_ == 0) {
       ::dup2(out[1], 1);
       ::close(out[0]);
-      std::vector<std::string> args{TROUPE_NODE_BIN, "--name",         "bench-http",
-                                    "--listen",      "127.0.0.1:0",    "--http",
-                                    "127.0.0.1:0",   "--lock-max-ttl-ms", "1000",
-                                    "--shards",      "2",              "--data-dir",
+      std::vector<std::string> args{TROUPE_NODE_BIN, "--name",   "bench-http",  "--listen",
+                                    "127.0.0.1:0",   "--http",   "127.0.0.1:0", "--lock-max-ttl-ms",
+                                    "1000",          "--shards", "2",           "--data-dir",
                                     data_dir()};
       args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
@@ -170,20 +169,19 @@ int main(int argc, char** argv) {
       // run, right before, so both face the same machine.
       troupe::test::test_ca ca{"troupe bench CA"};
       const troupe::net::tls_options tls = ca.issue("bench-http", {"bench-http"});
-      node_process tls_node({"--tls-cert", tls.cert_file, "--tls-key", tls.key_file, "--tls-ca",
-                             tls.ca_file},
-                            "-tls");
+      node_process tls_node(
+          {"--tls-cert", tls.cert_file, "--tls-key", tls.key_file, "--tls-ca", tls.ca_file},
+          "-tls");
       const std::string tls_url = "https://127.0.0.1:" + std::to_string(tls_node.port());
       const std::string opts = "-t2 -c50 -d" + secs + " --latency ";
       (void)run_wrk("-t1 -c1 -d1s " + tls_url + "/healthz");  // warm-up: handshakes, caches
       wrk_result plain = run_wrk(opts + base_url + "/api/v1/ring/owner?key=orders%2F42");
       wrk_result v = run_wrk(opts + tls_url + "/api/v1/ring/owner?key=orders%2F42");
       if (v.non_2xx != 0 || plain.non_2xx != 0) fail("http_ring_owner_tls: non-2xx responses");
-      troupe::bench::report("http_ring_owner_tls", v.rps, "req/s", plain.rps,
-                            "http_ring_owner on a plaintext node, same wrk settings, same run",
-                            "report", a,
-                            "\"wrk\":\"-t2 -c50, keep-alive\",\"tls\":\"TLSv1.3\",\"p99\":\"" +
-                                v.p99 + "\"");
+      troupe::bench::report(
+          "http_ring_owner_tls", v.rps, "req/s", plain.rps,
+          "http_ring_owner on a plaintext node, same wrk settings, same run", "report", a,
+          "\"wrk\":\"-t2 -c50, keep-alive\",\"tls\":\"TLSv1.3\",\"p99\":\"" + v.p99 + "\"");
     }
     if (a.wants("http_lock_cycle")) {
       const std::string script = lock_script();

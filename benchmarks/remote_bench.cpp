@@ -780,8 +780,7 @@ struct bench_certs {
 template <class Measure>
 std::pair<double, double> plain_then_tls(Measure measure) {
   bench_certs certs;
-  child_process child(
-      [&certs](int c, int r) { return child_main(workload::tls, c, r, &certs.b); });
+  child_process child([&certs](int c, int r) { return child_main(workload::tls, c, r, &certs.b); });
   child.command(cmd_start_node);
   const auto plain_port = static_cast<std::uint16_t>(child.receive(30s, "node port"));
   const auto tls_port = static_cast<std::uint16_t>(child.receive(30s, "TLS node port"));
@@ -801,10 +800,10 @@ std::pair<double, double> plain_then_tls(Measure measure) {
 void bench_pingpong_tls(const troupe::bench::args& a, int runs) {
   const std::uint64_t n = a.scale(50'000);
   auto [plain, tls] = plain_then_tls([&](node_a& na) { return measure_pingpong(na, n, runs); });
-  troupe::bench::report("remote_pingpong_tls", tls, "roundtrips/s", plain,
-                        "remote_pingpong (plaintext link), same two processes", "report", a,
-                        "\"roundtrips\":" + std::to_string(n) +
-                            ",\"payload_bytes\":64,\"tls\":\"TLSv1.3 mutual\"");
+  troupe::bench::report(
+      "remote_pingpong_tls", tls, "roundtrips/s", plain,
+      "remote_pingpong (plaintext link), same two processes", "report", a,
+      "\"roundtrips\":" + std::to_string(n) + ",\"payload_bytes\":64,\"tls\":\"TLSv1.3 mutual\"");
 }
 
 void bench_tell_stream_tls(const troupe::bench::args& a, int runs) {
@@ -813,12 +812,11 @@ void bench_tell_stream_tls(const troupe::bench::args& a, int runs) {
   const std::size_t loops = 2;
   auto [plain, tls] =
       plain_then_tls([&](node_a& na) { return measure_stream(na, n, batch, loops, runs); });
-  troupe::bench::report("remote_tell_stream_tls", tls, "msgs/s", plain,
-                        "remote_tell_stream (plaintext link), same two processes", "ratio >= 0.5",
-                        a,
-                        "\"msgs\":" + std::to_string(n) + ",\"batch\":" + std::to_string(batch) +
-                            ",\"batches_in_flight\":" + std::to_string(loops) +
-                            ",\"tls\":\"TLSv1.3 mutual\"");
+  troupe::bench::report(
+      "remote_tell_stream_tls", tls, "msgs/s", plain,
+      "remote_tell_stream (plaintext link), same two processes", "ratio >= 0.5", a,
+      "\"msgs\":" + std::to_string(n) + ",\"batch\":" + std::to_string(batch) +
+          ",\"batches_in_flight\":" + std::to_string(loops) + ",\"tls\":\"TLSv1.3 mutual\"");
 }
 
 void bench_pingpong(const troupe::bench::args& a, int runs) {

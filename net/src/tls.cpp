@@ -27,7 +27,6 @@ void readable(const char* flag, const std::string& file) {
   if (!f) bad(flag, file, std::string("cannot read: ") + std::strerror(errno));
 }
 
-
 bool equals(const ASN1_STRING* s, std::string_view name) noexcept {
   return s != nullptr && static_cast<std::size_t>(ASN1_STRING_length(s)) == name.size() &&
          std::memcmp(ASN1_STRING_get0_data(s), name.data(), name.size()) == 0;
@@ -50,15 +49,15 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const tls_options& o, tls_r
   // AES-128-GCM first: with AES-NI the cheapest per byte of the three TLS
   // 1.3 suites (10 rounds against AES-256's 14), and links move bulk.
   if (SSL_CTX_set_ciphersuites(
-          native, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") != 1)
+          native, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") !=
+      1)
     throw std::invalid_argument("TLS: this OpenSSL lacks the TLS 1.3 cipher suites");
   // No session resumption: links and gateway clients are long-lived, and a
   // ticket the peer never uses is bytes on every handshake.
   SSL_CTX_set_num_tickets(native, 0);
   boost::system::error_code ec;
   ctx->use_certificate_chain_file(o.cert_file, ec);
-  if (ec)
-    bad("--tls-cert", o.cert_file, "not a PEM certificate (" + ec.message() + ")");
+  if (ec) bad("--tls-cert", o.cert_file, "not a PEM certificate (" + ec.message() + ")");
   ctx->use_private_key_file(o.key_file, asio::ssl::context::pem, ec);
   if (ec && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH)
     bad("--tls-key", o.key_file, "does not match the certificate in " + o.cert_file);
@@ -66,8 +65,7 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const tls_options& o, tls_r
   if (SSL_CTX_check_private_key(native) != 1)
     bad("--tls-key", o.key_file, "does not match the certificate in " + o.cert_file);
   ctx->load_verify_file(o.ca_file, ec);
-  if (ec)
-    bad("--tls-ca", o.ca_file, "not a PEM CA certificate (" + ec.message() + ")");
+  if (ec) bad("--tls-ca", o.ca_file, "not a PEM CA certificate (" + ec.message() + ")");
   if (role == tls_role::cluster) {
     // Mutual: a peer without a certificate, or with one that does not chain
     // to the CA, fails the TLS handshake.
@@ -82,8 +80,8 @@ bool certificate_names(const x509_st* cert, std::string_view node) noexcept {
   if (cert == nullptr || node.empty()) return false;
   bool has_dns = false;
   bool found = false;
-  auto* names = static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (names != nullptr) {
     for (int i = 0; i < sk_GENERAL_NAME_num(names) && !found; ++i) {
       const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);

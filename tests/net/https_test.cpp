@@ -70,8 +70,8 @@ bool have_curl() { return ::system("command -v curl >/dev/null 2>&1") == 0; }
 std::string curl_https(const std::string& ca, const std::string& name, unsigned short port,
                        const std::string& path) {
   const std::string p = std::to_string(port);
-  const std::string cmd = "curl -s -w ' %{http_code}' --cacert " + ca + " --resolve " + name +
-                          ":" + p + ":127.0.0.1 https://" + name + ":" + p + path + " 2>&1";
+  const std::string cmd = "curl -s -w ' %{http_code}' --cacert " + ca + " --resolve " + name + ":" +
+                          p + ":127.0.0.1 https://" + name + ":" + p + path + " 2>&1";
   std::string out;
   FILE* f = ::popen(cmd.c_str(), "r");
   REQUIRE(f);
@@ -173,8 +173,8 @@ TEST_CASE("troupe-node refuses a partial or unusable TLS set with one line", "[h
   const net::tls_options a = ca.issue("node-a", {"node-a"});
   const net::tls_options b = ca.issue("node-b", {"node-b"});
   auto start = [](std::vector<std::string> tls) {
-    std::vector<std::string> args{"--name", "node-a", "--listen", "127.0.0.1:0", "--http",
-                                  "127.0.0.1:0"};
+    std::vector<std::string> args{"--name",      "node-a", "--listen",
+                                  "127.0.0.1:0", "--http", "127.0.0.1:0"};
     args.insert(args.end(), tls.begin(), tls.end());
     return args;
   };
@@ -191,21 +191,21 @@ TEST_CASE("troupe-node refuses a partial or unusable TLS set with one line", "[h
     CHECK(p.wait_exit() == 2);
   }
   SECTION("an unreadable CA file") {
-    node_process p{start({"--tls-cert", a.cert_file, "--tls-key", a.key_file, "--tls-ca",
-                          "/nonexistent/ca.crt"})};
+    node_process p{start(
+        {"--tls-cert", a.cert_file, "--tls-key", a.key_file, "--tls-ca", "/nonexistent/ca.crt"})};
     CHECK(p.line().find("--tls-ca /nonexistent/ca.crt: cannot read") != std::string::npos);
     CHECK(p.wait_exit() == 2);
   }
   SECTION("a key that is not the certificate's") {
-    node_process p{start({"--tls-cert", a.cert_file, "--tls-key", b.key_file, "--tls-ca",
-                          a.ca_file})};
+    node_process p{
+        start({"--tls-cert", a.cert_file, "--tls-key", b.key_file, "--tls-ca", a.ca_file})};
     CHECK(p.line().find("--tls-key " + b.key_file + ": does not match the certificate") !=
           std::string::npos);
     CHECK(p.wait_exit() == 2);
   }
   SECTION("a CA file that is not a certificate") {
-    node_process p{start({"--tls-cert", a.cert_file, "--tls-key", a.key_file, "--tls-ca",
-                          a.key_file})};
+    node_process p{
+        start({"--tls-cert", a.cert_file, "--tls-key", a.key_file, "--tls-ca", a.key_file})};
     CHECK(p.line().find("--tls-ca " + a.key_file + ": not a PEM CA certificate") !=
           std::string::npos);
     CHECK(p.wait_exit() == 2);

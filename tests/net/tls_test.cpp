@@ -52,7 +52,8 @@ struct tls_server {
 };
 
 // A node that dials node-b and must link; then a deposit and an ask cross.
-void links_and_asks(tls_server& b, const net::tls_options& tls, const std::string& name = "node-c") {
+void links_and_asks(tls_server& b, const net::tls_options& tls,
+                    const std::string& name = "node-c") {
   troupe::test::log_sink log;
   troupe::runtime ra{troupe::test::threaded(log, 1)};
   net::node a{ra, tls_node(name, tls, {{"127.0.0.1", b.node.port()}})};
