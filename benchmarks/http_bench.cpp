@@ -7,6 +7,10 @@
 //   http_saga_start  POST /api/v1/sagas/troupe.selftest (a 3-step saga, the
 //                    node's SQLite store in a temporary --data-dir), 50
 //                    connections; sagas/s (answered once durably stored)
+//   http_ring_owner_tls  http_ring_owner over HTTPS (TLS 1.3, wrk's
+//                    connections kept alive) on a second troupe-node started
+//                    with --tls-cert/--tls-key/--tls-ca; baseline:
+//                    http_ring_owner on the plaintext node, in the same run
 //
 // Baseline, same node, same wrk settings: GET /healthz (the gateway with no
 // actor behind the route).
@@ -21,8 +25,10 @@
 #include <stdexcept>
 #include <string>
 #include <troupe/core.hpp>
+#include <vector>
 
 #include "bench.hpp"
+#include "net/tls_certs.hpp"  // a throwaway CA for http_ring_owner_tls (tests/net)
 
 namespace {
 
@@ -30,7 +36,9 @@ namespace {
 
 class node_process {
  public:
-  node_process() {
+  // `extra`: more flags; `tag` keeps this node's data dir apart from another's.
+  explicit node_process(std::vector<std::string> extra = {}, std::string tag = {})
+      : tag_(std::move(tag)) {
     int out[2];
     if (::pipe(out) != 0) fail("pipe");
     pid_ = ::fork();
@@ -38,9 +46,15 @@ class node_process {
     if (pid_ == 0) {
       ::dup2(out[1], 1);
       ::close(out[0]);
-      ::execl(TROUPE_NODE_BIN, TROUPE_NODE_BIN, "--name", "bench-http", "--listen", "127.0.0.1:0",
-              "--http", "127.0.0.1:0", "--lock-max-ttl-ms", "1000", "--shards", "2", "--data-dir",
-              data_dir().c_str(), static_cast<char*>(nullptr));
+      std::vector<std::string> args{TROUPE_NODE_BIN, "--name",   "bench-http",  "--listen",
+                                    "127.0.0.1:0",   "--http",   "127.0.0.1:0", "--lock-max-ttl-ms",
+                                    "1000",          "--shards", "2",           "--data-dir",
+                                    data_dir()};
+      args.insert(args.end(), extra.begin(), extra.end());
+      std::vector<char*> argv;
+      for (auto& x : args) argv.push_back(x.data());
+      argv.push_back(nullptr);
+      ::execv(TROUPE_NODE_BIN, argv.data());
       ::_exit(127);
     }
     ::close(out[1]);
@@ -58,13 +72,13 @@ class node_process {
     std::error_code ec;
     std::filesystem::remove_all(data_dir(), ec);
   }
-  static const std::string& data_dir() {
-    static const std::string d = "/tmp/troupe-http-bench-" + std::to_string(::getpid());
-    return d;
+  std::string data_dir() const {
+    return "/tmp/troupe-http-bench-" + std::to_string(::getpid()) + tag_;
   }
   int port() const { return port_; }
 
  private:
+  std::string tag_;
   pid_t pid_ = -1;
   int port_ = 0;
 };
@@ -149,6 +163,25 @@ int main(int argc, char** argv) {
       troupe::bench::report("http_ring_owner", v.rps, "req/s", base.rps,
                             "GET /healthz on the same gateway, same wrk settings", ">= 50000", a,
                             "\"wrk\":\"-t2 -c50\",\"p99\":\"" + v.p99 + "\"");
+    }
+    if (a.wants("http_ring_owner_tls")) {
+      // The same node again with TLS; the plaintext figure is taken in this
+      // run, right before, so both face the same machine.
+      troupe::test::test_ca ca{"troupe bench CA"};
+      const troupe::net::tls_options tls = ca.issue("bench-http", {"bench-http"});
+      node_process tls_node(
+          {"--tls-cert", tls.cert_file, "--tls-key", tls.key_file, "--tls-ca", tls.ca_file},
+          "-tls");
+      const std::string tls_url = "https://127.0.0.1:" + std::to_string(tls_node.port());
+      const std::string opts = "-t2 -c50 -d" + secs + " --latency ";
+      (void)run_wrk("-t1 -c1 -d1s " + tls_url + "/healthz");  // warm-up: handshakes, caches
+      wrk_result plain = run_wrk(opts + base_url + "/api/v1/ring/owner?key=orders%2F42");
+      wrk_result v = run_wrk(opts + tls_url + "/api/v1/ring/owner?key=orders%2F42");
+      if (v.non_2xx != 0 || plain.non_2xx != 0) fail("http_ring_owner_tls: non-2xx responses");
+      troupe::bench::report(
+          "http_ring_owner_tls", v.rps, "req/s", plain.rps,
+          "http_ring_owner on a plaintext node, same wrk settings, same run", "report", a,
+          "\"wrk\":\"-t2 -c50, keep-alive\",\"tls\":\"TLSv1.3\",\"p99\":\"" + v.p99 + "\"");
     }
     if (a.wants("http_lock_cycle")) {
       const std::string script = lock_script();

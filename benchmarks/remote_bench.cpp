@@ -3,6 +3,10 @@
 //   remote_pingpong          one ask outstanding, 64-byte payload; round trips/s
 //   remote_pipelined         1000 asks outstanding; msgs/s
 //   remote_tell_stream       one-way tells, the end found by one ask; msgs/s
+//   remote_pingpong_tls      remote_pingpong over mutual TLS 1.3; baseline:
+//                            remote_pingpong between the same two processes
+//   remote_tell_stream_tls   remote_tell_stream over mutual TLS 1.3; baseline:
+//                            remote_tell_stream between the same two processes
 //   remote_idle_cpu_percent  two idle linked nodes (heartbeats on); % of one core
 //   ring_routed_over_direct  the tell stream routed by key through the
 //                            ring-router (keys owned by node B) against the
@@ -42,6 +46,7 @@
 #include <troupe/net/node.hpp>
 
 #include "bench.hpp"
+#include "net/tls_certs.hpp"  // a throwaway CA for the TLS workloads (tests/net)
 
 #if TROUPE_BENCH_LIBURING
 #include <liburing.h>
@@ -602,7 +607,7 @@ double raw_stream(int fd, std::uint64_t n, bool& both_uring) {
 
 // --- the child: baseline server, then node B ------------------------------------------
 
-enum class workload { pingpong, pipelined, tell_stream, idle, routed };
+enum class workload { pingpong, pipelined, tell_stream, idle, routed, tls };
 
 net::node_options node_options_for(const char* name) {
   net::node_options o;
@@ -618,8 +623,8 @@ troupe::runtime_options runtime_options_2() {
   return o;
 }
 
-int child_main(workload w, int commands, int replies) {
-  if (w != workload::idle && w != workload::routed) {
+int child_main(workload w, int commands, int replies, const net::tls_options* tls = nullptr) {
+  if (w != workload::idle && w != workload::routed && w != workload::tls) {
     // The baseline: serve raw connections, one at a time, each until the
     // parent closes it, until the parent sends a command.
     std::uint16_t port = 0;
@@ -648,6 +653,16 @@ int child_main(workload w, int commands, int replies) {
   std::optional<troupe::actors::router> router;
   if (w == workload::routed) router.emplace(b);
   send_u32(replies, b.port());
+  // The TLS workloads: a second node B on the same shard, the same name and
+  // server, whose links speak TLS; its port follows the plaintext one.
+  std::optional<net::node> b_tls;
+  if (w == workload::tls) {
+    net::node_options o = node_options_for(node_b_name);
+    o.tls = *tls;
+    b_tls.emplace(rt, o);
+    b_tls->publish(s, "server");
+    send_u32(replies, b_tls->port());
+  }
   // Until the parent closes the pipe (EOF) or 600 s pass.
   if (readable_within(commands, 600s)) (void)read_exact(commands, &cmd, 1);
   return 0;
@@ -670,7 +685,8 @@ struct node_a {
   net::node node;
   troupe::actor_ref<server> remote;
 
-  explicit node_a(std::uint16_t port_b) : node(rt, with_seed(port_b)) {
+  explicit node_a(std::uint16_t port_b, const net::tls_options* tls = nullptr)
+      : node(rt, with_seed(port_b, tls)) {
     const auto end = std::chrono::steady_clock::now() + 10s;
     while (!linked(node, node_b_name)) {
       if (std::chrono::steady_clock::now() > end) fail("node A did not link to node B in 10 s");
@@ -703,9 +719,10 @@ struct node_a {
   }
 
  private:
-  static net::node_options with_seed(std::uint16_t port_b) {
+  static net::node_options with_seed(std::uint16_t port_b, const net::tls_options* tls) {
     net::node_options o = node_options_for(node_a_name);
     o.seeds = {{"127.0.0.1", port_b}};
+    if (tls) o.tls = *tls;
     return o;
   }
 };
@@ -715,6 +732,91 @@ std::string fmt(double v) {
   os.precision(6);
   os << v;
   return os.str();
+}
+
+// Round trips/s of one pinger on node A: a warm-up, then the median of `runs`.
+double measure_pingpong(node_a& na, std::uint64_t n, int runs) {
+  auto p = na.rt.spawn<pinger>(na.remote);
+  auto round = [&](std::uint64_t k) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto ok = na.rt.ask_sync(p, run_pingpong{k}, 120s);
+    double secs = troupe::bench::seconds_since(t0);
+    if (!ok || !*ok) fail("remote_pingpong: an ask failed or timed out");
+    return static_cast<double>(k) / secs;
+  };
+  round(std::min<std::uint64_t>(n, 1000));  // warm-up
+  return troupe::bench::median_of(runs, [&] { return round(n); });
+}
+
+// Msgs/s of one streamer on node A: a warm-up, then the median of `runs`.
+double measure_stream(node_a& na, std::uint64_t n, std::uint64_t batch, std::size_t loops,
+                      int runs) {
+  auto st = na.rt.spawn<streamer>(na.remote);
+  auto round = [&](std::uint64_t k) {
+    std::promise<bool> done;
+    auto f = done.get_future();
+    auto t0 = std::chrono::steady_clock::now();
+    if (st.tell(run_stream{k, batch, loops, &done})) fail("remote_tell_stream: tell failed");
+    if (f.wait_for(300s) != std::future_status::ready)
+      fail("remote_tell_stream: not done in 300 s");
+    double secs = troupe::bench::seconds_since(t0);
+    if (!f.get()) fail("remote_tell_stream: a tell or the final ask failed, or the count is off");
+    return static_cast<double>(k) / secs;
+  };
+  round(std::min<std::uint64_t>(n, 100'000));  // warm-up
+  return troupe::bench::median_of(runs, [&] { return round(n); });
+}
+
+// The certificates of the TLS workloads: a fresh CA, one certificate per node name.
+struct bench_certs {
+  troupe::test::test_ca ca{"troupe bench CA"};
+  net::tls_options a = ca.issue(node_a_name, {node_a_name});
+  net::tls_options b = ca.issue(node_b_name, {node_b_name});
+};
+
+// One child with node B twice (plaintext and TLS): `measure` runs against
+// the plaintext one, then against the TLS one, between the same two
+// processes. Returns {plaintext, TLS}.
+template <class Measure>
+std::pair<double, double> plain_then_tls(Measure measure) {
+  bench_certs certs;
+  child_process child([&certs](int c, int r) { return child_main(workload::tls, c, r, &certs.b); });
+  child.command(cmd_start_node);
+  const auto plain_port = static_cast<std::uint16_t>(child.receive(30s, "node port"));
+  const auto tls_port = static_cast<std::uint16_t>(child.receive(30s, "TLS node port"));
+  double plain = 0, tls = 0;
+  {
+    node_a na(plain_port);
+    plain = measure(na);
+  }
+  {
+    node_a na(tls_port, &certs.a);
+    tls = measure(na);
+  }
+  child.finish();
+  return {plain, tls};
+}
+
+void bench_pingpong_tls(const troupe::bench::args& a, int runs) {
+  const std::uint64_t n = a.scale(50'000);
+  auto [plain, tls] = plain_then_tls([&](node_a& na) { return measure_pingpong(na, n, runs); });
+  troupe::bench::report(
+      "remote_pingpong_tls", tls, "roundtrips/s", plain,
+      "remote_pingpong (plaintext link), same two processes", "report", a,
+      "\"roundtrips\":" + std::to_string(n) + ",\"payload_bytes\":64,\"tls\":\"TLSv1.3 mutual\"");
+}
+
+void bench_tell_stream_tls(const troupe::bench::args& a, int runs) {
+  const std::uint64_t n = a.scale(5'000'000);
+  const std::uint64_t batch = 8192;
+  const std::size_t loops = 2;
+  auto [plain, tls] =
+      plain_then_tls([&](node_a& na) { return measure_stream(na, n, batch, loops, runs); });
+  troupe::bench::report(
+      "remote_tell_stream_tls", tls, "msgs/s", plain,
+      "remote_tell_stream (plaintext link), same two processes", "ratio >= 0.5", a,
+      "\"msgs\":" + std::to_string(n) + ",\"batch\":" + std::to_string(batch) +
+          ",\"batches_in_flight\":" + std::to_string(loops) + ",\"tls\":\"TLSv1.3 mutual\"");
 }
 
 void bench_pingpong(const troupe::bench::args& a, int runs) {
@@ -730,16 +832,7 @@ void bench_pingpong(const troupe::bench::args& a, int runs) {
   double v = 0;
   {
     node_a na(static_cast<std::uint16_t>(child.receive(30s, "node port")));
-    auto p = na.rt.spawn<pinger>(na.remote);
-    auto round = [&](std::uint64_t k) {
-      auto t0 = std::chrono::steady_clock::now();
-      auto ok = na.rt.ask_sync(p, run_pingpong{k}, 120s);
-      double secs = troupe::bench::seconds_since(t0);
-      if (!ok || !*ok) fail("remote_pingpong: an ask failed or timed out");
-      return static_cast<double>(k) / secs;
-    };
-    round(std::min<std::uint64_t>(n, 1000));  // warm-up
-    v = troupe::bench::median_of(runs, [&] { return round(n); });
+    v = measure_pingpong(na, n, runs);
   }
   child.finish();
   troupe::bench::report("remote_pingpong", v, "roundtrips/s", raw,
@@ -802,20 +895,7 @@ void bench_tell_stream(const troupe::bench::args& a, int runs) {
   double v = 0;
   {
     node_a na(static_cast<std::uint16_t>(child.receive(30s, "node port")));
-    auto st = na.rt.spawn<streamer>(na.remote);
-    auto round = [&](std::uint64_t k) {
-      std::promise<bool> done;
-      auto f = done.get_future();
-      auto t0 = std::chrono::steady_clock::now();
-      if (st.tell(run_stream{k, batch, loops, &done})) fail("remote_tell_stream: tell failed");
-      if (f.wait_for(300s) != std::future_status::ready)
-        fail("remote_tell_stream: not done in 300 s");
-      double secs = troupe::bench::seconds_since(t0);
-      if (!f.get()) fail("remote_tell_stream: a tell or the final ask failed, or the count is off");
-      return static_cast<double>(k) / secs;
-    };
-    round(std::min<std::uint64_t>(n, 100'000));  // warm-up
-    v = troupe::bench::median_of(runs, [&] { return round(n); });
+    v = measure_stream(na, n, batch, loops, runs);
   }
   child.finish();
   troupe::bench::report("remote_tell_stream", v, "msgs/s", raw,
@@ -987,6 +1067,8 @@ int main(int argc, char** argv) {
   run("remote_pingpong", [&] { bench_pingpong(a, runs); });
   run("remote_pipelined", [&] { bench_pipelined(a, runs); });
   run("remote_tell_stream", [&] { bench_tell_stream(a, runs); });
+  run("remote_pingpong_tls", [&] { bench_pingpong_tls(a, runs); });
+  run("remote_tell_stream_tls", [&] { bench_tell_stream_tls(a, runs); });
   run("remote_idle_cpu_percent", [&] { bench_idle(a); });
   run("ring_routed_over_direct", [&] { bench_routed(a, runs); });
   return failed == 0 ? 0 : 1;

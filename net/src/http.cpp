@@ -1,10 +1,13 @@
 // The HTTP gateway: an acceptor actor and one actor per connection, on Beast.
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <troupe/net/http.hpp>
+#include <type_traits>
 
 namespace troupe::net {
 
@@ -138,8 +141,10 @@ struct http_gateway::shared {
     http_handler handler;
   };
   http_options opts;
+  std::shared_ptr<asio::ssl::context> tls;  // set: HTTPS
   std::vector<route_entry> routes;
-  std::atomic<std::uint64_t> requests{0}, client_errors{0}, server_errors{0}, connections{0};
+  std::atomic<std::uint64_t> requests{0}, client_errors{0}, server_errors{0}, connections{0},
+      tls_refused{0};
 
   // Finds the handler; fills params. 404 / 405 in `error` when none.
   const http_handler* match(http_request& r, http_response& error) const {
@@ -180,27 +185,47 @@ namespace {
 struct conn_start {};
 }  // namespace
 
+// One connection, over plain TCP or (Tls) TLS over it; the same code otherwise.
+template <bool Tls>
 class http_connection : public actor {
+  using stream_type =
+      std::conditional_t<Tls, asio::ssl::stream<beast::tcp_stream>, beast::tcp_stream>;
+
  public:
-  static constexpr const char* type_name = "troupe::net::http_connection";
+  static constexpr const char* type_name =
+      Tls ? "troupe::net::https_connection" : "troupe::net::http_connection";
   http_connection(std::shared_ptr<http_gateway::shared> s, asio::ip::tcp::socket socket)
-      : s_(std::move(s)), stream_(std::move(socket)) {}
+      : s_(std::move(s)), stream_(make_stream(*s_, std::move(socket))) {}
 
   task<void> handle(conn_start) {
     const http_options& o = s_->opts;
+    if constexpr (Tls) {
+      // A client that does not speak TLS (plain HTTP to this port) fails
+      // here: one log line, and only this connection closes.
+      beast::get_lowest_layer(stream_).expires_after(o.read_timeout);
+      const boost::system::error_code ec =
+          co_await stream_.async_handshake(asio::ssl::stream_base::server, use_task);
+      if (ec) {
+        s_->tls_refused.fetch_add(1, std::memory_order_relaxed);
+        system().log("troupe: https: connection refused: TLS handshake failed: " + ec.message());
+        beast::get_lowest_layer(stream_).close();
+        stop();
+        co_return;
+      }
+    }
     bool first = true;
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(o.header_limit));
       parser.body_limit(o.body_limit);
-      stream_.expires_after(first ? o.read_timeout : o.idle_timeout);
+      beast::get_lowest_layer(stream_).expires_after(first ? o.read_timeout : o.idle_timeout);
       first = false;
       result<std::size_t> n = co_await http::async_read(stream_, buffer_, parser, use_task);
       if (!n) {
         const auto ec = n.error();
         if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
             ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
-            ec == asio::error::eof)
+            ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
           break;  // the client went away, or idled / trickled past the timeout
         // Malformed or oversized: say why, then close this connection.
         unsigned status = 400;
@@ -221,8 +246,9 @@ class http_connection : public actor {
       if (!co_await send(res, req.version(), keep) || !keep) break;
     }
     boost::system::error_code ignored;
-    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    beast::get_lowest_layer(stream_).socket().shutdown(asio::ip::tcp::socket::shutdown_both,
+                                                       ignored);
+    beast::get_lowest_layer(stream_).close();
     stop();
   }
 
@@ -278,13 +304,21 @@ class http_connection : public actor {
     res.keep_alive(keep_alive);
     res.body() = r.body;
     res.prepare_payload();
-    stream_.expires_after(s_->opts.read_timeout);
+    beast::get_lowest_layer(stream_).expires_after(s_->opts.read_timeout);
     result<std::size_t> w = co_await http::async_write(stream_, res, use_task);
     co_return static_cast<bool>(w);
   }
 
+  static stream_type make_stream(http_gateway::shared& s, asio::ip::tcp::socket socket) {
+    if constexpr (Tls) {
+      return stream_type(beast::tcp_stream(std::move(socket)), *s.tls);
+    } else {
+      return stream_type(std::move(socket));
+    }
+  }
+
   std::shared_ptr<http_gateway::shared> s_;
-  beast::tcp_stream stream_;
+  stream_type stream_;
   beast::flat_buffer buffer_;
 };
 
@@ -312,8 +346,11 @@ class http_acceptor : public actor {
       s_->connections.fetch_add(1, std::memory_order_relaxed);
       boost::system::error_code ec;
       sock->set_option(asio::ip::tcp::no_delay(true), ec);
-      auto c = spawn<http_connection>(s_, std::move(*sock));  // a child: stops with us
-      (void)c.tell(conn_start{});
+      if (s_->tls) {  // children: they stop with us
+        (void)spawn<http_connection<true>>(s_, std::move(*sock)).tell(conn_start{});
+      } else {
+        (void)spawn<http_connection<false>>(s_, std::move(*sock)).tell(conn_start{});
+      }
     }
   }
 
@@ -340,6 +377,7 @@ http_gateway::http_gateway(runtime& rt, http_options o) : s_(std::make_shared<sh
     throw std::system_error(
         ec, "troupe: cannot serve HTTP on " + o.listen.host + ":" + std::to_string(o.listen.port));
   port_ = acceptor.local_endpoint().port();
+  if (o.tls.enabled()) s_->tls = make_tls_context(o.tls, tls_role::gateway);  // throws: bad files
   s_->opts = std::move(o);
   spawn_options so;
   so.shard = static_cast<int>(s_->opts.shard);
@@ -360,7 +398,7 @@ void http_gateway::start() { (void)acceptor_.tell(accept_start{}); }
 
 http_stats http_gateway::stats() const {
   return {s_->requests.load(), s_->client_errors.load(), s_->server_errors.load(),
-          s_->connections.load()};
+          s_->connections.load(), s_->tls_refused.load()};
 }
 
 }  // namespace troupe::net

@@ -3,8 +3,11 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <troupe/net/link.hpp>
+#include <troupe/net/tls.hpp>
 #include <troupe/net/wire.hpp>
 
 namespace troupe::net {
@@ -20,6 +23,12 @@ bool is_loopback(const asio::ip::tcp::socket& s) {
 std::int64_t ms_of(std::int64_t ns) { return ns / 1'000'000; }
 }  // namespace
 
+// TLS over the link's own socket: closing socket_ ends the stream's operations.
+struct peer_link::tls_layer {
+  tls_layer(asio::ip::tcp::socket& s, asio::ssl::context& ctx) : stream(s, ctx) {}
+  asio::ssl::stream<asio::ip::tcp::socket&> stream;
+};
+
 peer_link::peer_link(link_config cfg, asio::ip::tcp::socket socket, role r, link_listener* listener,
                      actor_addr owner)
     : cfg_(std::move(cfg)),
@@ -30,7 +39,10 @@ peer_link::peer_link(link_config cfg, asio::ip::tcp::socket socket, role r, link
       reader_(std::min(cfg_.handshake_max_frame, cfg_.max_frame)) {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);  // frames are coalesced by us, not Nagle
+  if (cfg_.tls) tls_ = std::make_unique<tls_layer>(socket_, *cfg_.tls);
 }
+
+peer_link::~peer_link() = default;
 
 namespace {
 // One receive's worth: the reader keeps partial frames.
@@ -76,7 +88,8 @@ peer_link::append_result peer_link::refuse_congested() noexcept {
 }
 
 void peer_link::write_through() {
-  if (!in_flight_ && !full_ && !closed_) send_now();
+  // A raw send(2) would bypass TLS: with TLS the flush writes everything.
+  if (!in_flight_ && !full_ && !closed_ && !tls_) send_now();
 }
 
 void peer_link::send_now() noexcept {
@@ -108,7 +121,9 @@ task<void> peer_link::handle(flush) {
     sending_.swap(out_);
     out_.clear();
     in_flight_ = true;
-    result<std::size_t> n = co_await asio::async_write(socket_, asio::buffer(sending_), use_task);
+    result<std::size_t> n =
+        tls_ ? co_await asio::async_write(tls_->stream, asio::buffer(sending_), use_task)
+             : co_await asio::async_write(socket_, asio::buffer(sending_), use_task);
     in_flight_ = false;
     full_ = false;
     if (!n) {
@@ -137,7 +152,13 @@ void peer_link::close(std::string reason) {
   append_frame(bye, frame_header{frame_kind::goodbye, 0, 0, 0, 0}, close_reason_);
   boost::system::error_code ec;
   socket_.non_blocking(true, ec);
-  socket_.write_some(asio::buffer(bye), ec);
+  if (!tls_) {
+    socket_.write_some(asio::buffer(bye), ec);
+  } else if (SSL_is_init_finished(tls_->stream.native_handle()) && !in_flight_) {
+    // Inside TLS, and only between writes (a record must not interleave
+    // with one in flight); if the socket has no room it is lost.
+    tls_->stream.write_some(asio::buffer(bye), ec);
+  }
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);  // the read loop's pending read ends; it reports the link down
 }
@@ -152,8 +173,9 @@ task<result<frame_view>> peer_link::read_frame() {
     }
     // The handshake's frames are small: read no more than one frame may hold.
     std::span<char> buf = reader_.writable(std::min<std::size_t>(read_bytes, reader_.max_frame()));
-    result<std::size_t> n =
-        co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()), use_task);
+    const asio::mutable_buffer b(buf.data(), buf.size());
+    result<std::size_t> n = tls_ ? co_await tls_->stream.async_read_some(b, use_task)
+                                 : co_await socket_.async_read_some(b, use_task);
     if (!n) co_return failure<frame_view>(n.error());
     last_in_ns_ =
         system().now_ns();  // any bytes show the peer alive: stamp once per read, not per frame
@@ -171,7 +193,28 @@ std::string encoded(const T& v) {
 }
 }  // namespace
 
+bool peer_link::peer_certificate_names(const std::string& node) const noexcept {
+  return certificate_names(SSL_get0_peer_certificate(tls_->stream.native_handle()), node);
+}
+
+task<bool> peer_link::tls_handshake() {
+  // The dialer is the TLS client. Both sides verify the other's certificate
+  // against the CA (the context's verify mode); the names come with the hello.
+  const boost::system::error_code ec = co_await tls_->stream.async_handshake(
+      role_ == role::dialer ? asio::ssl::stream_base::client : asio::ssl::stream_base::server,
+      use_task);
+  if (!ec) {
+    SSL* ssl = tls_->stream.native_handle();
+    stats_.tls = std::string(SSL_get_version(ssl)) + " " + SSL_get_cipher_name(ssl);
+    co_return true;
+  }
+  if (closed_) co_return false;  // timed out: close() said why
+  close("TLS handshake failed: " + ec.message());
+  co_return false;
+}
+
 task<bool> peer_link::handshake() {
+  if (tls_ && !co_await tls_handshake()) co_return false;
   const std::string secret = cfg_.secret.value_or(std::string{});
   // Each returns false, so a failed step reads `co_return refuse(...)`.
   auto refuse = [this](const std::string& why) {
@@ -201,6 +244,8 @@ task<bool> peer_link::handshake() {
     result<challenge_msg> c = decode<challenge_msg>(f->payload);
     if (!c) co_return refuse("malformed challenge");
     stats_.peer = c->node;
+    if (tls_ && !peer_certificate_names(c->node))
+      co_return refuse("the peer's TLS certificate does not name node " + c->node);
     const std::string my_nonce = make_nonce();
     queue({frame_kind::proof, 0, 0, 0, 0},
           encoded(
@@ -222,6 +267,8 @@ task<bool> peer_link::handshake() {
   if (!h) co_return refuse("malformed hello");
   if (auto ec = check_hello(*h, cfg_.cluster)) co_return refuse(ec.message());
   stats_.peer = h->node;
+  if (tls_ && !peer_certificate_names(h->node))
+    co_return refuse("the peer's TLS certificate does not name node " + h->node);
   const std::string my_nonce = make_nonce();
   queue({frame_kind::challenge, 0, 0, 0, 0}, encoded(challenge_msg{cfg_.node, my_nonce}));
   result<frame_view> p = co_await read_frame();
@@ -257,10 +304,14 @@ task<void> peer_link::handle(link_start) {
       }
       if (st == frame_reader::status::need_more) {
         std::span<char> buf = reader_.writable(read_bytes);
-        result<std::size_t> n =
-            co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()), use_task);
+        const asio::mutable_buffer b(buf.data(), buf.size());
+        result<std::size_t> n = tls_ ? co_await tls_->stream.async_read_some(b, use_task)
+                                     : co_await socket_.async_read_some(b, use_task);
         if (!n) {
-          close(n.error() == asio::error::eof ? "peer closed the connection" : n.error().message());
+          // A TLS peer that closes without close_notify reads as a truncated stream.
+          close(n.error() == asio::error::eof || n.error() == asio::ssl::error::stream_truncated
+                    ? "peer closed the connection"
+                    : n.error().message());
           break;
         }
         last_in_ns_ = system().now_ns();  // any bytes show the peer alive: once per read

@@ -119,8 +119,10 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   };
 
  public:
-  node_actor(node_options o, asio::ip::tcp::acceptor acceptor)
+  node_actor(node_options o, asio::ip::tcp::acceptor acceptor,
+             std::shared_ptr<asio::ssl::context> tls)
       : opts_(std::move(o)), acceptor_(std::move(acceptor)), rng_(std::random_device{}()) {
+    cfg_.tls = std::move(tls);
     cfg_.node = opts_.name;
     cfg_.cluster = opts_.cluster;
     cfg_.secret = opts_.secret;
@@ -1118,9 +1120,12 @@ node::node(runtime& rt, node_options opts) : rt_(rt), name_(opts.name), shard_(o
     throw std::system_error(ec, "troupe: cannot listen on " + opts.listen.host + ":" +
                                     std::to_string(opts.listen.port));
   port_ = acceptor.local_endpoint().port();
+  // One TLS context for all of the node's links; bad files throw here, before anything runs.
+  std::shared_ptr<asio::ssl::context> tls;
+  if (opts.tls.enabled()) tls = make_tls_context(opts.tls, tls_role::cluster);
   spawn_options so;
   so.shard = static_cast<int>(opts.shard);
-  actor_ = rt.spawn<node_actor>(so, std::move(opts), std::move(acceptor));
+  actor_ = rt.spawn<node_actor>(so, std::move(opts), std::move(acceptor), std::move(tls));
   (void)actor_.tell(start_q{});
 }
 

@@ -47,6 +47,7 @@ struct config {
   std::optional<std::string> secret;
   std::optional<std::string> http_token;
   net::node_options link_caps;  // only its cluster-link caps are read (link_cap_flags)
+  net::tls_options tls;  // --tls-cert, --tls-key, --tls-ca: links and gateway
   unsigned shards = 2;
   std::chrono::milliseconds lock_max_ttl{60'000};
   std::vector<net::node_extension> extensions;
@@ -130,6 +131,25 @@ struct link_cap_flags {
     o.relay_timeout = std::chrono::milliseconds(relay_timeout_ms);
   }
 };
+void add_tls_flags(CLI::App& app, net::tls_options& tls) {
+  app.add_option("--tls-cert", tls.cert_file,
+                 "PEM certificate naming this node: mutual TLS on links, HTTPS on the gateway");
+  app.add_option("--tls-key", tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", tls.ca_file, "PEM CA certificate that peers' certificates chain to");
+}
+
+// All three TLS files or none, each readable and valid: checked before
+// anything starts, so a mistake is one line and exit code 2.
+bool check_tls(const net::tls_options& tls, std::string& error) {
+  if (!tls.enabled()) return true;
+  try {
+    (void)net::make_tls_context(tls, net::tls_role::cluster);
+  } catch (const std::invalid_argument& e) {
+    error = e.what();
+    return false;
+  }
+  return true;
+}
 
 bool writable_dir(const std::string& dir, std::string& error) {
   std::error_code ec;
@@ -476,6 +496,7 @@ class node_app {
     o.max_peers = c.link_caps.max_peers;
     o.max_relays = c.link_caps.max_relays;
     o.relay_timeout = c.link_caps.relay_timeout;
+    o.tls = c.tls;
     return o;
   }
   static actors::lock_options lock_options(const config& c) {
@@ -487,6 +508,7 @@ class node_app {
     net::http_options o;
     o.listen = c.http;
     o.token = c.http_token;
+    o.tls = c.tls;
     // On the node's shard: a request that asks the lock-manager or routes by
     // key then hands off within one thread (a cross-shard hop to a parked
     // shard costs a ~23 us wake-up each way).
@@ -904,6 +926,12 @@ class node_app {
          "# TYPE troupe_http_client_errors_total counter\n"
          "troupe_http_client_errors_total "
       << hs.client_errors << "\n";
+    if (cfg_.tls.enabled())
+      m << "# HELP troupe_http_tls_refused_total HTTPS connections whose TLS handshake failed "
+           "(e.g. plain HTTP).\n"
+           "# TYPE troupe_http_tls_refused_total counter\n"
+           "troupe_http_tls_refused_total "
+        << hs.tls_refused << "\n";
     co_return net::http_response{200, m.str(), "text/plain; version=0.0.4"};
   }
 
@@ -981,6 +1009,7 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
                  "file holding a bearer token required on /api/ routes");
   link_cap_flags link_caps;
   link_caps.add(app, c.link_caps);
+  add_tls_flags(app, c.tls);
   app.add_option("--shards", c.shards, "shards (threads)")
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
@@ -1037,6 +1066,7 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
     if (!c.http_token) return fail(2, "--http-token-file: " + error);
   }
   if (!c.data_dir.empty() && !writable_dir(c.data_dir, error)) return fail(2, error);
+  if (!check_tls(c.tls, error)) return fail(2, error);
 
   // SIGTERM / SIGINT end the node in order; block them before any thread starts.
   sigset_t stop_signals;

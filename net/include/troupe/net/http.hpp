@@ -15,6 +15,8 @@
 /// JSON body {"error": "..."} and never more than that connection is touched.
 /// With a bearer token configured, every /api/ route requires
 /// `Authorization: Bearer <token>` (401 otherwise). Binds 127.0.0.1 unless told.
+/// With http_options::tls it serves HTTPS only: a plain-HTTP client's
+/// connection fails its TLS handshake and is closed (one log line).
 
 #include <boost/beast/http/verb.hpp>
 #include <boost/json.hpp>
@@ -26,6 +28,7 @@
 #include <string>
 #include <troupe/core.hpp>
 #include <troupe/net/endpoint.hpp>
+#include <troupe/net/tls.hpp>
 #include <vector>
 
 namespace troupe::net {
@@ -41,6 +44,9 @@ struct http_options {
   std::chrono::milliseconds read_timeout{10'000};  ///< one request's headers and body
   std::chrono::milliseconds idle_timeout{30'000};  ///< between keep-alive requests
   unsigned shard = 0;
+  /// Certificate, key and CA: the gateway serves HTTPS (TLS 1.3) with this
+  /// certificate and asks clients for none. None: plain HTTP.
+  tls_options tls;
 };
 
 /// A request as a handler sees it.
@@ -85,6 +91,7 @@ using http_handler = std::function<task<http_response>(http_request&)>;
 /// Counters of a gateway.
 struct http_stats {
   std::uint64_t requests = 0, client_errors = 0, server_errors = 0, connections = 0;
+  std::uint64_t tls_refused = 0;  ///< HTTPS connections whose TLS handshake failed
 };
 
 class http_acceptor;

@@ -16,6 +16,10 @@
 /// most `max_outbound` bytes: a frame appended beyond that is refused
 /// (append_result::congested), and a link whose buffer stays at the cap for
 /// longer than `down_after` is closed as a slow consumer.
+/// With a TLS context (link_config::tls) the link first runs a mutual TLS 1.3
+/// handshake, then the same node handshake inside it, and checks that the
+/// peer's certificate names the node it claims (tls.hpp); every byte after
+/// the TCP connect then goes through the TLS stream.
 
 #include <array>
 #include <atomic>
@@ -31,6 +35,10 @@
 #include <troupe/net/handshake.hpp>
 #include <troupe/net/route_wire.hpp>
 #include <vector>
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace troupe::net {
 
@@ -60,6 +68,8 @@ struct link_config {
   std::uint32_t handshake_max_frame = default_handshake_max_frame;  ///< until authenticated
   std::size_t max_outbound = default_max_outbound;  ///< bytes waiting to be written, at most
   std::shared_ptr<link_counters> counters;          ///< optional: where refusals are counted
+  /// Set: mutual TLS 1.3 under the handshake (make_tls_context, tls_role::cluster).
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
 /// Counters of one link, readable by asking it (stats_q).
@@ -69,6 +79,7 @@ struct link_stats {
   std::uint64_t frames_in = 0, frames_out = 0, bytes_in = 0, bytes_out = 0, writes = 0;
   std::uint64_t queued_bytes = 0;  ///< bytes waiting to be written now (at most ~max_outbound)
   std::uint64_t congested = 0;     ///< frames refused because the outbound buffer was full
+  std::string tls;  ///< over TLS: protocol and cipher ("TLSv1.3 TLS_AES_128_GCM_SHA256")
 };
 
 class peer_link;
@@ -102,6 +113,7 @@ class peer_link : public actor {
   /// socket has room: a handler that tells 10,000 messages in one turn then
   /// streams them out through a buffer that stays in the CPU's caches,
   /// instead of building a megabyte that the turn's end hands to io_uring.
+  /// Plaintext links only: under TLS every byte goes through the TLS stream.
   static constexpr std::size_t write_through_bytes = 32 * 1024;
 
   static constexpr bool reentrant = true;  // reading, writing and timers interleave
@@ -112,6 +124,7 @@ class peer_link : public actor {
   /// the listener, if any) is alive.
   peer_link(link_config cfg, boost::asio::ip::tcp::socket socket, role r, link_listener* listener,
             actor_addr owner = {});
+  ~peer_link();
 
   /// Runs the handshake, then the read loop, until the link closes.
   task<void> handle(link_start);
@@ -153,6 +166,8 @@ class peer_link : public actor {
 
  private:
   task<bool> handshake();
+  task<bool> tls_handshake();
+  bool peer_certificate_names(const std::string& node) const noexcept;
   task<result<frame_view>> read_frame();
   void queue(const frame_header& h, std::string_view payload);
   void start_flush();
@@ -162,8 +177,13 @@ class peer_link : public actor {
   [[gnu::cold, gnu::noinline]] append_result refuse_congested() noexcept;
   bool listening() const noexcept { return !owner_ || owner_.alive(); }
 
+  // The byte stream under the frames: socket_, or with TLS tls_->stream
+  // over it. The read loop, the flush and close() pick one with one branch.
+  struct tls_layer;
+
   link_config cfg_;
   boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<tls_layer> tls_;  // set with link_config::tls
   role role_;
   link_listener* listener_;
   actor_addr owner_;

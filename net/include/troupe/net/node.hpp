@@ -31,6 +31,7 @@
 #include <troupe/net/frame.hpp>
 #include <troupe/net/link.hpp>
 #include <troupe/net/route_wire.hpp>
+#include <troupe/net/tls.hpp>
 #include <troupe/net/wire.hpp>
 #include <unordered_map>
 #include <vector>
@@ -83,6 +84,9 @@ struct node_options {
   std::size_t max_peers = 1024;                     ///< peers linked at once
   std::size_t max_relays = 65536;  ///< forwarded asks awaiting their reply, over all links
   std::chrono::milliseconds relay_timeout{120'000};  ///< a forwarded ask's reply, awaited at most
+  /// Certificate, key and CA: links speak mutual TLS 1.3 and a peer's
+  /// certificate must name the node it claims (tls.hpp). None: plaintext.
+  tls_options tls;
 };
 
 /// Delivered to subscribers when a peer's link comes up or goes down.
