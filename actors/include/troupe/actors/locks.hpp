@@ -65,19 +65,19 @@ enum class lock_mode : std::uint8_t { exclusive = 0, shared = 1 };
 
 /// Why a lock request was refused.
 enum class lock_errc {
-  timeout = 1,    ///< the wait ran out before the lock was free
-  busy,           ///< try-lock (wait 0): the lock is held, or its slot is in its lock-delay
-  wrong_token,    ///< renew / release with a token that is not the holder's current one
-  not_holder,     ///< renew / release by an owner that does not hold the lock
-  expired,        ///< renew after the lease expired (the lock was released)
-  bad_ttl,        ///< a TTL of zero or less
-  ttl_too_long,   ///< a TTL above lock_options::max_ttl
-  bad_wait,       ///< a negative wait, or one above lock_options::max_wait
-  empty_name,     ///< an empty lock name
-  name_too_long,  ///< a name longer than lock_options::max_name bytes
-  mode_mismatch,  ///< a reentrant acquire in the other mode
-  not_owner,      ///< this node does not serve the lock's slot (the ring is changing)
-  revoked,        ///< the lock's slot moved away, or its holder's node went down
+  timeout = 1,       ///< the wait ran out before the lock was free
+  busy,              ///< try-lock (wait 0): the lock is held, or its slot is in its lock-delay
+  wrong_token,       ///< renew / release / reentrant acquire with a token not the holder's current one
+  not_holder,        ///< renew / release by an owner that does not hold the lock
+  expired,           ///< renew after the lease expired (the lock was released)
+  bad_ttl,           ///< a TTL of zero or less
+  ttl_too_long,      ///< a TTL above lock_options::max_ttl
+  bad_wait,          ///< a negative wait, or one above lock_options::max_wait
+  empty_name,        ///< an empty lock name
+  name_too_long,     ///< a name longer than lock_options::max_name bytes
+  mode_mismatch,     ///< a reentrant acquire in the other mode
+  not_owner,         ///< this node does not serve the lock's slot (the ring is changing)
+  revoked,           ///< the lock's slot moved away, or its holder's node went down
   too_many_waiters,  ///< the lock, or the manager, has as many waiters as its cap allows
 };
 const boost::system::error_category& lock_category() noexcept;
