@@ -67,7 +67,7 @@ enum class lock_mode : std::uint8_t { exclusive = 0, shared = 1 };
 enum class lock_errc {
   timeout = 1,       ///< the wait ran out before the lock was free
   busy,              ///< try-lock (wait 0): the lock is held, or its slot is in its lock-delay
-  wrong_token,       ///< renew / release / reentrant acquire with a token not the holder's current one
+  wrong_token,       ///< renew / release / reentrant acquire: not the holder's current token
   not_holder,        ///< renew / release by an owner that does not hold the lock
   expired,           ///< renew after the lease expired (the lock was released)
   bad_ttl,           ///< a TTL of zero or less
