@@ -217,7 +217,7 @@ TEST_CASE("shared holders coexist; an exclusive request waits and nobody jumps i
   CHECK(d.get().error == 0);
 }
 
-TEST_CASE("an owner may acquire again with its token and a hold count; the other mode is refused",
+TEST_CASE("an owner may acquire again with its token and a hold count, not in the other mode",
           "[locks]") {
   one_node n;
   const auto ex = actors::lock_mode::exclusive;
@@ -239,7 +239,7 @@ TEST_CASE("an owner may acquire again with its token and a hold count; the other
   CHECK(n.acquire("l", "bob", 1000, 0).error == 0);
 }
 
-TEST_CASE("waiters are capped per lock and per manager; the refusal is at once and counted",
+TEST_CASE("waiters are capped per lock and per manager, refused at once and counted",
           "[locks]") {
   actors::lock_options o = fast_locks();
   o.max_waiters_per_lock = 2;

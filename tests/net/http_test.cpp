@@ -319,7 +319,7 @@ TEST_CASE("a handler past its deadline gets a 504, is abandoned, and the gateway
   CHECK(ok.call(http::verb::get, "/healthz").status == 200);
 }
 
-TEST_CASE("connections past the cap are answered 503 and closed; freed slots are reused",
+TEST_CASE("connections past the cap are answered 503 and closed, and freed slots are reused",
           "[http][caps]") {
   net::http_options o;
   o.max_connections = 2;

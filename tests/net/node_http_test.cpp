@@ -339,19 +339,25 @@ TEST_CASE("a lock's waiters are capped over HTTP: 429 with Retry-After, and the 
     client c{port};
     return c.call(http::verb::post, L + "acquire", R"({"owner":"w","ttl_ms":1000,"wait_ms":5000})");
   });
-  // The waiter is parked once a second one is refused; until then a second
-  // one may itself be the first waiter (and is then answered after a wait).
+  // Wait until the waiter is parked (the manager's gauge says so); the
+  // holder renews meanwhile so its lease (at most 1 s here) does not end and
+  // hand the lock over first.
   client over{port};
-  reply r;
+  const std::string renew =
+      R"({"owner":"h","ttl_ms":1000,"token":")" + field_of(h, "token") + "\"}";
   REQUIRE(eventually([&] {
-    r = over.call(http::verb::post, L + "acquire", R"({"owner":"x","ttl_ms":1000,"wait_ms":1})");
-    return r.status == 429;
+    if (holder.call(http::verb::post, L + "renew", renew).status != 200) return false;
+    return over.call(http::verb::get, "/metrics").body.find("troupe_lock_waiters 1\n") !=
+           std::string::npos;
   }));
+  // A second acquire that would wait is over the cap: refused at once.
+  reply r =
+      over.call(http::verb::post, L + "acquire", R"({"owner":"x","ttl_ms":1000,"wait_ms":3000})");
+  CHECK(r.status == 429);
   CHECK(r.header("retry-after") == "1");
   CHECK(error_of(r).find("--lock-max-waiters-per-lock 1") != std::string::npos);
   reply metrics = over.call(http::verb::get, "/metrics");
-  CHECK(metrics.body.find("troupe_lock_waiters_refused_total ") != std::string::npos);
-  CHECK(metrics.body.find("troupe_lock_waiters_refused_total 0\n") == std::string::npos);
+  CHECK(metrics.body.find("troupe_lock_waiters_refused_total 1\n") != std::string::npos);
   // The holder releases: the parked waiter is granted; the node is healthy.
   CHECK(holder
             .call(http::verb::post, L + "release",
@@ -391,7 +397,7 @@ net::node_extension slow_sagas() {
 }
 }  // namespace
 
-TEST_CASE("saga starts past the queue cap get 503 with Retry-After; the node serves on",
+TEST_CASE("saga starts past the queue cap get 503 with Retry-After, and the node serves on",
           "[http][node][caps]") {
   net::node_instance node{node_args({"--saga-max-running", "1", "--saga-max-queued", "1"}),
                           {slow_sagas()}};
@@ -416,7 +422,7 @@ TEST_CASE("saga starts past the queue cap get 503 with Retry-After; the node ser
   CHECK(c.call(http::verb::get, "/healthz").status == 200);
 }
 
-TEST_CASE("troupe-node's gateway caps are flags; a bad value is refused at start",
+TEST_CASE("troupe-node's gateway caps are flags, and a bad value is refused at start",
           "[http][node][caps]") {
   for (const std::vector<std::string>& bad :
        {std::vector<std::string>{"--http-max-connections", "0"},
