@@ -31,7 +31,7 @@ class lock_category_impl final : public boost::system::error_category {
       case lock_errc::ttl_too_long:
         return "the lease TTL exceeds the configured maximum";
       case lock_errc::bad_wait:
-        return "the wait must not be negative";
+        return "the wait must not be negative nor above the configured maximum";
       case lock_errc::empty_name:
         return "the lock name is empty";
       case lock_errc::name_too_long:
@@ -42,6 +42,9 @@ class lock_category_impl final : public boost::system::error_category {
         return "this node does not serve the lock's slot (the ring is changing; retry)";
       case lock_errc::revoked:
         return "the lock was revoked: its slot moved or its holder's node went down";
+      case lock_errc::too_many_waiters:
+        return "too many requests are waiting for the lock (or for this node's locks); retry "
+               "later";
     }
     return "unknown lock error";
   }
@@ -352,7 +355,8 @@ void lock_manager::handle(net::member_event e) {
 
 task<lock_reply> lock_manager::handle(lock_acquire q) {
   if (auto ec = check(q.name, q.ttl_ms)) co_return reply_error(static_cast<lock_errc>(ec.value()));
-  if (q.wait_ms < 0) co_return reply_error(lock_errc::bad_wait);
+  if (q.wait_ms < 0 || q.wait_ms > opts_.max_wait.count())
+    co_return reply_error(lock_errc::bad_wait);
   if (q.mode > 1) co_return reply_error(lock_errc::mode_mismatch);
   const lock_mode mode = static_cast<lock_mode>(q.mode);
   std::int64_t now = now_ns();
@@ -362,14 +366,20 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
   const std::int64_t ttl_ns = q.ttl_ms * 1'000'000;
   lock_state& l = known ? *known : get(q.name, slot);
   expire_due(l, now);
-  // Reentrant: the owner already holds it.
-  for (holder& h : l.holders) {
-    if (h.owner != q.owner) continue;
-    if (l.mode != mode) co_return reply_error(lock_errc::mode_mismatch);
-    ++h.holds;
-    h.expires_ns = std::max(h.expires_ns, now + ttl_ns);
-    emit(lock_event::kind::renewed, l, h, now);
-    co_return lock_reply{0, h.token, (h.expires_ns - now) / 1'000'000, h.holds};
+  // Reentrant: the owner already holds it, and proves it with its token.
+  // Without a token the owner string alone earns nothing: the request is
+  // answered as anyone's would be.
+  if (q.token != 0) {
+    for (holder& h : l.holders) {
+      if (h.owner != q.owner || h.token != q.token) continue;
+      if (l.mode != mode) co_return reply_error(lock_errc::mode_mismatch);
+      ++h.holds;
+      h.expires_ns = std::max(h.expires_ns, now + ttl_ns);
+      emit(lock_event::kind::renewed, l, h, now);
+      co_return lock_reply{0, h.token, (h.expires_ns - now) / 1'000'000, h.holds};
+    }
+    forget_if_idle(l);
+    co_return reply_error(lock_errc::wrong_token);
   }
   if (usable(l, now) && free_for(l, mode) && !has_live_waiters(l)) {
     holder& h = grant(l, std::move(q.owner), std::move(q.owner_node), mode, ttl_ns, now);
@@ -378,6 +388,11 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
   if (q.wait_ms == 0) {
     forget_if_idle(l);
     co_return reply_error(lock_errc::busy);
+  }
+  if (stats_.waiters >= opts_.max_waiters || l.queue.size() >= opts_.max_waiters_per_lock) {
+    forget_if_idle(l);
+    ++stats_.waiters_refused;
+    co_return reply_error(lock_errc::too_many_waiters);
   }
   // Park in the FIFO queue until promoted, failed, or out of time.
   const std::string name = q.name;  // l may not outlive the wait under its own name
@@ -574,8 +589,15 @@ class lock_keeper : public actor {
       const auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(
                                      deadline - std::chrono::steady_clock::now()),
                                  std::chrono::milliseconds(0));
+      // This owner's lease of the lock, if it has one: its token makes the
+      // acquire reentrant.
+      std::uint64_t held = 0;
+      if (auto c = current_.find(q.name + '\0' + q.owner); c != current_.end())
+        if (auto it = leases_.find(c->second); it != leases_.end() && !it->second.lost->load())
+          held = it->second.token;
       lock_acquire a{q.name,        q.owner,      node_->name(),
-                     q.ttl.count(), left.count(), static_cast<std::uint8_t>(q.mode)};
+                     q.ttl.count(), left.count(), static_cast<std::uint8_t>(q.mode),
+                     held};
       auto call = node_->route_ask<lock_manager>(key, lock_manager_name, std::move(a),
                                                  left + opts_.reply_margin);
       result<lock_reply> rep = co_await call;
@@ -598,6 +620,7 @@ class lock_keeper : public actor {
         l.owner = q.owner;
         l.token = rep->token;
         l.holder = q.holder;
+        current_[q.name + '\0' + q.owner] = lk;
       }
       l.ttl = std::max(l.ttl, q.ttl);
       ++l.guards;
@@ -643,7 +666,12 @@ class lock_keeper : public actor {
     detail::lease_state& l = it->second;
     lock_release r{l.name, l.owner, l.token};
     const std::string key = l.key, name = l.name;
-    if (--l.guards == 0) leases_.erase(it);  // the renewal loop ends with it
+    if (--l.guards == 0) {
+      if (auto c = current_.find(l.name + '\0' + l.owner);
+          c != current_.end() && c->second == q.lease_key)
+        current_.erase(c);
+      leases_.erase(it);  // the renewal loop ends with it
+    }
     auto call = node_->route_ask<lock_manager>(key, lock_manager_name, std::move(r),
                                                std::chrono::seconds(5));
     result<lock_reply> rep = co_await call;
@@ -668,6 +696,8 @@ class lock_keeper : public actor {
   net::node* node_;
   lock_client_options opts_;
   std::unordered_map<std::string, detail::lease_state> leases_;
+  // (name '\0' owner) -> the key in leases_ of that owner's lease of the lock.
+  std::unordered_map<std::string, std::string> current_;
   std::unordered_set<std::uint64_t> monitored_;  // holders monitored, until they stop
 };
 

@@ -1,5 +1,9 @@
 // The HTTP gateway: an acceptor actor and one actor per connection, on Beast.
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -91,6 +95,41 @@ unsigned http_status_for(const boost::system::error_code& ec) noexcept {
 
 namespace {
 
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool unreserved(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+// pchar (RFC 3986) without pct-encoded: unreserved, sub-delims, ':' and '@'.
+bool path_char(unsigned char c) {
+  if (unreserved(c)) return true;
+  switch (c) {
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+    case ':':
+    case '@':
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Percent-decoding ('+' stays '+': paths and our query values do not use it
 // for spaces). A bad escape makes the request a 400.
 std::optional<std::string> url_decode(std::string_view s) {
@@ -102,18 +141,33 @@ std::optional<std::string> url_decode(std::string_view s) {
       continue;
     }
     if (i + 2 >= s.size()) return std::nullopt;
-    auto hex = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      return -1;
-    };
-    const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+    const int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
     if (hi < 0 || lo < 0) return std::nullopt;
     out.push_back(static_cast<char>(hi * 16 + lo));
     i += 2;
   }
   return out;
+}
+
+// SHA-256 of a string: the bearer check compares digests, so neither the
+// compare nor its length depends on how much of a guessed token is right.
+std::array<unsigned char, 32> digest(std::string_view s) {
+  std::array<unsigned char, 32> d{};
+  unsigned int n = 0;
+  if (EVP_Digest(s.data(), s.size(), d.data(), &n, EVP_sha256(), nullptr) != 1 || n != d.size())
+    throw std::runtime_error("troupe: SHA-256 failed");
+  return d;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
 }
 
 std::vector<std::string_view> split_path(std::string_view p) {
@@ -134,20 +188,83 @@ std::vector<std::string_view> split_path(std::string_view p) {
 
 }  // namespace
 
+std::optional<std::string> http_target_problem(std::string_view target) {
+  if (target.empty() || target.front() != '/')
+    return std::string("the request target must be a path starting with '/' (origin-form)");
+  const std::size_t q = target.find('?');
+  const std::string_view path = target.substr(0, q);
+  const std::string_view query =
+      q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    const auto c = static_cast<unsigned char>(path[i]);
+    if (c == '/') {
+      if (i + 1 == path.size() && path.size() > 1)
+        return std::string("the path must not end with '/'");
+      if (i + 1 < path.size() && path[i + 1] == '/')
+        return std::string("the path must not contain an empty segment ('//')");
+      continue;
+    }
+    if (c == '%') {
+      if (i + 2 >= path.size() || hex_digit(path[i + 1]) < 0 || hex_digit(path[i + 2]) < 0)
+        return std::string("the path has a malformed percent-escape");
+      const auto b =
+          static_cast<unsigned char>(hex_digit(path[i + 1]) * 16 + hex_digit(path[i + 2]));
+      if (unreserved(b))
+        return std::string("the path percent-encodes an unreserved character ('") +
+               static_cast<char>(b) + "'); send it as itself";
+      if (b == 0) return std::string("the path percent-encodes a NUL byte");
+      i += 2;
+      continue;
+    }
+    if (!path_char(c)) return std::string("the path has a character not allowed in a URI path");
+  }
+  for (std::string_view seg : split_path(path))
+    if (seg == "." || seg == "..")
+      return std::string("the path must not contain '.' or '..' segments");
+  for (std::size_t i = 0; i < query.size(); ++i) {
+    const auto c = static_cast<unsigned char>(query[i]);
+    if (c == '%') {
+      if (i + 2 >= query.size() || hex_digit(query[i + 1]) < 0 || hex_digit(query[i + 2]) < 0)
+        return std::string("the query has a malformed percent-escape");
+      i += 2;
+      continue;
+    }
+    if (!path_char(c) && c != '/' && c != '?')
+      return std::string("the query has a character not allowed in a URI query");
+  }
+  return std::nullopt;
+}
+
 struct http_gateway::shared {
   struct route_entry {
     http::verb method;
     std::vector<std::string> segments;
     http_handler handler;
+    bool needs_token = false;  // the pattern starts with /api/
   };
   http_options opts;
   std::shared_ptr<asio::ssl::context> tls;  // set: HTTPS
+  std::optional<std::array<unsigned char, 32>> token_digest;
   std::vector<route_entry> routes;
   std::atomic<std::uint64_t> requests{0}, client_errors{0}, server_errors{0}, connections{0},
       tls_refused{0};
+  std::atomic<std::uint64_t> open{0}, refused{0}, handler_timeouts{0}, unauthorized{0},
+      bad_targets{0};
 
-  // Finds the handler; fills params. 404 / 405 in `error` when none.
-  const http_handler* match(http_request& r, http_response& error) const {
+  // True when the request carries the configured bearer token. The scheme
+  // is case-insensitive; the token is compared as a SHA-256 digest with
+  // CRYPTO_memcmp, so the time taken tells nothing about the token.
+  bool authorized(std::string_view auth) const {
+    if (!token_digest) return true;
+    if (auth.size() < 7 || !iequals(auth.substr(0, 6), "bearer") || auth[6] != ' ') return false;
+    std::string_view given = auth.substr(7);
+    while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+    const std::array<unsigned char, 32> d = digest(given);
+    return CRYPTO_memcmp(d.data(), token_digest->data(), d.size()) == 0;
+  }
+
+  // Finds the route; fills params. 404 / 405 in `error` when none.
+  const route_entry* match(http_request& r, http_response& error) const {
     const std::vector<std::string_view> segs = split_path(r.path);
     bool path_matched = false;
     for (const route_entry& e : routes) {
@@ -171,7 +288,7 @@ struct http_gateway::shared {
       path_matched = true;
       if (e.method != r.method) continue;
       r.params = std::move(params);
-      return &e.handler;
+      return &e;
     }
     error = path_matched ? json_error(405, "method not allowed on " + r.path)
                          : json_error(404, "no route for " + r.path);
@@ -183,6 +300,17 @@ struct http_gateway::shared {
 
 namespace {
 struct conn_start {};
+// A request handed to its handler, run as a message of the connection (which
+// is reentrant) so the connection's loop can wait for it with a deadline.
+struct pending_request {
+  http_request r;
+  const http_handler* handler = nullptr;
+  http_response res;
+  troupe::event done;
+};
+struct run_request {
+  std::shared_ptr<pending_request> p;
+};
 }  // namespace
 
 // One connection, over plain TCP or (Tls) TLS over it; the same code otherwise.
@@ -192,10 +320,12 @@ class http_connection : public actor {
       std::conditional_t<Tls, asio::ssl::stream<beast::tcp_stream>, beast::tcp_stream>;
 
  public:
+  static constexpr bool reentrant = true;  // the handler runs while the loop waits on it
   static constexpr const char* type_name =
       Tls ? "troupe::net::https_connection" : "troupe::net::http_connection";
   http_connection(std::shared_ptr<http_gateway::shared> s, asio::ip::tcp::socket socket)
       : s_(std::move(s)), stream_(make_stream(*s_, std::move(socket))) {}
+  ~http_connection() { s_->open.fetch_sub(1, std::memory_order_relaxed); }
 
   task<void> handle(conn_start) {
     const http_options& o = s_->opts;
@@ -238,29 +368,48 @@ class http_connection : public actor {
       }
       http::request<http::string_body> req = parser.release();
       s_->requests.fetch_add(1, std::memory_order_relaxed);
-      http_response res = co_await dispatch(req);
+      bool timed_out = false;
+      http_response res = co_await dispatch(req, timed_out);
       if (res.status >= 400 && res.status < 500)
         s_->client_errors.fetch_add(1, std::memory_order_relaxed);
       if (res.status >= 500) s_->server_errors.fetch_add(1, std::memory_order_relaxed);
-      const bool keep = req.keep_alive();
+      const bool keep = req.keep_alive() && !timed_out;
       if (!co_await send(res, req.version(), keep) || !keep) break;
     }
     boost::system::error_code ignored;
     beast::get_lowest_layer(stream_).socket().shutdown(asio::ip::tcp::socket::shutdown_both,
                                                        ignored);
     beast::get_lowest_layer(stream_).close();
-    stop();
+    stop();  // also unwinds a handler that overran its deadline
+  }
+
+  task<void> handle(run_request m) {
+    std::shared_ptr<pending_request> p = std::move(m.p);
+    try {
+      task<http_response> t = (*p->handler)(p->r);
+      p->res = co_await std::move(t);
+    } catch (const troupe::detail::unwind&) {
+      throw;
+    } catch (const std::exception& e) {
+      system().log(std::string("troupe: http handler for ") + p->r.path + " threw: " + e.what());
+      p->res = json_error(500, "internal error");
+    }
+    p->done.set();
   }
 
  private:
-  task<http_response> dispatch(http::request<http::string_body>& req) {
-    http_request r;
-    r.method = req.method();
-    r.target = std::string(req.target());
+  task<http_response> dispatch(http::request<http::string_body>& req, bool& timed_out) {
     const std::string_view t = req.target();
+    if (auto why = http_target_problem(t)) {
+      s_->bad_targets.fetch_add(1, std::memory_order_relaxed);
+      co_return json_error(400, "bad request target: " + *why);
+    }
+    auto p = std::make_shared<pending_request>();
+    http_request& r = p->r;
+    r.method = req.method();
+    r.target = std::string(t);
     const std::size_t q = t.find('?');
     r.path = std::string(t.substr(0, q));
-    if (r.path.empty() || r.path.front() != '/') co_return json_error(400, "bad request target");
     if (q != std::string_view::npos) {
       std::string_view rest = t.substr(q + 1);
       while (!rest.empty()) {
@@ -270,37 +419,50 @@ class http_connection : public actor {
         auto k = url_decode(kv.substr(0, eq));
         auto v = url_decode(eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1));
         if (!k || !v) co_return json_error(400, "bad query string");
-        r.query_params[*k] = *v;
+        if (!k->empty() && !r.query_params.emplace(*k, *v).second)
+          co_return json_error(400, "query parameter '" + *k + "' is given more than once");
         if (amp == std::string_view::npos) break;
         rest = rest.substr(amp + 1);
       }
     }
-    if (s_->opts.token && r.path.rfind("/api/", 0) == 0) {
-      const auto auth = req[http::field::authorization];
-      if (auth != "Bearer " + *s_->opts.token)
-        co_return json_error(401, "missing or wrong bearer token");
-    }
+    // The path is canonical now: its first segment decides, in any case, and
+    // so does the route it matches (below).
+    const bool authorized = s_->authorized(req[http::field::authorization]);
+    const std::vector<std::string_view> segs = split_path(r.path);
+    if (!authorized && !segs.empty() && iequals(segs.front(), "api")) co_return unauthorized();
     r.body = std::move(req.body());
     r.content_type = std::string(req[http::field::content_type]);
     http_response err;
-    const http_handler* h = s_->match(r, err);
-    if (!h) co_return err;
-    try {
-      task<http_response> t2 = (*h)(r);
-      http_response res = co_await std::move(t2);
-      co_return res;
-    } catch (const troupe::detail::unwind&) {
-      throw;
-    } catch (const std::exception& e) {
-      system().log(std::string("troupe: http handler for ") + r.path + " threw: " + e.what());
-    }
-    co_return json_error(500, "internal error");
+    const http_gateway::shared::route_entry* e = s_->match(r, err);
+    if (!e) co_return err;
+    if (e->needs_token && !authorized) co_return unauthorized();
+    p->handler = &e->handler;
+    (void)ref_of(this).tell(run_request{p});
+    const bool done = co_await p->done.wait_for(s_->opts.handler_timeout);
+    if (done) co_return std::move(p->res);
+    timed_out = true;
+    s_->handler_timeouts.fetch_add(1, std::memory_order_relaxed);
+    system().log("troupe: http handler for " + r.path + " overran its deadline of " +
+                 std::to_string(s_->opts.handler_timeout.count()) + " ms; abandoned");
+    http_response res =
+        json_error(504, "the request took longer than the gateway's handler deadline (" +
+                            std::to_string(s_->opts.handler_timeout.count()) +
+                            " ms, --http-handler-timeout-ms); its work was abandoned");
+    co_return res;
+  }
+
+  http_response unauthorized() {
+    s_->unauthorized.fetch_add(1, std::memory_order_relaxed);
+    http_response r = json_error(401, "missing or wrong bearer token");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
   }
 
   task<bool> send(const http_response& r, unsigned version, bool keep_alive) {
     http::response<http::string_body> res{static_cast<http::status>(r.status), version};
     res.set(http::field::server, "troupe");
     res.set(http::field::content_type, r.content_type);
+    for (const auto& [k, v] : r.headers) res.set(k, v);
     res.keep_alive(keep_alive);
     res.body() = r.body;
     res.prepare_payload();
@@ -345,7 +507,13 @@ class http_acceptor : public actor {
       }
       s_->connections.fetch_add(1, std::memory_order_relaxed);
       boost::system::error_code ec;
+      if (s_->open.load(std::memory_order_relaxed) >= s_->opts.max_connections) {
+        refuse(*sock);
+        continue;
+      }
       sock->set_option(asio::ip::tcp::no_delay(true), ec);
+      s_->open.fetch_add(1,
+                         std::memory_order_relaxed);  // the connection's destructor takes it back
       if (s_->tls) {  // children: they stop with us
         (void)spawn<http_connection<true>>(s_, std::move(*sock)).tell(conn_start{});
       } else {
@@ -355,6 +523,27 @@ class http_acceptor : public actor {
   }
 
  private:
+  // Over max_connections: one 503 written without waiting (a fresh socket's
+  // send buffer takes it), then closed (over HTTPS: closed only). A client that had already sent a
+  // request may see a reset instead of the 503.
+  void refuse(asio::ip::tcp::socket& sock) {
+    s_->refused.fetch_add(1, std::memory_order_relaxed);
+    const std::string body =
+        json::serialize(json::object{{"error", "too many open HTTP connections (the cap is " +
+                                                   std::to_string(s_->opts.max_connections) +
+                                                   ", --http-max-connections); retry later"}});
+    const std::string bytes =
+        "HTTP/1.1 503 Service Unavailable\r\nServer: troupe\r\nContent-Type: "
+        "application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
+    boost::system::error_code ec;
+    sock.non_blocking(true, ec);
+    // Over HTTPS a plaintext answer would be garbage to the client: just close.
+    if (!ec && !s_->tls) sock.write_some(asio::buffer(bytes), ec);
+    sock.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    sock.close(ec);
+  }
+
   std::shared_ptr<http_gateway::shared> s_;
   asio::ip::tcp::acceptor acceptor_;
 };
@@ -378,6 +567,11 @@ http_gateway::http_gateway(runtime& rt, http_options o) : s_(std::make_shared<sh
         ec, "troupe: cannot serve HTTP on " + o.listen.host + ":" + std::to_string(o.listen.port));
   port_ = acceptor.local_endpoint().port();
   if (o.tls.enabled()) s_->tls = make_tls_context(o.tls, tls_role::gateway);  // throws: bad files
+  if (o.max_connections == 0)
+    throw std::invalid_argument("troupe: http_options::max_connections must be at least 1");
+  if (o.handler_timeout.count() <= 0)
+    throw std::invalid_argument("troupe: http_options::handler_timeout must be positive");
+  if (o.token) s_->token_digest = digest(*o.token);
   s_->opts = std::move(o);
   spawn_options so;
   so.shard = static_cast<int>(s_->opts.shard);
@@ -389,16 +583,19 @@ http_gateway::~http_gateway() {
 }
 
 void http_gateway::route(http::verb method, std::string pattern, http_handler h) {
-  shared::route_entry e{method, {}, std::move(h)};
+  shared::route_entry e{method, {}, std::move(h), pattern.rfind("/api/", 0) == 0};
   for (std::string_view seg : split_path(pattern)) e.segments.emplace_back(seg);
+  if (!e.segments.empty() && iequals(e.segments.front(), "api")) e.needs_token = true;
   s_->routes.push_back(std::move(e));
 }
 
 void http_gateway::start() { (void)acceptor_.tell(accept_start{}); }
 
 http_stats http_gateway::stats() const {
-  return {s_->requests.load(), s_->client_errors.load(), s_->server_errors.load(),
-          s_->connections.load(), s_->tls_refused.load()};
+  return {s_->requests.load(),         s_->client_errors.load(), s_->server_errors.load(),
+          s_->connections.load(),      s_->open.load(),          s_->refused.load(),
+          s_->handler_timeouts.load(), s_->unauthorized.load(),  s_->bad_targets.load(),
+          s_->tls_refused.load()};
 }
 
 }  // namespace troupe::net

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <troupe/actors/locks.hpp>
 #include <troupe/actors/router.hpp>
@@ -50,6 +51,12 @@ struct config {
   net::tls_options tls;  // --tls-cert, --tls-key, --tls-ca: links and gateway
   unsigned shards = 2;
   std::chrono::milliseconds lock_max_ttl{60'000};
+  // The gateway's, the lock-manager's and the orchestrator's caps (their
+  // options structs' defaults unless a flag says otherwise).
+  net::http_options http_caps;
+  actors::lock_options lock_caps;
+  std::size_t saga_max_running = saga::orchestrator_options{}.max_active;
+  std::size_t saga_max_queued = saga::orchestrator_options{}.max_queued;
   std::vector<net::node_extension> extensions;
 };
 
@@ -214,28 +221,172 @@ unsigned lock_status(actors::lock_errc e) {
       return 409;
     case lock_errc::not_owner:
       return 503;
+    case lock_errc::too_many_waiters:
+      return 429;
     default:
       return 400;
   }
 }
 
-std::optional<std::uint64_t> json_token(const json::object& o, net::http_response& err) {
-  auto it = o.find("token");
+// --- the fields of the HTTP routes and their ranges ----------------------------------
+// Every route checks its fields against node_http_fields() (the one table;
+// docs/security.md mirrors it) before any value is used.
+
+constexpr std::uint64_t u64_max = std::numeric_limits<std::uint64_t>::max();
+constexpr std::uint64_t http_wait_max_ms = 60'000;  // lock waits and saga long polls
+constexpr std::size_t saga_input_max = 64 * 1024;
+
+const net::http_field_rule& field_rule(const std::vector<net::http_field_rule>& t,
+                                       std::string_view route, std::string_view field) {
+  for (const auto& r : t)
+    if (route == r.route && field == r.field) return r;
+  throw std::logic_error("troupe-node: no field rule for " + std::string(route) + " " +
+                         std::string(field));
+}
+
+// What a value of the field must be, as an error message says it.
+std::string field_range(const net::http_field_rule& r) {
+  const std::string lo = std::to_string(r.min), hi = std::to_string(r.max);
+  const std::string_view type = r.type;
+  if (type == "integer") return "an integer from " + lo + " to " + hi;
+  if (type == "token")
+    return "an integer from " + lo + " to " + hi + ", or one as a decimal string";
+  if (type == "string") return "a string of " + lo + " to " + hi + " bytes";
+  if (type == "object") return "a JSON object of at most " + hi + " bytes";
+  std::string v = r.values;
+  for (char& c : v)
+    if (c == '|') c = '/';
+  return "one of " + v;
+}
+
+std::string field_label(const net::http_field_rule& r) {
+  const std::string_view where = r.where;
+  return (where == "body"    ? "field '"
+          : where == "query" ? "query parameter '"
+                             : "path parameter '") +
+         std::string(r.field) + "'";
+}
+
+net::http_response field_error(const net::http_field_rule& r) {
+  return net::json_error(400, field_label(r) + " must be " + field_range(r));
+}
+
+// A decimal text of digits only (no sign, no spaces) within the rule's range.
+std::optional<std::uint64_t> decimal_in(std::string_view s, const net::http_field_rule& r) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  for (char c : s)
+    if (c < '0' || c > '9') return std::nullopt;
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size() || v < r.min || v > r.max) return std::nullopt;
+  return v;
+}
+
+// A body field that is an integer (or a token) in range. Absent and not
+// required: nothing, with err untouched (status 200).
+std::optional<std::uint64_t> body_uint(const json::object& o, const net::http_field_rule& r,
+                                       net::http_response& err) {
+  auto it = o.find(r.field);
   if (it == o.end()) {
-    err = net::json_error(400, "missing field 'token'");
+    if (r.required)
+      err = net::json_error(400, "missing " + field_label(r) + " (" + field_range(r) + ")");
     return std::nullopt;
   }
   const json::value& v = it->value();
-  if (v.is_uint64()) return v.as_uint64();
-  if (v.is_int64() && v.as_int64() > 0) return static_cast<std::uint64_t>(v.as_int64());
-  if (v.is_string()) {
-    const std::string s(v.as_string());
-    std::uint64_t t = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), t);
-    if (ec == std::errc{} && p == s.data() + s.size() && t > 0) return t;
+  std::optional<std::uint64_t> out;
+  if (v.is_uint64()) {
+    out = v.as_uint64();
+  } else if (v.is_int64() && v.as_int64() >= 0) {
+    out = static_cast<std::uint64_t>(v.as_int64());
+  } else if (v.is_string() && std::string_view(r.type) == "token") {
+    out = decimal_in(std::string_view(v.as_string()), r);
   }
-  err = net::json_error(400, "field 'token' must be a positive integer or a decimal string");
-  return std::nullopt;
+  if (!out || *out < r.min || *out > r.max) {
+    err = field_error(r);
+    return std::nullopt;
+  }
+  return out;
+}
+
+// A body field that is a string of the rule's length (or one of an enum's values).
+std::optional<std::string> body_string(const json::object& o, const net::http_field_rule& r,
+                                       net::http_response& err) {
+  auto it = o.find(r.field);
+  if (it == o.end()) {
+    if (r.required)
+      err = net::json_error(400, "missing " + field_label(r) + " (" + field_range(r) + ")");
+    return std::nullopt;
+  }
+  if (!it->value().is_string()) {
+    err = field_error(r);
+    return std::nullopt;
+  }
+  std::string s(it->value().as_string());
+  bool ok = false;
+  if (std::string_view(r.type) == "enum") {
+    std::string_view vals = r.values;
+    while (!ok) {
+      const std::size_t bar = vals.find('|');
+      ok = vals.substr(0, bar) == s;
+      if (bar == std::string_view::npos) break;
+      vals.remove_prefix(bar + 1);
+    }
+  } else {
+    ok = s.size() >= r.min && s.size() <= r.max;
+  }
+  if (!ok) {
+    err = field_error(r);
+    return std::nullopt;
+  }
+  return s;
+}
+
+// A path parameter or a query parameter (already decoded): a string of the
+// rule's length, or an integer in its range. Query: absent and not required
+// is nothing with err untouched.
+std::optional<std::string> text_param(const std::string* v, const net::http_field_rule& r,
+                                      net::http_response& err) {
+  if (!v) {
+    if (r.required)
+      err = net::json_error(400, "missing " + field_label(r) + " (" + field_range(r) + ")");
+    return std::nullopt;
+  }
+  bool ok = false;
+  const std::string_view type = r.type;
+  if (type == "integer") {
+    ok = decimal_in(*v, r).has_value();
+  } else if (type == "enum") {
+    std::string_view vals = r.values;
+    while (!ok) {
+      const std::size_t bar = vals.find('|');
+      ok = vals.substr(0, bar) == *v;
+      if (bar == std::string_view::npos) break;
+      vals.remove_prefix(bar + 1);
+    }
+  } else {
+    ok = v->size() >= r.min && v->size() <= r.max;
+  }
+  if (!ok) {
+    err = field_error(r);
+    return std::nullopt;
+  }
+  return *v;
+}
+
+const std::string* query_of(const net::http_request& r, const char* name) {
+  auto it = r.query_params.find(name);
+  return it == r.query_params.end() ? nullptr : &it->second;
+}
+const std::string* param_of(const net::http_request& r, const char* name) {
+  auto it = r.params.find(name);
+  return it == r.params.end() ? nullptr : &it->second;
+}
+
+// 429 / 503 for a refusal at a cap: the client may come back.
+net::http_response retry_later(unsigned status, std::string_view message) {
+  net::http_response r = net::json_error(status, message);
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
 }
 
 // The built-in diagnostic saga "troupe.selftest": three steps, each asking a
@@ -380,15 +531,9 @@ unsigned saga_status(const boost::system::error_code& ec) {
   if (ec == saga::saga_errc::unknown_saga_type || ec == saga::saga_errc::not_found) return 404;
   if (ec == saga::saga_errc::malformed_input) return 400;
   if (ec == saga::saga_errc::idempotency_conflict || ec == saga::saga_errc::not_running) return 409;
+  if (ec == saga::saga_errc::overloaded) return 503;
   if (ec.category() == troupe::troupe_category()) return net::http_status_for(ec);
   return 500;
-}
-
-std::optional<std::uint64_t> saga_id(const std::string& text) {
-  std::uint64_t id = 0;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
-  if (ec != std::errc{} || p != text.data() + text.size() || id == 0) return std::nullopt;
-  return id;
 }
 
 class node_app {
@@ -500,12 +645,12 @@ class node_app {
     return o;
   }
   static actors::lock_options lock_options(const config& c) {
-    actors::lock_options o;
+    actors::lock_options o = c.lock_caps;
     o.max_ttl = c.lock_max_ttl;
     return o;
   }
   static net::http_options http_options(const config& c) {
-    net::http_options o;
+    net::http_options o = c.http_caps;
     o.listen = c.http;
     o.token = c.http_token;
     o.tls = c.tls;
@@ -557,7 +702,11 @@ class node_app {
               ": no --data-dir: sagas are kept in memory and lost when the node stops");
     }
     orchestrator_ = rt_.spawn<saga::orchestrator>(
-        so, saga::orchestrator_options{.store = store_, .types = types_, .name = c.name});
+        so, saga::orchestrator_options{.store = store_,
+                                       .types = types_,
+                                       .max_active = c.saga_max_running,
+                                       .max_queued = c.saga_max_queued,
+                                       .name = c.name});
     result<result<std::size_t>> resumed = rt_.ask_sync(orchestrator_, saga::recover{}, 60s);
     if (!resumed)
       throw std::runtime_error("cannot resume the stored sagas: " + resumed.error().message());
@@ -571,74 +720,86 @@ class node_app {
     using net::http_request;
     using net::http_response;
     namespace http = net::http;
+    static constexpr const char* start_route = "POST /api/v1/sagas/{definition}";
+    static constexpr const char* get_route = "GET /api/v1/sagas/{id}";
+    static constexpr const char* list_route = "GET /api/v1/sagas";
+    static constexpr const char* cancel_route = "POST /api/v1/sagas/{id}/cancel";
 
-    http_->route(http::verb::post, "/api/v1/sagas/{definition}",
-                 [this](http_request& r) -> task<http_response> {
-                   http_response err;
-                   auto body = net::json_object_body(r, err);
-                   if (!body) co_return err;
-                   auto input = body->find("input");
-                   if (input == body->end() || !input->value().is_object())
-                     co_return net::json_error(400, "field 'input' must be a JSON object");
-                   auto key = net::json_string(*body, "idempotency_key", err, false);
-                   if (!key && err.status != 200) co_return err;
-                   saga::start_saga q{r.param("definition"), json::serialize(input->value()),
-                                      key.value_or("")};
-                   auto call = orchestrator_.ask(std::move(q), 10s);
-                   result<result<saga::started>> raw =
-                       co_await call;  // bound first (g++ 12 and co_await temporaries)
-                   result<saga::started> st = flat(std::move(raw));
-                   if (!st)
-                     co_return net::json_error(saga_status(st.error()), st.error().message());
-                   json::object j;
-                   j["id"] = std::to_string(st->id);
-                   j["created"] = st->created;
-                   co_return net::json_reply(j, st->created ? 201 : 200);
-                 });
+    http_->route(
+        http::verb::post, "/api/v1/sagas/{definition}",
+        [this](http_request& r) -> task<http_response> {
+          http_response err;
+          auto def = text_param(param_of(r, "definition"),
+                                field_rule(fields_, start_route, "definition"), err);
+          if (!def) co_return err;
+          auto body = net::json_object_body(r, err);
+          if (!body) co_return err;
+          const auto& input_rule = field_rule(fields_, start_route, "input");
+          auto input = body->find("input");
+          if (input == body->end())
+            co_return net::json_error(400,
+                                      "missing field 'input' (" + field_range(input_rule) + ")");
+          if (!input->value().is_object()) co_return field_error(input_rule);
+          std::string text = json::serialize(input->value());
+          if (text.size() > input_rule.max) co_return field_error(input_rule);
+          auto key = body_string(*body, field_rule(fields_, start_route, "idempotency_key"), err);
+          if (!key && err.status != 200) co_return err;
+          saga::start_saga q{*def, std::move(text), key.value_or("")};
+          auto call = orchestrator_.ask(std::move(q), 10s);
+          result<result<saga::started>> raw =
+              co_await call;  // bound first (g++ 12 and co_await temporaries)
+          result<saga::started> st = flat(std::move(raw));
+          if (!st && st.error() == saga::saga_errc::overloaded)
+            co_return retry_later(503, st.error().message() + " (the cap is --saga-max-queued " +
+                                           std::to_string(cfg_.saga_max_queued) + ")");
+          if (!st) co_return net::json_error(saga_status(st.error()), st.error().message());
+          json::object j;
+          j["id"] = std::to_string(st->id);
+          j["created"] = st->created;
+          co_return net::json_reply(j, st->created ? 201 : 200);
+        });
 
-    http_->route(http::verb::get, "/api/v1/sagas/{id}",
-                 [this](http_request& r) -> task<http_response> {
-                   auto id = saga_id(r.param("id"));
-                   if (!id) co_return net::json_error(400, "a saga id is a positive integer");
-                   // ?wait_ms=N: a long poll — the reply comes when the saga
-                   // has finished or after N ms, whichever is first.
-                   if (const std::string w = r.query("wait_ms"); !w.empty()) {
-                     std::int64_t ms = -1;
-                     auto [p, ec] = std::from_chars(w.data(), w.data() + w.size(), ms);
-                     if (ec != std::errc{} || p != w.data() + w.size() || ms < 0 || ms > 60'000)
-                       co_return net::json_error(400, "wait_ms must be between 0 and 60000");
-                     const std::chrono::milliseconds wait{ms};
-                     auto wcall = orchestrator_.ask(saga::wait_saga{*id, wait}, wait + 10s);
-                     result<result<saga::saga_record>> wraw = co_await wcall;
-                     result<saga::saga_record> done = flat(std::move(wraw));
-                     if (done) co_return net::json_reply(saga_json(*done));
-                     if (done.error() != saga::saga_errc::wait_timeout)
-                       co_return net::json_error(saga_status(done.error()), done.error().message());
-                   }
-                   auto call = orchestrator_.ask(saga::get_saga{*id}, 10s);
-                   result<result<saga::saga_record>> raw =
-                       co_await call;  // bound first (g++ 12 and co_await temporaries)
-                   result<saga::saga_record> rec = flat(std::move(raw));
-                   if (!rec)
-                     co_return net::json_error(saga_status(rec.error()), rec.error().message());
-                   co_return net::json_reply(saga_json(*rec));
-                 });
+    http_->route(
+        http::verb::get, "/api/v1/sagas/{id}", [this](http_request& r) -> task<http_response> {
+          http_response err;
+          auto id_text = text_param(param_of(r, "id"), field_rule(fields_, get_route, "id"), err);
+          if (!id_text) co_return err;
+          const std::uint64_t id = std::stoull(*id_text);  // checked: digits in range
+          // ?wait_ms=N: a long poll — the reply comes when the saga
+          // has finished or after N ms, whichever is first.
+          auto w =
+              text_param(query_of(r, "wait_ms"), field_rule(fields_, get_route, "wait_ms"), err);
+          if (!w && err.status != 200) co_return err;
+          if (w) {
+            const std::chrono::milliseconds wait{std::stoll(*w)};  // checked: <= 60000
+            auto wcall = orchestrator_.ask(saga::wait_saga{id, wait}, wait + 10s);
+            result<result<saga::saga_record>> wraw = co_await wcall;
+            result<saga::saga_record> done = flat(std::move(wraw));
+            if (done) co_return net::json_reply(saga_json(*done));
+            if (done.error() != saga::saga_errc::wait_timeout)
+              co_return net::json_error(saga_status(done.error()), done.error().message());
+          }
+          auto call = orchestrator_.ask(saga::get_saga{id}, 10s);
+          result<result<saga::saga_record>> raw =
+              co_await call;  // bound first (g++ 12 and co_await temporaries)
+          result<saga::saga_record> rec = flat(std::move(raw));
+          if (!rec) co_return net::json_error(saga_status(rec.error()), rec.error().message());
+          co_return net::json_reply(saga_json(*rec));
+        });
 
     http_->route(http::verb::get, "/api/v1/sagas", [this](http_request& r) -> task<http_response> {
-      const std::string state = r.query("state").empty() ? "running" : r.query("state");
+      http_response err;
+      auto state = text_param(query_of(r, "state"), field_rule(fields_, list_route, "state"), err);
+      if (!state && err.status != 200) co_return err;
       std::optional<saga::saga_state> st;
       for (auto s :
            {saga::saga_state::pending, saga::saga_state::running, saga::saga_state::compensating,
             saga::saga_state::completed, saga::saga_state::compensated, saga::saga_state::stuck})
-        if (saga::to_string(s) == state) st = s;
-      if (!st) co_return net::json_error(400, "unknown saga state '" + state + "'");
-      std::size_t limit = 100;
-      if (!r.query("limit").empty()) {
-        auto [p, ec] = std::from_chars(r.query("limit").data(),
-                                       r.query("limit").data() + r.query("limit").size(), limit);
-        if (ec != std::errc{} || limit == 0 || limit > 10'000)
-          co_return net::json_error(400, "limit must be between 1 and 10000");
-      }
+        if (saga::to_string(s) == state.value_or("running")) st = s;
+      if (!st) co_return field_error(field_rule(fields_, list_route, "state"));
+      auto lim = text_param(query_of(r, "limit"), field_rule(fields_, list_route, "limit"), err);
+      if (!lim && err.status != 200) co_return err;
+      const std::size_t limit = lim ? std::stoull(*lim) : 100;  // checked: 1..10000
       auto call = orchestrator_.ask(saga::list_sagas{*st, limit}, 10s);
       result<result<std::vector<saga::saga_record>>> raw =
           co_await call;  // bound first (g++ 12 and co_await temporaries)
@@ -658,9 +819,11 @@ class node_app {
 
     http_->route(http::verb::post, "/api/v1/sagas/{id}/cancel",
                  [this](http_request& r) -> task<http_response> {
-                   auto id = saga_id(r.param("id"));
-                   if (!id) co_return net::json_error(400, "a saga id is a positive integer");
-                   auto call = orchestrator_.ask(saga::cancel_saga{*id}, 10s);
+                   http_response err;
+                   auto id_text =
+                       text_param(param_of(r, "id"), field_rule(fields_, cancel_route, "id"), err);
+                   if (!id_text) co_return err;
+                   auto call = orchestrator_.ask(saga::cancel_saga{std::stoull(*id_text)}, 10s);
                    result<result<void>> raw =
                        co_await call;  // bound first (g++ 12 and co_await temporaries)
                    result<void> done = flat(std::move(raw));
@@ -714,76 +877,96 @@ class node_app {
 
     http_->route(http::verb::get, "/api/v1/ring/owner",
                  [this](http_request& r) -> task<http_response> {
-                   auto it = r.query_params.find("key");
-                   if (it == r.query_params.end() || it->second.empty())
-                     co_return net::json_error(400, "missing query parameter 'key'");
-                   result<std::string> o = router_.owner(it->second);
+                   http_response err;
+                   auto key = text_param(query_of(r, "key"),
+                                         field_rule(fields_, "GET /api/v1/ring/owner", "key"), err);
+                   if (!key) co_return err;
+                   result<std::string> o = router_.owner(*key);
                    if (!o) co_return net::json_error(503, o.error().message());
                    json::object j;
-                   j["key"] = it->second;
+                   j["key"] = *key;
                    j["node"] = *o;
                    co_return net::json_reply(j);
                  });
 
-    http_->route(http::verb::post, "/api/v1/locks/{name}/acquire",
-                 [this](http_request& r) -> task<http_response> {
-                   http_response err;
-                   auto body = net::json_object_body(r, err);
-                   if (!body) co_return err;
-                   auto owner = net::json_string(*body, "owner", err);
-                   if (!owner) co_return err;
-                   auto ttl = net::json_int(*body, "ttl_ms", err);
-                   if (!ttl) co_return err;
-                   auto wait = net::json_int(*body, "wait_ms", err, false);
-                   if (!wait && err.status != 200) co_return err;
-                   auto mode = net::json_string(*body, "mode", err, false);
-                   if (!mode && err.status != 200) co_return err;
-                   if (mode && *mode != "exclusive" && *mode != "shared")
-                     co_return net::json_error(400, "field 'mode' must be 'exclusive' or 'shared'");
-                   actors::lock_acquire q{r.param("name"),
-                                          *owner,
-                                          {},
-                                          *ttl,
-                                          wait.value_or(0),
-                                          static_cast<std::uint8_t>(mode && *mode == "shared")};
-                   co_return co_await lock_call(
-                       std::move(q), r.param("name"),
-                       std::chrono::milliseconds(std::max<std::int64_t>(0, wait.value_or(0))));
-                 });
+    static constexpr const char* acquire_route = "POST /api/v1/locks/{name}/acquire";
+    static constexpr const char* renew_route = "POST /api/v1/locks/{name}/renew";
+    static constexpr const char* release_route = "POST /api/v1/locks/{name}/release";
+
+    // A reentrant acquire names the owner and carries its current token;
+    // without the token an owner that holds the lock is answered as anyone
+    // would be (busy, queued, a wait): naming an owner proves nothing.
+    http_->route(
+        http::verb::post, "/api/v1/locks/{name}/acquire",
+        [this](http_request& r) -> task<http_response> {
+          http_response err;
+          auto name =
+              text_param(param_of(r, "name"), field_rule(fields_, acquire_route, "name"), err);
+          if (!name) co_return err;
+          auto body = net::json_object_body(r, err);
+          if (!body) co_return err;
+          auto owner = body_string(*body, field_rule(fields_, acquire_route, "owner"), err);
+          if (!owner) co_return err;
+          auto ttl = body_uint(*body, field_rule(fields_, acquire_route, "ttl_ms"), err);
+          if (!ttl) co_return err;
+          auto wait = body_uint(*body, field_rule(fields_, acquire_route, "wait_ms"), err);
+          if (!wait && err.status != 200) co_return err;
+          auto mode = body_string(*body, field_rule(fields_, acquire_route, "mode"), err);
+          if (!mode && err.status != 200) co_return err;
+          auto token = body_uint(*body, field_rule(fields_, acquire_route, "token"), err);
+          if (!token && err.status != 200) co_return err;
+          // Checked above: ttl <= --lock-max-ttl-ms, wait <= 60000.
+          const auto wait_ms = static_cast<std::int64_t>(wait.value_or(0));
+          actors::lock_acquire q{*name,
+                                 *owner,
+                                 {},
+                                 static_cast<std::int64_t>(*ttl),
+                                 wait_ms,
+                                 static_cast<std::uint8_t>(mode && *mode == "shared"),
+                                 token.value_or(0)};
+          co_return co_await lock_call(std::move(q), *name, std::chrono::milliseconds(wait_ms));
+        });
 
     http_->route(http::verb::post, "/api/v1/locks/{name}/renew",
                  [this](http_request& r) -> task<http_response> {
                    http_response err;
+                   auto name = text_param(param_of(r, "name"),
+                                          field_rule(fields_, renew_route, "name"), err);
+                   if (!name) co_return err;
                    auto body = net::json_object_body(r, err);
                    if (!body) co_return err;
-                   auto owner = net::json_string(*body, "owner", err);
+                   auto owner = body_string(*body, field_rule(fields_, renew_route, "owner"), err);
                    if (!owner) co_return err;
-                   auto token = json_token(*body, err);
+                   auto token = body_uint(*body, field_rule(fields_, renew_route, "token"), err);
                    if (!token) co_return err;
-                   auto ttl = net::json_int(*body, "ttl_ms", err);
+                   auto ttl = body_uint(*body, field_rule(fields_, renew_route, "ttl_ms"), err);
                    if (!ttl) co_return err;
-                   actors::lock_renew q{r.param("name"), *owner, *token, *ttl};
-                   co_return co_await lock_call(std::move(q), r.param("name"), 0ms);
+                   actors::lock_renew q{*name, *owner, *token, static_cast<std::int64_t>(*ttl)};
+                   co_return co_await lock_call(std::move(q), *name, 0ms);
                  });
 
     http_->route(http::verb::post, "/api/v1/locks/{name}/release",
                  [this](http_request& r) -> task<http_response> {
                    http_response err;
+                   auto name = text_param(param_of(r, "name"),
+                                          field_rule(fields_, release_route, "name"), err);
+                   if (!name) co_return err;
                    auto body = net::json_object_body(r, err);
                    if (!body) co_return err;
-                   auto owner = net::json_string(*body, "owner", err);
+                   auto owner =
+                       body_string(*body, field_rule(fields_, release_route, "owner"), err);
                    if (!owner) co_return err;
-                   auto token = json_token(*body, err);
+                   auto token = body_uint(*body, field_rule(fields_, release_route, "token"), err);
                    if (!token) co_return err;
-                   actors::lock_release q{r.param("name"), *owner, *token};
-                   co_return co_await lock_call(std::move(q), r.param("name"), 0ms);
+                   actors::lock_release q{*name, *owner, *token};
+                   co_return co_await lock_call(std::move(q), *name, 0ms);
                  });
   }
 
   // Sends a lock request to the manager of the lock's slot and maps the reply.
+  // `wait` is at most 60 s (checked by the route).
   template <class Q>
   task<net::http_response> lock_call(Q q, std::string name, std::chrono::milliseconds wait) {
-    if (name.empty()) co_return net::json_error(400, "empty lock name");
     const std::string key = actors::lock_slot_key(actors::lock_slot(name, 256));
     auto call = node_.route_ask<actors::lock_manager>(key, actors::lock_manager_name, std::move(q),
                                                       wait + 5s);
@@ -791,6 +974,11 @@ class node_app {
     if (!rep) co_return net::json_error(net::http_status_for(rep.error()), rep.error().message());
     if (rep->error != 0) {
       const auto e = static_cast<actors::lock_errc>(rep->error);
+      if (e == actors::lock_errc::too_many_waiters)
+        co_return retry_later(
+            429, make_error_code(e).message() + " (caps: --lock-max-waiters-per-lock " +
+                     std::to_string(cfg_.lock_caps.max_waiters_per_lock) + ", --lock-max-waiters " +
+                     std::to_string(cfg_.lock_caps.max_waiters) + ")");
       co_return net::json_error(lock_status(e), make_error_code(e).message());
     }
     json::object j;
@@ -800,6 +988,33 @@ class node_app {
     j["holds"] = rep->holds;
     if constexpr (std::is_same_v<Q, actors::lock_release>) j["released"] = rep->holds == 0;
     co_return net::json_reply(j);
+  }
+
+  // The gateway's caps and refusals.
+  static void http_metrics(std::ostream& m, const net::http_stats& hs) {
+    m << "# HELP troupe_http_connections_open HTTP connections open now.\n"
+         "# TYPE troupe_http_connections_open gauge\n"
+         "troupe_http_connections_open "
+      << hs.open_connections
+      << "\n# HELP troupe_http_connections_refused_total Connections refused at "
+         "--http-max-connections.\n"
+         "# TYPE troupe_http_connections_refused_total counter\n"
+         "troupe_http_connections_refused_total "
+      << hs.refused_connections
+      << "\n# HELP troupe_http_handler_timeouts_total Requests cut off at "
+         "--http-handler-timeout-ms.\n"
+         "# TYPE troupe_http_handler_timeouts_total counter\n"
+         "troupe_http_handler_timeouts_total "
+      << hs.handler_timeouts
+      << "\n# HELP troupe_http_unauthorized_total Requests refused for a missing or wrong bearer "
+         "token.\n"
+         "# TYPE troupe_http_unauthorized_total counter\n"
+         "troupe_http_unauthorized_total "
+      << hs.unauthorized
+      << "\n# HELP troupe_http_bad_targets_total Requests refused for a non-canonical target.\n"
+         "# TYPE troupe_http_bad_targets_total counter\n"
+         "troupe_http_bad_targets_total "
+      << hs.bad_targets << "\n";
   }
 
   task<net::http_response> metrics() {
@@ -882,7 +1097,12 @@ class node_app {
         << "\n# HELP troupe_lock_waiters Requests waiting for a lock now.\n"
            "# TYPE troupe_lock_waiters gauge\n"
            "troupe_lock_waiters "
-        << ls->waiters << "\n";
+        << ls->waiters
+        << "\n# HELP troupe_lock_waiters_refused_total Acquires refused at a waiter cap "
+           "(--lock-max-waiters-per-lock, --lock-max-waiters).\n"
+           "# TYPE troupe_lock_waiters_refused_total counter\n"
+           "troupe_lock_waiters_refused_total "
+        << ls->waiters_refused << "\n";
     }
     auto scall = orchestrator_.ask(saga::get_stats{}, 2s);
     result<saga::orchestrator_stats> ss = co_await scall;
@@ -911,7 +1131,11 @@ class node_app {
         << "\n# HELP troupe_saga_step_failures_total Step calls that returned an error.\n"
            "# TYPE troupe_saga_step_failures_total counter\n"
            "troupe_saga_step_failures_total "
-        << ss->step_failures << "\n";
+        << ss->step_failures
+        << "\n# HELP troupe_saga_starts_refused_total Saga starts refused at --saga-max-queued.\n"
+           "# TYPE troupe_saga_starts_refused_total counter\n"
+           "troupe_saga_starts_refused_total "
+        << ss->starts_refused << "\n";
     }
     m << "# HELP troupe_build_info The troupe version and source revision of this node.\n"
          "# TYPE troupe_build_info gauge\n"
@@ -932,6 +1156,7 @@ class node_app {
            "# TYPE troupe_http_tls_refused_total counter\n"
            "troupe_http_tls_refused_total "
         << hs.tls_refused << "\n";
+    http_metrics(m, hs);
     co_return net::http_response{200, m.str(), "text/plain; version=0.0.4"};
   }
 
@@ -987,15 +1212,71 @@ class node_app {
   std::size_t resumed_ = 0;
   std::optional<net::http_gateway> http_;
   std::vector<const net::node_extension*> started_;
+  const std::vector<net::http_field_rule> fields_ =
+      net::node_http_fields(cfg_.lock_max_ttl.count());
 };
 
 }  // namespace
 
-int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> extensions) {
+namespace {
+
+// The caps of the HTTP gateway, the lock-manager and the orchestrator (each
+// also a field of its options struct; docs/security.md lists them).
+void add_cap_flags(CLI::App& app, config& c) {
+  auto ms_flag = [&app](const char* name, std::chrono::milliseconds& field, long long lo,
+                        long long hi, const char* help) {
+    app.add_option_function<long long>(
+           name, [&field](long long v) { field = std::chrono::milliseconds(v); }, help)
+        ->check(CLI::Range(lo, hi))
+        ->default_str(std::to_string(field.count()));
+  };
+  net::http_options& h = c.http_caps;
+  app.add_option("--http-max-connections", h.max_connections,
+                 "HTTP connections open at once; more are answered 503 and closed")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  ms_flag("--http-handler-timeout-ms", h.handler_timeout, 100, 3'600'000,
+          "longest a request's handler may run (then 504, connection closed)");
+  ms_flag("--http-read-timeout-ms", h.read_timeout, 100, 3'600'000,
+          "longest a request's headers and body may take to arrive");
+  ms_flag("--http-idle-timeout-ms", h.idle_timeout, 100, 3'600'000,
+          "longest a keep-alive connection may idle between requests");
+  app.add_option("--http-header-limit", h.header_limit,
+                 "bytes of a request's start line and headers (more: 431)")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1024 * 1024}))
+      ->capture_default_str();
+  app.add_option("--http-body-limit", h.body_limit, "bytes of a request's body (more: 413)")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{64 * 1024 * 1024}))
+      ->capture_default_str();
+  app.add_option("--lock-max-waiters-per-lock", c.lock_caps.max_waiters_per_lock,
+                 "acquires waiting for one lock at once (more: 429)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  app.add_option("--lock-max-waiters", c.lock_caps.max_waiters,
+                 "acquires waiting at once in this node's lock-manager (more: 429)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{10'000'000}))
+      ->capture_default_str();
+  app.add_option("--saga-max-running", c.saga_max_running,
+                 "sagas running at once; more wait for a slot (see --saga-max-queued)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  app.add_option("--saga-max-queued", c.saga_max_queued,
+                 "sagas waiting for a running slot; more starts are answered 503")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{10'000'000}))
+      ->capture_default_str();
+}
+
+constexpr int flags_ok = -1;
+
+// The flags into `c`: flags_ok, or the exit code, with the one line to
+// print in `line` (empty after --help, which prints itself).
+int parse_flags(int argc, char** argv, config& c, std::string& line) {
+  auto fail = [&line](int code, const std::string& l) {
+    line = l;
+    return code;
+  };
   CLI::App app{
       "troupe-node: one node of a troupe cluster (cluster link, ring, locks, sagas, HTTP)"};
-  config c;
-  c.extensions = std::move(extensions);
   std::string listen = "127.0.0.1:7000", http = "127.0.0.1:8080", seeds, secret_file, token_file;
   long long lock_max_ttl_ms = 60'000;
   app.add_option("--name", c.name, "this node's name, unique in the cluster")->required();
@@ -1017,6 +1298,7 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
                  "longest lock lease; also the lock-delay after a restart")
       ->check(CLI::Range(1LL, 86'400'000LL))
       ->capture_default_str();
+  add_cap_flags(app, c);
   app.set_version_flag("--version",
                        std::string("troupe-node ") + troupe::library_version() + " (revision " +
                            troupe::revision() + ")",
@@ -1067,6 +1349,51 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
   }
   if (!c.data_dir.empty() && !writable_dir(c.data_dir, error)) return fail(2, error);
   if (!check_tls(c.tls, error)) return fail(2, error);
+  return flags_ok;
+}
+
+}  // namespace
+
+struct troupe::net::node_instance::impl {
+  config c;
+  std::unique_ptr<node_app> node;
+};
+
+troupe::net::node_instance::node_instance(const std::vector<std::string>& args,
+                                          std::vector<node_extension> extensions)
+    : p_(std::make_unique<impl>()) {
+  std::vector<std::string> words{"troupe-node"};
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  p_->c.extensions = std::move(extensions);
+  std::string line;
+  const int code = parse_flags(static_cast<int>(argv.size()), argv.data(), p_->c, line);
+  if (code != flags_ok)
+    throw node_start_error(code == 0 ? 2 : code, line.empty() ? "--help" : line);
+  try {
+    p_->node = std::make_unique<node_app>(p_->c);
+  } catch (const std::exception& e) {
+    throw node_start_error(1, e.what());
+  }
+}
+
+troupe::net::node_instance::~node_instance() = default;
+unsigned short troupe::net::node_instance::http_port() const noexcept {
+  return p_->node->http_port();
+}
+unsigned short troupe::net::node_instance::cluster_port() const noexcept {
+  return p_->node->cluster_port();
+}
+
+int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> extensions) {
+  config c;
+  c.extensions = std::move(extensions);
+  {
+    std::string line;
+    const int code = parse_flags(argc, argv, c, line);
+    if (code != flags_ok) return line.empty() ? code : fail(code, line);
+  }
 
   // SIGTERM / SIGINT end the node in order; block them before any thread starts.
   sigset_t stop_signals;
@@ -1101,4 +1428,42 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
   node.reset();
   std::cout << "troupe-node " << c.name << ": stopped" << std::endl;
   return 0;
+}
+
+std::vector<troupe::net::http_field_rule> troupe::net::node_http_fields(
+    std::int64_t lock_max_ttl_ms) {
+  const auto ttl_max = static_cast<std::uint64_t>(std::max<std::int64_t>(1, lock_max_ttl_ms));
+  const char* acquire = "POST /api/v1/locks/{name}/acquire";
+  const char* renew = "POST /api/v1/locks/{name}/renew";
+  const char* release = "POST /api/v1/locks/{name}/release";
+  const char* start = "POST /api/v1/sagas/{definition}";
+  const char* get = "GET /api/v1/sagas/{id}";
+  const char* list = "GET /api/v1/sagas";
+  const char* cancel = "POST /api/v1/sagas/{id}/cancel";
+  const std::uint64_t name_max = actors::lock_options{}.max_name;
+  return {
+      {acquire, "name", "path", "string", 1, name_max},
+      {acquire, "owner", "body", "string", 1, 256},
+      {acquire, "ttl_ms", "body", "integer", 1, ttl_max},
+      {acquire, "wait_ms", "body", "integer", 0, http_wait_max_ms, false},
+      {acquire, "mode", "body", "enum", 0, 0, false, "exclusive|shared"},
+      {acquire, "token", "body", "token", 1, u64_max, false},
+      {renew, "name", "path", "string", 1, name_max},
+      {renew, "owner", "body", "string", 1, 256},
+      {renew, "token", "body", "token", 1, u64_max},
+      {renew, "ttl_ms", "body", "integer", 1, ttl_max},
+      {release, "name", "path", "string", 1, name_max},
+      {release, "owner", "body", "string", 1, 256},
+      {release, "token", "body", "token", 1, u64_max},
+      {start, "definition", "path", "string", 1, 128},
+      {start, "input", "body", "object", 2, saga_input_max},
+      {start, "idempotency_key", "body", "string", 1, 256, false},
+      {get, "id", "path", "integer", 1, u64_max},
+      {get, "wait_ms", "query", "integer", 0, http_wait_max_ms, false},
+      {list, "state", "query", "enum", 0, 0, false,
+       "pending|running|compensating|completed|compensated|stuck"},
+      {list, "limit", "query", "integer", 1, 10'000, false},
+      {cancel, "id", "path", "integer", 1, u64_max},
+      {"GET /api/v1/ring/owner", "key", "query", "string", 1, 1024},
+  };
 }

@@ -32,6 +32,8 @@ class category final : public boost::system::error_category {
         return "the saga store failed";
       case saga_errc::bad_record:
         return "a stored saga record does not decode";
+      case saga_errc::overloaded:
+        return "too many sagas are waiting to run on this orchestrator; retry later";
       case saga_errc::wait_timeout:
         return "the saga did not finish within the wait";
     }

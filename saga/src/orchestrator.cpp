@@ -224,8 +224,19 @@ result<started> orchestrator::settle_start(start_plan& p,
 }
 
 task<result<started>> orchestrator::handle(start_saga m) {
+  // Every running slot taken and the queue full (counting starts still
+  // being stored): refused before anything is parsed or stored.
+  if (running_ >= opts_.max_active && queued_.size() + starting_ >= opts_.max_queued) {
+    ++stats_.starts_refused;
+    co_return fail<started>(saga_errc::overloaded);
+  }
   auto plan = plan_start(m);
   if (!plan) co_return failure<started>(plan.error());
+  ++starting_;
+  struct count_down {
+    std::size_t& n;
+    ~count_down() { --n; }
+  } counted{starting_};
   auto t = opts_.store->create(std::move(plan->row));
   auto created = co_await std::move(t);
   co_return settle_start(*plan, created);

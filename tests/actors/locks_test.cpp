@@ -54,18 +54,20 @@ struct one_node {
     };
     return o;
   }
-  one_node() {
+  explicit one_node(actors::lock_options o = fast_locks())
+      : service{node, router, with_observer(std::move(o))} {
     // Past the lock-delay of a manager that just started: a try-lock succeeds.
     REQUIRE(eventually([&] { return acquire("probe", "p", 1000, 0).error == 0; }));
     REQUIRE(release("probe", "p", info("probe").tokens.at(0)).error == 0);
   }
   actors::lock_reply acquire(const std::string& name, const std::string& owner, std::int64_t ttl_ms,
                              std::int64_t wait_ms,
-                             actors::lock_mode mode = actors::lock_mode::exclusive) {
+                             actors::lock_mode mode = actors::lock_mode::exclusive,
+                             std::uint64_t token = 0) {
     return rt
         .ask_sync(m,
                   actors::lock_acquire{name, owner, "node-a", ttl_ms, wait_ms,
-                                       static_cast<std::uint8_t>(mode)},
+                                       static_cast<std::uint8_t>(mode), token},
                   10s)
         .value();
   }
@@ -215,20 +217,58 @@ TEST_CASE("shared holders coexist; an exclusive request waits and nobody jumps i
   CHECK(d.get().error == 0);
 }
 
-TEST_CASE("an owner may acquire again with a hold count; the other mode is refused", "[locks]") {
+TEST_CASE("an owner may acquire again with its token and a hold count, not in the other mode",
+          "[locks]") {
   one_node n;
+  const auto ex = actors::lock_mode::exclusive;
   auto a1 = n.acquire("l", "alice", 1000, 0);
-  auto a2 = n.acquire("l", "alice", 1000, 0);
   REQUIRE(a1.error == 0);
+  auto a2 = n.acquire("l", "alice", 1000, 0, ex, a1.token);
   REQUIRE(a2.error == 0);
   CHECK(a2.token == a1.token);
   CHECK(a2.holds == 2);
-  CHECK(err(n.acquire("l", "alice", 1000, 0, actors::lock_mode::shared)) ==
+  CHECK(err(n.acquire("l", "alice", 1000, 0, actors::lock_mode::shared, a1.token)) ==
         lock_errc::mode_mismatch);
+  // The owner's name alone is not a proof: the ordinary answer, no third hold.
+  CHECK(err(n.acquire("l", "alice", 1000, 0)) == lock_errc::busy);
+  CHECK(err(n.acquire("l", "alice", 1000, 0, ex, a1.token + 1)) == lock_errc::wrong_token);
+  CHECK(n.info("l").holders.size() == 1);
   CHECK(n.release("l", "alice", a1.token).holds == 1);
   CHECK(err(n.acquire("l", "bob", 1000, 0)) == lock_errc::busy);
   CHECK(n.release("l", "alice", a1.token).error == 0);
   CHECK(n.acquire("l", "bob", 1000, 0).error == 0);
+}
+
+TEST_CASE("waiters are capped per lock and per manager, refused at once and counted",
+          "[locks]") {
+  actors::lock_options o = fast_locks();
+  o.max_waiters_per_lock = 2;
+  o.max_waiters = 3;
+  one_node n{o};
+  REQUIRE(n.acquire("a", "alice", 2000, 0).error == 0);
+  REQUIRE(n.acquire("b", "alice", 2000, 0).error == 0);
+  auto w1 = n.acquire_async("a", "w1", 1000, 1500);
+  auto w2 = n.acquire_async("a", "w2", 1000, 1500);
+  REQUIRE(n.waiters_are("a", 2));
+  // A third waiter on "a" is over the per-lock cap: refused without waiting.
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(err(n.acquire("a", "w3", 1000, 1500)) == lock_errc::too_many_waiters);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1000ms);
+  auto w4 = n.acquire_async("b", "w4", 1000, 1500);
+  REQUIRE(n.waiters_are("b", 1));
+  // Three waiters in the manager: "b" is under its own cap but the total is not.
+  CHECK(err(n.acquire("b", "w5", 1000, 1500)) == lock_errc::too_many_waiters);
+  CHECK(n.rt.ask_sync(n.m, actors::lock_stats_q{}, 5s).value().waiters_refused == 2);
+  // A try-lock is no waiter: still the ordinary answer.
+  CHECK(err(n.acquire("a", "w6", 1000, 0)) == lock_errc::busy);
+  // The manager keeps serving: the waiters are granted in turn on release.
+  REQUIRE(n.release("a", "alice", n.info("a").tokens.at(0)).error == 0);
+  auto r1 = w1.get();
+  CHECK(r1.error == 0);
+  CHECK(n.release("a", "w1", r1.token).error == 0);
+  CHECK(w2.get().error == 0);
+  REQUIRE(n.release("b", "alice", n.info("b").tokens.at(0)).error == 0);
+  CHECK(w4.get().error == 0);
 }
 
 TEST_CASE("bad lock requests get a clear error each", "[locks]") {
@@ -239,6 +279,9 @@ TEST_CASE("bad lock requests get a clear error each", "[locks]") {
   CHECK(err(n.acquire("", "a", 100, 0)) == lock_errc::empty_name);
   CHECK(err(n.acquire(std::string(513, 'x'), "a", 100, 0)) == lock_errc::name_too_long);
   CHECK(err(n.acquire("l", "a", 100, -1)) == lock_errc::bad_wait);
+  CHECK(err(n.acquire("l", "a", 100, 3'600'001)) == lock_errc::bad_wait);
+  CHECK(err(n.acquire("l", "a", 100, INT64_MAX)) == lock_errc::bad_wait);
+  CHECK(err(n.acquire("l", "a", INT64_MAX, 0)) == lock_errc::ttl_too_long);
   CHECK(err(n.renew("l", "a", 1, 0)) == lock_errc::bad_ttl);
   CHECK(err(n.release("", "a", 1)) == lock_errc::empty_name);
   CHECK(make_error_code(lock_errc::wrong_token).message().find("token") != std::string::npos);
@@ -342,6 +385,25 @@ TEST_CASE("a guard releases on scope exit, keeps its lease alive, and says when 
   REQUIRE(t2);
   (void)n.rt.ask_sync(h, drop{"g2"}, 5s);
   REQUIRE(eventually([&] { return n.info("g2").holders.empty(); }));
+}
+
+TEST_CASE("a holder acquiring again through the client is reentrant (its token goes along)",
+          "[locks][client]") {
+  one_node n;
+  actors::locks l{n.node};
+  auto h = n.rt.spawn<holder_actor>(&l);
+  auto t1 = n.rt.ask_sync(h, take{"r", 1000ms, 0ms}, 5s).value();
+  auto t2 = n.rt.ask_sync(h, take{"r", 1000ms, 0ms}, 5s).value();
+  REQUIRE(t1);
+  REQUIRE(t2);
+  CHECK(*t1 == *t2);
+  CHECK(n.rt.ask_sync(h, status_q{"r"}, 5s).value().holds == 2);
+  CHECK(n.info("r").holders.size() == 1);
+  // Both guards released: the lock is free again.
+  (void)n.rt.ask_sync(h, drop{"r"}, 5s);
+  CHECK(n.info("r").holders.size() == 1);  // one hold left
+  (void)n.rt.ask_sync(h, drop{"r"}, 5s);
+  CHECK(eventually([&] { return n.info("r").holders.empty(); }));
 }
 
 TEST_CASE("the holder actor's death releases its locks at once", "[locks][client]") {

@@ -18,6 +18,8 @@
 #include <troupe/net/http.hpp>
 #include <troupe/version.hpp>
 
+#include "net/http_client.hpp"
+#include "net/net_support.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -30,56 +32,9 @@ namespace json = boost::json;
 
 namespace {
 
-struct reply {
-  unsigned status = 0;
-  std::string body;
-  bool closed = false;  // the server closed the connection after it
-};
-
-// A blocking HTTP/1.1 client on its own io_context; one connection, reused.
-class client {
- public:
-  explicit client(unsigned short port) { connect(port); }
-  void connect(unsigned short port) {
-    stream_.connect(asio::ip::tcp::endpoint{asio::ip::make_address("127.0.0.1"), port});
-  }
-  reply call(http::verb v, const std::string& target, const std::string& body = {},
-             const std::map<std::string, std::string>& headers = {}) {
-    http::request<http::string_body> req{v, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    for (auto& [k, val] : headers) req.set(k, val);
-    req.body() = body;
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
-    req.prepare_payload();
-    req.keep_alive(true);
-    http::write(stream_, req);
-    return read();
-  }
-  reply send_raw(const std::string& bytes) {
-    asio::write(stream_.socket(), asio::buffer(bytes));
-    return read();
-  }
-  // True when the server closes the connection (read ends) within `limit`.
-  bool closed_within(std::chrono::milliseconds limit) {
-    stream_.expires_after(limit);
-    char c;
-    boost::system::error_code ec;
-    stream_.socket().read_some(asio::buffer(&c, 1), ec);
-    return ec == asio::error::eof || ec == asio::error::connection_reset;
-  }
-
- private:
-  reply read() {
-    http::response<http::string_body> res;
-    boost::system::error_code ec;
-    http::read(stream_, buf_, res, ec);
-    if (ec) return reply{0, ec.message(), true};
-    return reply{res.result_int(), res.body(), !res.keep_alive()};
-  }
-  asio::io_context io_;
-  beast::tcp_stream stream_{io_};
-  beast::flat_buffer buf_;
-};
+using troupe::test::client;
+using troupe::test::error_of;
+using troupe::test::reply;
 
 // An actor exposed over HTTP: JSON in -> message -> reply -> JSON out.
 struct add_q {
@@ -129,13 +84,6 @@ struct gateway_fixture {
     gw->start();
   }
 };
-
-std::string error_of(const reply& r) {
-  boost::system::error_code ec;
-  json::value v = json::parse(r.body, ec);
-  if (ec || !v.is_object() || !v.as_object().contains("error")) return "<no JSON error body>";
-  return std::string(v.as_object().at("error").as_string());
-}
 
 }  // namespace
 
@@ -221,6 +169,185 @@ TEST_CASE("a bearer token guards /api/ routes only", "[http]") {
                {{"Authorization", "Bearer t0ken"}})
             .status == 200);
   CHECK(c.call(http::verb::get, "/healthz").status == 200);
+}
+
+TEST_CASE("every spelling of an /api/ path is refused or needs the token, on read and write routes",
+          "[http][auth]") {
+  net::http_options o;
+  o.token = "t0ken";
+  gateway_fixture f{o};
+  const unsigned short port = f.gw->port();
+  const std::map<std::string, std::string> auth{{"Authorization", "Bearer t0ken"}};
+  struct spelling {
+    std::string target;
+    unsigned status;  // without the token
+  };
+  // Each on a write route (POST /api/v1/add) and a read route (GET /api/v1/echo/x).
+  for (const std::string route : {"/api/v1/add", "/api/v1/echo/x"}) {
+    const bool write = route == "/api/v1/add";
+    const std::string tail = route.substr(4);  // "/v1/add"
+    const std::vector<spelling> table = {
+        {"/" + route, 400},                 // //api/...
+        {"//" + route, 400},                // ///api/...
+        {"/api/" + tail, 400},              // /api//v1/...
+        {route + "/", 400},                 // trailing slash
+        {route + "//", 400},                // trailing empty segments
+        {"/./" + route.substr(1), 400},     // /./api/...
+        {"/x/.." + route, 400},             // /x/../api/...
+        {"/api/./" + tail.substr(1), 400},  // /api/./v1/...
+        {"/%2e" + route, 400},              // an encoded dot segment
+        {"/%2E%2E" + route, 400},           // an encoded dot-dot segment
+        {"/%61pi" + tail, 400},             // %61 = 'a'
+        {"/%41PI" + tail, 400},             // %41 = 'A'
+        {"/ap%69" + tail, 400},             // %69 = 'i'
+        {route.substr(0, route.size() - 1) + "%" + std::to_string(0), 400},  // a malformed escape
+        {"/api%2Fv1" + tail.substr(3), 404},  // %2F is data, not a separator: no such route
+        {"/API" + tail, 401},                 // case: still /api
+        {"/Api" + tail, 401},
+        {"/aPI" + tail, 401},
+        {"http://127.0.0.1" + route, 400},  // absolute-form
+        {"HTTP://127.0.0.1:1" + route, 400},
+        {"//127.0.0.1" + route, 400},  // a network-path reference
+        {route.substr(1), 400},        // no leading slash
+        {"*", 400},                    // asterisk-form
+        {"\\api" + tail, 400},         // backslashes
+        {"/api\\v1" + tail.substr(3), 400},
+        {route + "#x", 400},  // a fragment
+        {route + "?x=1#/../", 400},
+        {"/api" + tail + ";x", 401},  // ';' is a path character: still /api
+        {route + "?q=1", 401},        // a query changes nothing
+        {route + "?/../../healthz", 401},
+        {route + "?q=1&q=2", 400},  // a repeated parameter: which one counts?
+        {route, 401},
+    };
+    for (const spelling& s : table) {
+      INFO(s.target);
+      const http::verb v = write ? http::verb::post : http::verb::get;
+      const std::string body = write ? R"({"a":1,"b":2})" : "";
+      {
+        client c{port};
+        reply r = c.call(v, s.target, body);
+        CHECK(r.status == s.status);
+        CHECK(r.status != 200);
+        if (r.status == 401) CHECK(r.header("www-authenticate") == "Bearer");
+        if (r.status != 0 && r.status != 401) CHECK(error_of(r) != "<no JSON error body>");
+      }
+      {
+        // With the token, a non-canonical target is still refused (400): no
+        // spelling reaches a route but the canonical one.
+        client c{port};
+        reply r = c.call(v, s.target, body, auth);
+        if (s.status == 400) CHECK(r.status == 400);
+        if (s.status == 401 && s.target.find("API") == std::string::npos &&
+            s.target.find("Api") == std::string::npos &&
+            s.target.find("aPI") == std::string::npos && s.target.find(';') == std::string::npos)
+          CHECK(r.status == 200);
+        if (s.target.find("&q=2") != std::string::npos)
+          CHECK(error_of(r).find("'q' is given more than once") != std::string::npos);
+      }
+    }
+  }
+  CHECK(f.gw->stats().unauthorized > 0);
+  CHECK(f.gw->stats().bad_targets > 0);
+  client ok{port};
+  CHECK(ok.call(http::verb::get, "/healthz").status == 200);
+}
+
+TEST_CASE("the bearer check: scheme in any case, exact token, 401 says Bearer", "[http][auth]") {
+  net::http_options o;
+  o.token = "t0ken";
+  gateway_fixture f{o};
+  client c{f.gw->port()};
+  const std::string body = R"({"a":1,"b":2})";
+  struct attempt {
+    std::string header;
+    unsigned status;
+  };
+  for (const attempt& a : std::vector<attempt>{{"Bearer t0ken", 200},
+                                               {"bearer t0ken", 200},
+                                               {"BEARER t0ken", 200},
+                                               {"Bearer t0ke", 401},
+                                               {"Bearer t0kenn", 401},
+                                               {"Bearer T0KEN", 401},
+                                               {"Bearer", 401},
+                                               {"Bearer ", 401},
+                                               {"Basic t0ken", 401},
+                                               {"t0ken", 401},
+                                               {"Bearert0ken", 401},
+                                               {"Bearer " + std::string(6000, 't'), 401}}) {
+    INFO(a.header.substr(0, 40));
+    reply r = c.call(http::verb::post, "/api/v1/add", body, {{"Authorization", a.header}});
+    CHECK(r.status == a.status);
+    if (a.status == 401) {
+      CHECK(r.header("www-authenticate") == "Bearer");
+      CHECK(error_of(r).find("bearer token") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("a handler past its deadline gets a 504, is abandoned, and the gateway keeps serving",
+          "[http][caps]") {
+  troupe::test::log_sink log;
+  troupe::runtime rt{troupe::test::threaded(log, 2)};
+  net::http_options o;
+  o.listen = {"127.0.0.1", 0};
+  o.handler_timeout = 200ms;
+  net::http_gateway gw{rt, o};
+  auto finished = std::make_shared<std::atomic<int>>(0);
+  auto unwound = std::make_shared<std::atomic<int>>(0);
+  gw.route(http::verb::get, "/slow", [=](net::http_request&) -> task<net::http_response> {
+    struct on_exit {
+      std::shared_ptr<std::atomic<int>> n;
+      ~on_exit() { n->fetch_add(1); }
+    } guard{unwound};
+    co_await troupe::sleep_for(30s);
+    finished->fetch_add(1);
+    co_return net::http_response{200, "late\n", "text/plain"};
+  });
+  gw.route(http::verb::get, "/healthz", [](net::http_request&) -> task<net::http_response> {
+    co_return net::http_response{200, "ok\n", "text/plain"};
+  });
+  gw.start();
+  client c{gw.port()};
+  const auto t0 = std::chrono::steady_clock::now();
+  reply r = c.call(http::verb::get, "/slow");
+  CHECK(r.status == 504);
+  CHECK(error_of(r).find("deadline") != std::string::npos);
+  CHECK(r.closed);
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  // Its work was abandoned: the handler's frame unwound without finishing.
+  CHECK(troupe::test::eventually([&] { return unwound->load() == 1; }));
+  CHECK(finished->load() == 0);
+  CHECK(gw.stats().handler_timeouts == 1);
+  client ok{gw.port()};
+  CHECK(ok.call(http::verb::get, "/healthz").status == 200);
+}
+
+TEST_CASE("connections past the cap are answered 503 and closed, and freed slots are reused",
+          "[http][caps]") {
+  net::http_options o;
+  o.max_connections = 2;
+  gateway_fixture f{o};
+  const unsigned short port = f.gw->port();
+  client a{port}, b{port};
+  REQUIRE(a.call(http::verb::get, "/healthz").status == 200);
+  REQUIRE(b.call(http::verb::get, "/healthz").status == 200);
+  {
+    client over{port};
+    reply r = over.read_only();
+    CHECK(r.status == 503);
+    CHECK(r.header("retry-after") == "1");
+    CHECK(error_of(r).find("--http-max-connections") != std::string::npos);
+    CHECK(r.closed);
+  }
+  CHECK(f.gw->stats().refused_connections == 1);
+  CHECK(f.gw->stats().open_connections == 2);
+  // The open ones keep working; closing one frees its slot.
+  CHECK(a.call(http::verb::post, "/api/v1/add", R"({"a":1,"b":2})").status == 200);
+  b.close();
+  CHECK(troupe::test::eventually([&] { return f.gw->stats().open_connections == 1; }));
+  client again{port};
+  CHECK(again.call(http::verb::get, "/healthz").status == 200);
 }
 
 TEST_CASE("an idle keep-alive connection is closed after the idle timeout", "[http]") {

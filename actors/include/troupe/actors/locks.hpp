@@ -27,10 +27,20 @@
 ///   out leaves the queue with lock_errc::timeout;
 /// - renew and release need the holder's owner and current token; anything
 ///   else is a clear error and changes nothing;
+/// - a reentrant acquire needs them too: an acquire that carries the
+///   holder's owner and current token adds a hold; an acquire that names a
+///   holder's owner without its token gets the lock's ordinary answer (busy,
+///   a place in the queue, a grant when free) — never that holder's hold;
+///   one that carries a token that is not the owner's current one is
+///   refused with wrong_token;
+/// - waiters are capped per lock (max_waiters_per_lock) and per manager
+///   (max_waiters); an acquire that would wait past a cap is refused with
+///   too_many_waiters at once, and waits are at most max_wait;
 /// - expiry, the holder actor's death, and the holder's node going down
 ///   release at once (the next waiter is granted);
 /// - shared (read) and exclusive (write) modes; an owner that holds a lock
-///   may acquire it again in the same mode (a hold count; one release each);
+///   may acquire it again in the same mode with its token (a hold count;
+///   one release each);
 /// - a manager that starts serving a slot (at start, or when the ring gives
 ///   it the slot) grants nothing in it for `lock_delay` (default max_ttl), so
 ///   a lease granted by the slot's previous owner has ended first.
@@ -55,19 +65,20 @@ enum class lock_mode : std::uint8_t { exclusive = 0, shared = 1 };
 
 /// Why a lock request was refused.
 enum class lock_errc {
-  timeout = 1,    ///< the wait ran out before the lock was free
-  busy,           ///< try-lock (wait 0): the lock is held, or its slot is in its lock-delay
-  wrong_token,    ///< renew / release with a token that is not the holder's current one
-  not_holder,     ///< renew / release by an owner that does not hold the lock
-  expired,        ///< renew after the lease expired (the lock was released)
-  bad_ttl,        ///< a TTL of zero or less
-  ttl_too_long,   ///< a TTL above lock_options::max_ttl
-  bad_wait,       ///< a negative wait
-  empty_name,     ///< an empty lock name
-  name_too_long,  ///< a name longer than lock_options::max_name bytes
-  mode_mismatch,  ///< a reentrant acquire in the other mode
-  not_owner,      ///< this node does not serve the lock's slot (the ring is changing)
-  revoked,        ///< the lock's slot moved away, or its holder's node went down
+  timeout = 1,       ///< the wait ran out before the lock was free
+  busy,              ///< try-lock (wait 0): the lock is held, or its slot is in its lock-delay
+  wrong_token,       ///< renew / release / reentrant acquire: not the holder's current token
+  not_holder,        ///< renew / release by an owner that does not hold the lock
+  expired,           ///< renew after the lease expired (the lock was released)
+  bad_ttl,           ///< a TTL of zero or less
+  ttl_too_long,      ///< a TTL above lock_options::max_ttl
+  bad_wait,          ///< a negative wait, or one above lock_options::max_wait
+  empty_name,        ///< an empty lock name
+  name_too_long,     ///< a name longer than lock_options::max_name bytes
+  mode_mismatch,     ///< a reentrant acquire in the other mode
+  not_owner,         ///< this node does not serve the lock's slot (the ring is changing)
+  revoked,           ///< the lock's slot moved away, or its holder's node went down
+  too_many_waiters,  ///< the lock, or the manager, has as many waiters as its cap allows
 };
 const boost::system::error_category& lock_category() noexcept;
 inline boost::system::error_code make_error_code(lock_errc e) noexcept {
@@ -82,6 +93,12 @@ struct lock_options {
   std::chrono::milliseconds sweep{5};  ///< how often expired leases are looked for
   std::uint32_t slots = 256;
   std::size_t max_name = 512;
+  /// The longest wait an acquire may ask for (longer: bad_wait).
+  std::chrono::milliseconds max_wait{3'600'000};
+  /// Requests waiting for one lock at once; one more gets too_many_waiters.
+  std::size_t max_waiters_per_lock = 1024;
+  /// Requests waiting at once in this manager, over all its locks.
+  std::size_t max_waiters = 65'536;
   /// Called on the manager's shard for every grant, renewal, release and
   /// expiry (an audit trail; tests check histories with it).
   std::function<void(const struct lock_event&)> observer;
@@ -104,9 +121,11 @@ struct lock_acquire {
   std::string name, owner, owner_node;
   std::int64_t ttl_ms = 0, wait_ms = 0;
   std::uint8_t mode = 0;
+  /// 0: a new hold. Otherwise the owner's current token: a reentrant acquire.
+  std::uint64_t token = 0;
   template <class A>
   void serialize(A& a) {
-    a(name, owner, owner_node, ttl_ms, wait_ms, mode);
+    a(name, owner, owner_node, ttl_ms, wait_ms, mode, token);
   }
 };
 struct lock_renew {
@@ -159,6 +178,7 @@ struct lock_info {
 struct lock_stats {
   std::uint64_t grants = 0, releases = 0, expiries = 0, revocations = 0, timeouts = 0;
   std::uint64_t held = 0, waiters = 0;
+  std::uint64_t waiters_refused = 0;  ///< acquires refused with too_many_waiters
 };
 struct lock_stats_q {};
 

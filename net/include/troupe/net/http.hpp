@@ -13,8 +13,16 @@
 /// timeout for a request's headers and body, an idle timeout between
 /// requests, and a size limit on both. Anything malformed gets a 4xx with a
 /// JSON body {"error": "..."} and never more than that connection is touched.
-/// With a bearer token configured, every /api/ route requires
-/// `Authorization: Bearer <token>` (401 otherwise). Binds 127.0.0.1 unless told.
+///
+/// Request targets must be canonical (docs/security.md, "HTTP gateway:
+/// authentication and request paths"): origin-form ("/..." only), no empty,
+/// "." or ".." segments, no trailing slash, no percent-escape of an
+/// unreserved character, only URI path characters. Anything else is a 400
+/// before routing. With a bearer token configured, every route whose pattern
+/// starts with /api/ — and every path whose first segment is "api" in any
+/// case — requires `Authorization: Bearer <token>` (compared in constant
+/// time; 401 with `WWW-Authenticate: Bearer` otherwise). Binds 127.0.0.1
+/// unless told.
 /// With http_options::tls it serves HTTPS only: a plain-HTTP client's
 /// connection fails its TLS handshake and is closed (one log line).
 
@@ -37,12 +45,18 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 
 struct http_options {
-  endpoint listen{"127.0.0.1", 8080};  ///< port 0: an ephemeral port (see port())
-  std::optional<std::string> token;    ///< bearer token required on /api/ routes
-  std::size_t header_limit = 8 * 1024;
-  std::size_t body_limit = 1024 * 1024;
+  endpoint listen{"127.0.0.1", 8080};    ///< port 0: an ephemeral port (see port())
+  std::optional<std::string> token;      ///< bearer token required on /api/ routes
+  std::size_t header_limit = 8 * 1024;   ///< bytes of a request's start line and headers (431)
+  std::size_t body_limit = 1024 * 1024;  ///< bytes of a request's body (413)
   std::chrono::milliseconds read_timeout{10'000};  ///< one request's headers and body
   std::chrono::milliseconds idle_timeout{30'000};  ///< between keep-alive requests
+  /// Connections open at once; one more is answered 503 (Retry-After: 1) and closed.
+  std::size_t max_connections = 1024;
+  /// How long a route's handler may run; past it the client gets a 504, the
+  /// connection is closed and the handler's work is abandoned (its coroutine
+  /// is unwound at its next suspension point, as when an actor stops).
+  std::chrono::milliseconds handler_timeout{75'000};
   unsigned shard = 0;
   /// Certificate, key and CA: the gateway serves HTTPS (TLS 1.3) with this
   /// certificate and asks clients for none. None: plain HTTP.
@@ -69,6 +83,8 @@ struct http_response {
   unsigned status = 200;
   std::string body;
   std::string content_type = "application/json";
+  /// Extra response headers (e.g. Retry-After), sent as given.
+  std::vector<std::pair<std::string, std::string>> headers{};
 };
 
 /// A JSON response (status 200 unless given).
@@ -91,8 +107,17 @@ using http_handler = std::function<task<http_response>(http_request&)>;
 /// Counters of a gateway.
 struct http_stats {
   std::uint64_t requests = 0, client_errors = 0, server_errors = 0, connections = 0;
-  std::uint64_t tls_refused = 0;  ///< HTTPS connections whose TLS handshake failed
+  std::uint64_t open_connections = 0;     ///< now (a gauge)
+  std::uint64_t refused_connections = 0;  ///< over max_connections
+  std::uint64_t handler_timeouts = 0;     ///< handlers cut off at handler_timeout
+  std::uint64_t unauthorized = 0;         ///< 401s
+  std::uint64_t bad_targets = 0;          ///< non-canonical request targets (400)
+  std::uint64_t tls_refused = 0;          ///< HTTPS connections whose TLS handshake failed
 };
+
+/// Why a request target is not canonical, or nothing when it is (the rule
+/// the gateway applies before routing; see the file comment).
+std::optional<std::string> http_target_problem(std::string_view target);
 
 class http_acceptor;
 

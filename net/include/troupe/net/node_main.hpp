@@ -24,7 +24,10 @@
 /// the gateway accepts requests. On SIGTERM the gateway and orchestrator stop
 /// first, then each extension's stop(), in reverse order, then the runtime.
 
+#include <cstdint>
 #include <functional>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -70,5 +73,52 @@ struct node_extension {
 /// Runs a node until SIGTERM / SIGINT; returns the process exit code
 /// (2: bad flags, 1: start-up error, 0: orderly stop).
 int node_main(int argc, char** argv, std::vector<node_extension> extensions = {});
+
+/// Why a node_instance did not start: the one line troupe-node prints, and
+/// its exit code (2: bad flags, 1: start-up error).
+struct node_start_error : std::runtime_error {
+  node_start_error(int code, const std::string& line) : std::runtime_error(line), exit_code(code) {}
+  int exit_code;
+};
+
+/// A troupe-node in this process: the same flags, services and HTTP routes
+/// as node_main, without the signal handling (tests and fuzz targets use
+/// it). Stops in the destructor, in node_main's order.
+class node_instance {
+ public:
+  /// `args`: the flags, without the program name. Throws node_start_error.
+  explicit node_instance(const std::vector<std::string>& args,
+                         std::vector<node_extension> extensions = {});
+  ~node_instance();
+  node_instance(const node_instance&) = delete;
+  node_instance& operator=(const node_instance&) = delete;
+  unsigned short http_port() const noexcept;
+  unsigned short cluster_port() const noexcept;
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> p_;
+};
+
+/// One field of troupe-node's HTTP routes and the values it accepts. The
+/// routes check every field against this table (one place); a value outside
+/// gets a 400 naming the field and its range. docs/security.md mirrors it.
+struct http_field_rule {
+  const char* route;  ///< "POST /api/v1/locks/{name}/acquire"
+  const char* field;  ///< "ttl_ms"
+  const char* where;  ///< "body", "query" or "path"
+  /// "integer" (min..max), "token" (an integer min..max, or it as a decimal
+  /// string), "string" (min..max bytes), "object" (a JSON object of min..max
+  /// bytes as sent) or "enum" (one of `values`)
+  const char* type;
+  std::uint64_t min = 0, max = 0;
+  bool required = true;
+  const char* values = "";  ///< enum: the choices, '|'-separated
+};
+
+/// The table for a node whose longest lock lease is `lock_max_ttl_ms`
+/// (--lock-max-ttl-ms; ttl_ms fields go up to it).
+std::vector<http_field_rule> node_http_fields(std::int64_t lock_max_ttl_ms = 60'000);
 
 }  // namespace troupe::net

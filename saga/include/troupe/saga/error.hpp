@@ -21,6 +21,7 @@ enum class saga_errc {
   store_failed,           ///< the saga store could not read or write (see the log)
   bad_record,             ///< a stored record does not decode
   wait_timeout,           ///< wait_saga: the saga did not finish in time
+  overloaded,             ///< start: as many sagas wait to run as max_queued allows
 };
 
 const boost::system::error_category& saga_category() noexcept;

@@ -40,8 +40,12 @@ namespace troupe::saga {
 struct orchestrator_options {
   std::shared_ptr<saga_store> store;
   std::shared_ptr<const registry> types;
-  /// Sagas running at once; more wait in `pending` (bounded by the store, not memory).
+  /// Sagas running at once; more wait in `pending`, up to max_queued.
   std::size_t max_active = 10'000;
+  /// Sagas waiting for a running slot (new starts and starts being stored);
+  /// a start beyond it is refused with saga_errc::overloaded. Sagas resumed
+  /// by recover are not refused.
+  std::size_t max_queued = 10'000;
   /// Events kept per saga (the most recent); older ones are counted in history_dropped.
   std::size_t history_cap = 64;
   /// Names this orchestrator in the idempotency keys its steps receive:
@@ -102,7 +106,8 @@ struct orchestrator_stats {
   /// cumulative counts per bucket_le bound, then the +Inf count; and the sum.
   std::array<std::uint64_t, bucket_le.size() + 1> step_buckets{};
   double step_seconds_sum = 0;
-  std::uint64_t step_failures = 0;  ///< attempts that returned an error
+  std::uint64_t step_failures = 0;   ///< attempts that returned an error
+  std::uint64_t starts_refused = 0;  ///< starts refused with overloaded (max_queued)
 };
 
 /// Reloads every unfinished saga from the store and resumes it; replies with
@@ -187,6 +192,7 @@ class orchestrator : public troupe::actor {
   boost::unordered_flat_map<std::uint64_t, std::unique_ptr<active>> active_;
   std::size_t running_ = 0;
   std::deque<std::uint64_t> queued_;
+  std::size_t starting_ = 0;  // starts between their plan and their store write's end
   static constexpr std::size_t spare_max = 256;
   std::vector<std::unique_ptr<active>> spare_;  // finished sagas' records, for reuse
   orchestrator_stats stats_;  // the finished counters and step latencies; gauges are counted on ask
