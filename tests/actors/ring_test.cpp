@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <xxhash.h>
 
 #include <algorithm>
@@ -244,22 +245,17 @@ struct holdings {
     REQUIRE(total == bl.items());
   }
 };
-}  // namespace
-
-TEST_CASE("bounded loads follow members that come and go, moving few items", "[actors][ring]") {
-  const bool zipf = GENERATE(false, true);
-  ring r = with_members(50);
-  bounded_load bl{r, 1.25};
-  holdings h;
-  // 50,000 items: each with a key of its own, or zipf(1.1) over 5,000 keys.
-  const std::size_t items = 50000;
-  const auto ks = keys(zipf ? 5000 : items, troupe::test::seed());
+// 50,000 items on 50 members with bounded loads (c = 1.25): each item with a
+// key of its own, or zipf(1.1) over 5,000 keys.
+constexpr std::size_t join_items = 50000;
+void fill(bounded_load& bl, holdings& h, bool zipf, std::uint64_t seed) {
+  const auto ks = keys(zipf ? 5000 : join_items, seed);
   std::vector<double> cdf;
   double sum = 0;
   for (std::size_t i = 1; i <= ks.size(); ++i) cdf.push_back(sum += 1.0 / std::pow(i, 1.1));
-  std::mt19937_64 rng(troupe::test::seed());
+  std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(0, sum);
-  for (std::size_t i = 0; i < items; ++i) {
+  for (std::size_t i = 0; i < join_items; ++i) {
     const std::string& k =
         zipf ? ks[static_cast<std::size_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) -
                                            cdf.begin()) %
@@ -267,31 +263,59 @@ TEST_CASE("bounded loads follow members that come and go, moving few items", "[a
              : ks[i];
     ++h.by_key[k][std::string(bl.assign(k).value())];
   }
+}
+
+// What a join moved, and the most it may move whatever the keys: the joiner
+// takes at most the new cap, and the others only shed what they held above
+// it (the cap falls as members join).
+struct join_result {
+  std::size_t moved = 0, to_newcomer = 0, shed_bound = 0, cap = 0;
+};
+join_result join_newcomer(ring& r, bounded_load& bl, holdings& h) {
+  std::map<std::string, std::size_t> before;
+  for (const std::string& m : r.members()) before[m] = bl.load(m);
+  REQUIRE_FALSE(r.add("newcomer"));
+  const std::vector<troupe::actors::bounded_move> moves = bl.follow();
+  join_result j;
+  j.moved = h.apply(moves);
+  j.cap = bl.capacity();
+  for (auto& mv : moves) j.to_newcomer += mv.to == "newcomer" ? mv.count : 0;
+  for (auto& [m, load] : before) j.shed_bound += load > j.cap ? load - j.cap : 0;
+  return j;
+}
+}  // namespace
+
+TEST_CASE("bounded loads follow members that come and go, moving few items", "[actors][ring]") {
+  const bool zipf = GENERATE(false, true);
+  ring r = with_members(50);
+  bounded_load bl{r, 1.25};
+  holdings h;
+  fill(bl, h, zipf, troupe::test::seed());
+  const std::size_t items = join_items;
   auto agree = [&] { h.agree_with(r, bl); };
   agree();
 
-  // A member joins: it takes about its share, 1/51 of the items, and most
-  // of what moves goes to it.
-  REQUIRE_FALSE(r.add("newcomer"));
-  std::vector<troupe::actors::bounded_move> moves = bl.follow();
-  const std::size_t moved = h.apply(moves);
+  // A member joins: it takes at most the new cap, the others shed at most
+  // what they held above it, and a second follow() finds nothing to do.
+  // (How close to the minimum a join moves is a statistic over many seeds:
+  // see the next test.)
+  const join_result j = join_newcomer(r, bl, h);
   agree();
-  std::size_t to_newcomer = 0;
-  for (auto& mv : moves) to_newcomer += mv.to == "newcomer" ? mv.count : 0;
-  const double optimal = static_cast<double>(items) / 51.0;
-  INFO((zipf ? "zipf" : "uniform") << ": join moved " << moved << " items, optimal " << optimal
-                                   << ", to the newcomer " << to_newcomer);
-  CHECK(bl.load("newcomer") == to_newcomer);
-  CHECK(to_newcomer > 0);
-  CHECK(static_cast<double>(moved) <= 1.5 * optimal);
+  INFO((zipf ? "zipf" : "uniform") << ": join moved " << j.moved << ", to the newcomer "
+                                   << j.to_newcomer << ", cap " << j.cap << ", shed bound "
+                                   << j.shed_bound);
+  CHECK(bl.load("newcomer") == j.to_newcomer);
+  CHECK(j.to_newcomer > 0);
+  CHECK(j.to_newcomer <= j.cap);
+  CHECK(j.moved - j.to_newcomer <= j.shed_bound);
   CHECK(bl.follow().empty());  // nothing more to do
-  CHECK(bl.moved() == moved);
+  CHECK(bl.moved() == j.moved);
 
   // A member leaves: its items move, and only they (the cap rises).
   const std::size_t its = bl.load("node-7");
   REQUIRE(its > 0);
   REQUIRE_FALSE(r.remove("node-7"));
-  moves = bl.follow();
+  std::vector<troupe::actors::bounded_move> moves = bl.follow();
   CHECK(h.apply(moves) == its);
   for (auto& mv : moves) CHECK(mv.from == "node-7");
   agree();
@@ -321,6 +345,28 @@ TEST_CASE("bounded loads follow members that come and go, moving few items", "[a
   CHECK(moves[0].to.empty());
   CHECK(small.items() == 0);
   CHECK(small.assign("k").error() == ring_errc::empty_ring);
+}
+
+TEST_CASE("a join moves close to the minimum: the median over 31 key sets", "[actors][ring]") {
+  // One join's movement depends on where the newcomer's points fall and, for
+  // zipf keys, on which hot keys it takes; the median over many key sets
+  // does not. The minimum is items/51 (the newcomer's fair share).
+  const bool zipf = GENERATE(false, true);
+  std::vector<double> ratios;
+  for (std::uint64_t i = 0; i < 31; ++i) {
+    const std::uint64_t seed = troupe::test::seed() + i * 0x9e3779b97f4a7c15ull;
+    ring r = with_members(50);
+    bounded_load bl{r, 1.25};
+    holdings h;
+    fill(bl, h, zipf, seed);
+    const join_result j = join_newcomer(r, bl, h);
+    ratios.push_back(static_cast<double>(j.moved) / (static_cast<double>(join_items) / 51.0));
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const double median = ratios[ratios.size() / 2];
+  INFO((zipf ? "zipf" : "uniform") << ": moved over optimal, median " << median << ", range "
+                                   << ratios.front() << "-" << ratios.back());
+  CHECK(median <= 1.3);
 }
 
 TEST_CASE("bounded loads stay within the cap and agree with the moves through random changes",
