@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // ask_same_shard: a client asks a server on its own shard, one request
 // outstanding at a time. Baseline: the bare coroutine hand-off (a round trip
 // is two hand-offs).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // Shared by every benchmark program: timing, JSON-lines output, the in-run
 // baselines, and --smoke (a short run, for CI).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // fanin: 8 senders -> 1 receiver, all on one shard; each sender sends in
 // bursts of 64 and then yields by telling itself to go on. Also reported:
 // fanin_cross_shard (the senders on the other shard). Baseline: the bare

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The consistent-hash ring (troupe::actors::ring): lookup cost, balance,
 // movement on join, and bounded loads under a skewed key stream. 100 members,
 // 1 M keys. Baselines, in the same run: the key hash alone (lookup floor) and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The HTTP gateway under wrk (keep-alive, 2 threads), against a troupe-node
 // child process started by this program:
 //

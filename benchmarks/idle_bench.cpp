@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // idle_cpu_percent: a runtime with default shards, after some work, left idle
 // for 2 s once its spin window has passed: CPU used, in % of one core.
 // Baseline: the same process measured over 2 s with no runtime at all.

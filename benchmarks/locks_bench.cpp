@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The lock-manager:
 //
 //   lock_local              acquire + release pairs from one client on the

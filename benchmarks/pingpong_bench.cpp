@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // pingpong_same_shard and pingpong_cross_shard: two actors tell a ball back
 // and forth. Baselines: the bare coroutine hand-off (same shard) and a
 // busy-waiting SPSC ping-pong between two threads (cross shard).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The cluster transport between two processes on 127.0.0.1:
 //
 //   remote_pingpong          one ask outstanding, 64-byte payload; round trips/s

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // ring: 1000 actors in a ring pass one token 10 M hops (coroutine handlers).
 // Baseline: the bare coroutine hand-off (one hop per hand-off).
 

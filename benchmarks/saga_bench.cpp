@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Sagas of three steps whose participants are local actors.
 //
 // saga_throughput         durable (SQLite, WAL, synchronous=FULL, group commit), sagas/s.

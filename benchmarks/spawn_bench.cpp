@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // spawn and spawn_bytes_per_actor: an actor spawns 1 M small actors on its
 // shard and keeps them alive. Baseline: operator new + construction of an
 // object of the same size as the actor (what spawning cannot beat), and the

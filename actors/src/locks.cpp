@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The lock-manager (leases, fencing tokens, FIFO waiters, lock-delay) and its
 // client (routing by lock name, guards that renew and release).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <openssl/evp.h>
 #define XXH_INLINE_ALL  // the key hash is inlined into the lookup
 #include <xxhash.h>

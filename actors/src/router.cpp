@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The ring-router: the ring of live members, installed in the node on each change.
 
 #include <cmath>

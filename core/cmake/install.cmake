@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSL-1.0
 # cmake --install: headers, libraries, troupe-node, and an exported package
 # (find_package(troupe 0.2 REQUIRED) gives troupe::core, ::net, ::actors,
 # ::saga, ::node_main) plus a pkg-config file.

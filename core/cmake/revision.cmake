@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSL-1.0
 # Writes OUT, a source file defining troupe::revision(), from `git rev-parse`
 # of SRC; rewritten only when the revision changed, so builds stay cached.
 execute_process(COMMAND git -C "${SRC}" rev-parse --short=12 HEAD

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Boost.Asio is compiled once, here (BOOST_ASIO_SEPARATE_COMPILATION).
 
 #if defined(BOOST_ASIO_HAS_IO_URING)

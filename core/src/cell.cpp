@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The life of an actor on its home shard: enqueue, turns, handler completion,
 // failure and supervision, stop, monitors and links.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // Private to core/src: what the runtime keeps beside a cell, and the control
 // items that carry operations on a cell to its home shard.

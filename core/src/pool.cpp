@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The pool's slow paths: refill from the system allocator, return the excess,
 // and free a thread's lists when it exits.
 

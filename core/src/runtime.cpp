@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // runtime: shards, spawn bookkeeping, registry, shutdown, simulated mode.
 
 #include <boost/asio/io_context.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The shard loop: inbox, run queue, timers, io poll; spin, then park.
 
 #include <boost/asio/executor_work_guard.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // 01_hello_actor: the smallest troupe program.
 //
 // It starts a runtime, spawns one actor, tells it a few messages and then asks

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // 02_ask_reply: actors that ask each other, and what an ask can complete with.
 //
 // A cashier prices an order by asking a pricer, then takes a moment at the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // 03_supervision: what happens when a handler throws.
 //
 // In troupe an exception thrown by a handler never reaches the sender. The

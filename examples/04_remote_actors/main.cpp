@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // 04_remote_actors: two nodes, one actor reached across the network.
 //
 // Two runtimes in one process stand in for two machines: node-b publishes a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // 05_tour: a narrated run of a small troupe program.
 //
 // A small bank on a runtime with two shards tells its own story on stdout:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // order-demo: the order-saga cluster demo (README.md beside this file).
 //
 // Starts three order-node processes on 127.0.0.1 — inventory on node-1,

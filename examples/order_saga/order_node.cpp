@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // order-node: troupe-node with the shop's services and the "order" saga
 // added (shop.hpp). Every flag of troupe-node works, plus --shop-*.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The shop's services and the order saga (see shop.hpp and README.md).
 
 #include "shop.hpp"

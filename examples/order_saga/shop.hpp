@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // The order-saga demo's shop: three services as actors (inventory, payment,
 // shipping), each keeping its state in SQLite under the node's data dir, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

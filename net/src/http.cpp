@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The HTTP gateway: an acceptor actor and one actor per connection, on Beast.
 
 #include <openssl/crypto.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // A link's life: handshake, bulk reads, coalesced writes, heartbeats, close.
 
 #include <sys/socket.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The node actor: links, published actors, proxies, remote asks, membership.
 
 #include <boost/asio/ip/tcp.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // TLS contexts from the three PEM files, and the node-name check of a peer's certificate.
 
 #include <openssl/err.h>

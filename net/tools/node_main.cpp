@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // node_main: one troupe node per process — cluster link, ring-router,
 // lock-manager, saga orchestrator and the HTTP/JSON gateway (docs/node.md),
 // plus the extensions an application adds (troupe/net/node_main.hpp).
@@ -1308,6 +1309,7 @@ int parse_flags(int argc, char** argv, config& c, std::string& line) {
   app.set_config("--config", "",
                  "TOML file of flags (keys are the long flag names: name = \"n1\", "
                  "lock-max-ttl-ms = 30000); flags and TROUPE_<FLAG> variables override it");
+  app.allow_config_extras(false);  // an unknown key in the file is an error, not ignored
   std::vector<std::string> from_env;
   std::vector<std::string> args = with_environment(app, argc, argv, from_env);
   try {

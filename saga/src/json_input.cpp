@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <boost/json/parse.hpp>
 #include <troupe/saga/detail/json_input.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <algorithm>
 #include <troupe/core/assert.hpp>
 #include <troupe/saga/error.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <bit>
 #include <cstring>
 #include <troupe/core/assert.hpp>

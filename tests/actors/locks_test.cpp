@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The lock-manager: one test per rule, bad input, the client's guards, and a
 // history checker over three nodes with a node killed mid-run.
 

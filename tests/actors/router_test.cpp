@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The ring-router on real nodes: placement agreed by every node, routed tells
 // and asks, forward-once by epoch, errors, and a 3-node stream through a leave
 // and a rejoin where every message is accounted for.

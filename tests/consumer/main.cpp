@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // An installed troupe's consumer: an actor that awaits an Asio timer (the
 // case that hangs when the program's Asio settings differ from the
 // library's), an ask, and the version. Exit status 0 when all of it works.

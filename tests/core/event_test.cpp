@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // troupe::event: a coroutine parked until its actor's own state lets it through.
 
 #include "support.hpp"

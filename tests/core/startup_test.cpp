@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // libFuzzer target: arbitrary bytes through frame_reader, in chunks whose sizes
 // come from the input, and every complete frame's payload through decode().
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // Sample registered message types the fuzz targets decode frame payloads as,
 // shared with the corpus generator so the seeds carry real encodings.

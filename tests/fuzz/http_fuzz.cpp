@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // libFuzzer target: raw bytes as an HTTP client's side of one connection to
 // troupe-node's gateway — Beast's parser, the gateway's target and bearer
 // checks, and the node's real routes (locks, sagas, ring, metrics) on an

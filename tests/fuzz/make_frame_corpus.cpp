@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Writes the seed corpus of frame_fuzz: a few valid and invalid frame streams.
 // Usage: make_frame_corpus DIR   (the checked-in seeds are tests/fuzz/corpus/frame)
 // Each file is frame_fuzz's config byte followed by the stream (see frame_fuzz.cpp).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // libFuzzer target: the wire form of routing by key (route_wire.hpp), the
 // part of a routed frame the node reads before any message decoder does.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // The bank the transport tests talk to, in-process and in a child process
 // (troupe_test_node): one definition, so its type name matches on both sides.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <troupe/actors/component.hpp>
 #include <troupe/net/endpoint.hpp>
 #include <troupe/saga/component.hpp>

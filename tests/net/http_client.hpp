@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // A blocking HTTP/1.1 client for the gateway tests, on its own io_context.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The HTTP gateway (in-process, through a Beast client) and the troupe-node
 // binary (a child process: its routes, start-up errors and SIGTERM).
 
@@ -735,7 +736,8 @@ TEST_CASE("troupe-node takes flags from --config and TROUPE_ variables: flag > e
 namespace {
 // A unix datagram socket standing in for systemd's NOTIFY_SOCKET.
 struct notify_socket {
-  std::string path = temp_path("notify");
+  static inline int made = 0;
+  std::string path = temp_path("notify-" + std::to_string(++made));
   int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   notify_socket() {
     sockaddr_un a{};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // HTTPS on the gateway (in-process, a Beast client over TLS, and curl) and
 // troupe-node's TLS flags (a child process).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The caps on what a peer, or a connection that has not authenticated, can
 // make a node hold (docs/security.md): each refuses, is counted, and leaves
 // the node serving its other peers.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // Helpers shared by the tests that run nodes on 127.0.0.1.
 

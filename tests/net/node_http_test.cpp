@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // troupe-node's HTTP routes in this process (node_instance): every field
 // against its range (node_http_fields, the one table), lock holders that must
 // prove themselves, and the caps on lock waiters and queued sagas.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // A hand-driven peer: speaks the wire protocol directly, to send what a real
 // node never would (and to not read what a real node would).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // troupe_test_node: a node in its own process, for the multi-process tests.
 // Usage: troupe_test_node NAME PORT [SECRET]
 // Listens on 127.0.0.1:PORT (0 = any), publishes a bank as "bank", writes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // A throwaway certificate authority for the TLS tests and benchmarks: an EC
 // P-256 CA and the certificates it issues, written as PEM files into a fresh

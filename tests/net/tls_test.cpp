@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Cluster links over mutual TLS 1.3: real nodes on 127.0.0.1 with
 // certificates from a throwaway CA (tls_certs.hpp), and the peers a TLS
 // port must refuse: another CA's certificate, a certificate naming another

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <bit>
 #include <cereal/types/base_class.hpp>
 #include <limits>

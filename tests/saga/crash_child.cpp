@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The crash-recovery test's child: runs an orchestrator over <dir>/sagas.db,
 // resumes what a previous (killed) run left, (re)starts sagas k0..k<total-1>
 // by idempotency key, prints "ready" once it is working and "done" when every

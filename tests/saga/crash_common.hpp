@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // Shared by the crash-recovery test and its child process: the saga type the
 // child runs, where it keeps its files, and the check of what it left behind.

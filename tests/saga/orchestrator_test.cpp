@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include <algorithm>
 #include <cereal/types/map.hpp>
 #include <cereal/types/optional.hpp>

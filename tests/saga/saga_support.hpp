@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 // Helpers for the saga tests: a participant that records effects once per
 // idempotency key (the ledger), a failure script, and a saga type whose steps

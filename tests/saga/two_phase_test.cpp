@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #include "saga/saga_support.hpp"
 
 using namespace troupe::saga;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// The core runtime in one include: runtime, actor, refs, task, timers, Asio adapter.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// troupe::saga — durable sagas: definitions, the orchestrator actor, stores.

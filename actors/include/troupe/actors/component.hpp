@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// troupe::actors — service actors (ring-router, lock-manager) built on core

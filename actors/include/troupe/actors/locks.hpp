@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// The lock-manager: leased, fenced, fair locks sharded over the cluster.

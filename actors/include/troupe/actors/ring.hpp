@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// ring: a consistent-hash ring with virtual points, usable on its own.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// actor_addr: an untyped, counted reference to an actor. Comparable, hashable,

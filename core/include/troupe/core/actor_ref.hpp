@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// actor_ref<A>: a typed, counted reference to an actor of type A; tell and ask.

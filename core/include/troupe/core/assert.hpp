@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// TROUPE_ASSERT: invariants checked in every build, Release included.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// Expected failures as values: troupe::errc, its error_category, and result<T>.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// event: a one-shot wake-up for one coroutine on the same shard, with a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// System messages the runtime delivers to actors: down_msg (monitors) and

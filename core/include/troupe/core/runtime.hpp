@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// runtime: owns the shards, spawns actors, keeps the name registry.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// sleep_for: suspend the calling coroutine on the shard's timer wheel;

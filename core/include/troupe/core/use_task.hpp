@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// use_task: a completion token that lets a handler co_await any Boost.Asio

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// endpoint: a HOST:PORT pair as the node flags spell it (--listen, --seeds).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// The transport's frames: the wire layout, frame_errc, append_frame and the

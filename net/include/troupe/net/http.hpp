@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// http_gateway: an HTTP/1.1 + JSON front door on Boost.Beast, running on a

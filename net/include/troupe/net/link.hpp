@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// peer_link: one authenticated TCP connection to one peer node, as an actor.

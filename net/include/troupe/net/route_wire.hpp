@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// The wire form of routing by key (protocol 3): a routed frame's prefix, the

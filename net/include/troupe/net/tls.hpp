@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// TLS for cluster links and the HTTP gateway (OpenSSL through Asio's ssl::stream).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// Message payloads: encode/decode with cereal through a bounded archive pair,

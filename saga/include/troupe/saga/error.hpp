@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// saga_errc: the expected failures of the saga library, as an error_code category.

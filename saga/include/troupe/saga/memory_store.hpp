@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// memory_store: a saga_store in a hash map. Survives an orchestrator's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// sqlite_store: the embedded durable saga_store — one SQLite file in WAL

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// saga_store: where an orchestrator keeps its sagas, durably.

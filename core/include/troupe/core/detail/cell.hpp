@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// actor_cell: the runtime's record of one actor (mailbox, scheduling state,

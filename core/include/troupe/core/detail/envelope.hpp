@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// Envelopes (one per tell or ask, from the per-thread pool) and ask states

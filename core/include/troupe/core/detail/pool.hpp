@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// Per-thread size-class free lists for envelopes and coroutine frames, so a

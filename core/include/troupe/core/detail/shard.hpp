@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// shard: one thread, one io_context, one run queue. Everything an actor does

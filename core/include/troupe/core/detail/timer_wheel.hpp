@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// A single-level hashed timing wheel with 1 ms ticks: O(1) arm and cancel,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// The one intrusive node every queue in a shard carries: envelopes, actor

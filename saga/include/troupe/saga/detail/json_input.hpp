@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 #pragma once
 /// \file
 /// Reading a saga's start input: JSON parsed by Boost.JSON into a buffer of
