@@ -104,7 +104,7 @@ inline void report(const std::string& workload, double value, const std::string&
 }
 
 // ---------------------------------------------------------------------------
-// Baseline 1: the bare coroutine hand-off of PERF.md. Two coroutines on one
+// Baseline 1: the bare coroutine hand-off of docs/perf.md. Two coroutines on one
 // thread, each with a one-slot mailbox, resumed through a FIFO run queue of
 // coroutine handles: what a same-shard message costs with nothing else.
 

@@ -515,7 +515,7 @@ class http_acceptor : public actor {
       sock->set_option(asio::ip::tcp::no_delay(true), ec);
       s_->open.fetch_add(1,
                          std::memory_order_relaxed);  // the connection's destructor takes it back
-      if (s_->tls) {  // children: they stop with us
+      if (s_->tls) {                                  // children: they stop with us
         (void)spawn<http_connection<true>>(s_, std::move(*sock)).tell(conn_start{});
       } else {
         (void)spawn<http_connection<false>>(s_, std::move(*sock)).tell(conn_start{});

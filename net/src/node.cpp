@@ -660,7 +660,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       log_too_large(encoded);
       return errc::message_too_large;
     }
-    if (r == peer_link::append_result::closed) return errc::node_down;  // on_down follows
+    if (r == peer_link::append_result::closed) return errc::node_down;          // on_down follows
     if (r == peer_link::append_result::congested) return errc::link_congested;  // counted
     return errc{};
   }

@@ -11,9 +11,9 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -49,7 +49,7 @@ struct config {
   std::optional<std::string> secret;
   std::optional<std::string> http_token;
   net::node_options link_caps;  // only its cluster-link caps are read (link_cap_flags)
-  net::tls_options tls;  // --tls-cert, --tls-key, --tls-ca: links and gateway
+  net::tls_options tls;         // --tls-cert, --tls-key, --tls-ca: links and gateway
   unsigned shards = 2;
   std::chrono::milliseconds lock_max_ttl{60'000};
   // The gateway's, the lock-manager's and the orchestrator's caps (their
@@ -192,7 +192,8 @@ std::vector<std::string> with_environment(const CLI::App& app, int argc, char** 
     const std::string& flag = o->get_lnames().front();
     if (flag == "help" || flag == "version") continue;
     std::string var = "TROUPE_";
-    for (char ch : flag) var += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    for (char ch : flag)
+      var += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     const char* value = std::getenv(var.c_str());
     if (value == nullptr) continue;
     const std::string dashed = "--" + flag;
@@ -591,8 +592,8 @@ class node_app {
         checks["cluster"] = "unknown: " + st.error().message();
         ready = false;
       } else if (up == 0) {
-        checks["cluster"] = "waiting: linked to no peer yet (seeds: " +
-                            std::to_string(cfg_.seeds.size()) + ")";
+        checks["cluster"] =
+            "waiting: linked to no peer yet (seeds: " + std::to_string(cfg_.seeds.size()) + ")";
         ready = false;
       } else {
         checks["cluster"] = "ok: linked to " + std::to_string(up) + " peers";
@@ -844,9 +845,8 @@ class node_app {
       co_return http_response{200, "ok\n", "text/plain"};
     });
 
-    http_->route(http::verb::get, "/readyz", [this](http_request&) -> task<http_response> {
-      co_return co_await readiness();
-    });
+    http_->route(http::verb::get, "/readyz",
+                 [this](http_request&) -> task<http_response> { co_return co_await readiness(); });
 
     http_->route(http::verb::get, "/metrics",
                  [this](http_request&) -> task<http_response> { co_return co_await metrics(); });
@@ -1321,7 +1321,8 @@ int parse_flags(int argc, char** argv, config& c, std::string& line) {
   } catch (const CLI::ParseError& e) {
     std::string env;
     for (const std::string& v : from_env) env += (env.empty() ? "" : ", ") + v;
-    return fail(2, std::string(e.what()) + (env.empty() ? "" : " (set from the environment: " + env + ")") +
+    return fail(2, std::string(e.what()) +
+                       (env.empty() ? "" : " (set from the environment: " + env + ")") +
                        " (see --help)");
   }
   c.lock_max_ttl = std::chrono::milliseconds(lock_max_ttl_ms);
@@ -1419,9 +1420,7 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
             << node->cluster_port() << ", http " << c.http.host << ":" << node->http_port()
             << ", shards " << c.shards << std::endl;
   // systemd (Type=notify): ready when /readyz would say so; no-op elsewhere.
-  node->when_ready([] {
-    ::sd_notify(0, "READY=1\nSTATUS=ready");
-  });
+  node->when_ready([] { ::sd_notify(0, "READY=1\nSTATUS=ready"); });
   int sig = 0;
   sigwait(&stop_signals, &sig);
   ::sd_notify(0, "STOPPING=1");

@@ -240,8 +240,7 @@ TEST_CASE("an owner may acquire again with its token and a hold count, not in th
   CHECK(n.acquire("l", "bob", 1000, 0).error == 0);
 }
 
-TEST_CASE("waiters are capped per lock and per manager, refused at once and counted",
-          "[locks]") {
+TEST_CASE("waiters are capped per lock and per manager, refused at once and counted", "[locks]") {
   actors::lock_options o = fast_locks();
   o.max_waiters_per_lock = 2;
   o.max_waiters = 3;

@@ -301,9 +301,9 @@ TEST_CASE("bounded loads follow members that come and go, moving few items", "[a
   // see the next test.)
   const join_result j = join_newcomer(r, bl, h);
   agree();
-  INFO((zipf ? "zipf" : "uniform") << ": join moved " << j.moved << ", to the newcomer "
-                                   << j.to_newcomer << ", cap " << j.cap << ", shed bound "
-                                   << j.shed_bound);
+  INFO((zipf ? "zipf" : "uniform")
+       << ": join moved " << j.moved << ", to the newcomer " << j.to_newcomer << ", cap " << j.cap
+       << ", shed bound " << j.shed_bound);
   CHECK(bl.load("newcomer") == j.to_newcomer);
   CHECK(j.to_newcomer > 0);
   CHECK(j.to_newcomer <= j.cap);

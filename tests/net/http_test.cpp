@@ -2,8 +2,8 @@
 // The HTTP gateway (in-process, through a Beast client) and the troupe-node
 // binary (a child process: its routes, start-up errors and SIGTERM).
 
-#include <signal.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -492,8 +492,8 @@ TEST_CASE("troupe-node refuses bad start-up input with one clear line", "[http][
 TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP", "[http][node]") {
   const std::string token_file = temp_path("token");
   std::ofstream(token_file) << "s3cret-token-0123\n";
-  std::filesystem::permissions(token_file, std::filesystem::perms::owner_read |
-                                               std::filesystem::perms::owner_write);
+  std::filesystem::permissions(
+      token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   node_process p{{"--name", "node-h", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
                   "--http-token-file", token_file, "--lock-max-ttl-ms", "300", "--shards", "2"}};
   const std::string ready = p.until("troupe-node node-h: cluster");
@@ -894,8 +894,8 @@ TEST_CASE("troupe-node refuses secret and token files others may read, and short
 }
 
 TEST_CASE("troupe-node without a secret does not dial a seed off this host", "[http][node]") {
-  node_process p{{"--name", "node-o", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-                  "--seeds", "192.0.2.1:7000"}};
+  node_process p{{"--name", "node-o", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--seeds",
+                  "192.0.2.1:7000"}};
   const std::string l = p.until("not dialing 192.0.2.1:7000");
   CHECK(l.find("without a cluster secret a node links to loopback peers only") !=
         std::string::npos);

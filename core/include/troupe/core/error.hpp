@@ -3,12 +3,11 @@
 /// \file
 /// Expected failures as values: troupe::errc, its error_category, and result<T>.
 
-#include <troupe/config.hpp>  // first: it checks the Boost.Asio settings
-
 #include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
 #include <stdexcept>
 #include <string>
+#include <troupe/config.hpp>  // first: it checks the Boost.Asio settings
 
 namespace troupe {
 

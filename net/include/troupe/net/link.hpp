@@ -52,10 +52,10 @@ constexpr std::size_t default_max_outbound = std::size_t{64} << 20;
 /// What a node's links refused or closed, summed over all of them (shared by
 /// the links of one node through link_config::counters; for its metrics).
 struct link_counters {
-  std::atomic<std::uint64_t> congested{0};           ///< frames refused: outbound buffer at its cap
-  std::atomic<std::uint64_t> slow_consumers{0};      ///< links closed: at the cap for down_after
+  std::atomic<std::uint64_t> congested{0};       ///< frames refused: outbound buffer at its cap
+  std::atomic<std::uint64_t> slow_consumers{0};  ///< links closed: at the cap for down_after
   std::atomic<std::uint64_t> handshake_too_large{0};  ///< a frame over handshake_max_frame
-  std::atomic<std::uint64_t> handshake_timeouts{0};  ///< no handshake within handshake_timeout
+  std::atomic<std::uint64_t> handshake_timeouts{0};   ///< no handshake within handshake_timeout
 };
 
 struct link_config {
