@@ -251,6 +251,15 @@ struct http_gateway::shared {
       tls_refused{0};
   std::atomic<std::uint64_t> open{0}, refused{0}, handler_timeouts{0}, unauthorized{0},
       bad_targets{0};
+  // The acceptor and connections alive: each constructor adds one, each
+  // destructor (after its handlers' frames are gone) takes it back. The
+  // gateway's destructor waits for zero.
+  std::atomic<std::uint64_t> live{0};
+  void enter() noexcept { live.fetch_add(1, std::memory_order_relaxed); }
+  void leave() noexcept {
+    live.fetch_sub(1, std::memory_order_acq_rel);
+    live.notify_all();
+  }
 
   // True when the request carries the configured bearer token. The scheme
   // is case-insensitive; the token is compared as a SHA-256 digest with
@@ -325,8 +334,13 @@ class http_connection : public actor {
   static constexpr const char* type_name =
       Tls ? "troupe::net::https_connection" : "troupe::net::http_connection";
   http_connection(std::shared_ptr<http_gateway::shared> s, asio::ip::tcp::socket socket)
-      : s_(std::move(s)), stream_(make_stream(*s_, std::move(socket))) {}
-  ~http_connection() { s_->open.fetch_sub(1, std::memory_order_relaxed); }
+      : s_(std::move(s)), stream_(make_stream(*s_, std::move(socket))) {
+    s_->enter();
+  }
+  ~http_connection() {
+    s_->open.fetch_sub(1, std::memory_order_relaxed);
+    s_->leave();
+  }
 
   task<void> handle(conn_start) {
     const http_options& o = s_->opts;
@@ -495,7 +509,10 @@ class http_acceptor : public actor {
  public:
   static constexpr const char* type_name = "troupe::net::http_acceptor";
   http_acceptor(std::shared_ptr<http_gateway::shared> s, asio::ip::tcp::acceptor a)
-      : s_(std::move(s)), acceptor_(std::move(a)) {}
+      : s_(std::move(s)), acceptor_(std::move(a)) {
+    s_->enter();
+  }
+  ~http_acceptor() { s_->leave(); }
 
   task<void> handle(accept_start) {
     for (;;) {
@@ -551,7 +568,8 @@ class http_acceptor : public actor {
 
 // --- the gateway ---------------------------------------------------------------------
 
-http_gateway::http_gateway(runtime& rt, http_options o) : s_(std::make_shared<shared>()) {
+http_gateway::http_gateway(runtime& rt, http_options o)
+    : rt_(&rt), s_(std::make_shared<shared>()) {
   if (o.shard >= rt.shard_count()) throw std::invalid_argument("troupe: http shard out of range");
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(o.listen.host, ec);
@@ -581,6 +599,20 @@ http_gateway::http_gateway(runtime& rt, http_options o) : s_(std::make_shared<sh
 
 http_gateway::~http_gateway() {
   acceptor_.stop();  // its connections are its children: they stop with it
+  // Wait for them: a handler may hold references to what its owner is about
+  // to destroy. A stopped actor's handler unwinds at its next await, so the
+  // wait is short. Not on a shard thread (the actors may need it to stop),
+  // and in simulated mode by running the scheduler.
+  // With none alive (the runtime may be gone already) there is nothing to do.
+  if (troupe::detail::this_shard() != nullptr || s_->live.load(std::memory_order_acquire) == 0)
+    return;
+  if (rt_->simulated()) {
+    rt_->run_until_idle();
+    return;
+  }
+  for (std::uint64_t n = s_->live.load(std::memory_order_acquire); n != 0;
+       n = s_->live.load(std::memory_order_acquire))
+    s_->live.wait(n, std::memory_order_acquire);
 }
 
 void http_gateway::route(http::verb method, std::string pattern, http_handler h) {

@@ -127,6 +127,9 @@ class http_gateway {
   /// Binds the listening socket (throws std::system_error naming the
   /// endpoint, e.g. a port in use). Routes are added before start().
   http_gateway(runtime& rt, http_options o);
+  /// Stops accepting, closes every connection and, called from outside the
+  /// runtime's threads, waits until their handlers have unwound: once it
+  /// returns no handler runs, so what the handlers captured may go.
   ~http_gateway();
   http_gateway(const http_gateway&) = delete;
   http_gateway& operator=(const http_gateway&) = delete;
@@ -151,6 +154,7 @@ class http_gateway {
   struct shared;  ///< internal: routes, options and counters, shared with the connections
 
  private:
+  runtime* rt_;
   std::shared_ptr<shared> s_;
   unsigned short port_ = 0;
   actor_ref<http_acceptor> acceptor_;
