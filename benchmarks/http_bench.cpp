@@ -46,6 +46,7 @@ class node_process {
     if (pid_ < 0) fail("fork");
     if (pid_ == 0) {
       ::dup2(out[1], 1);
+      ::dup2(out[1], 2);
       ::close(out[0]);
       std::vector<std::string> args{TROUPE_NODE_BIN, "--name",   "bench-http",  "--listen",
                                     "127.0.0.1:0",   "--http",   "127.0.0.1:0", "--lock-max-ttl-ms",
@@ -59,12 +60,21 @@ class node_process {
       ::_exit(127);
     }
     ::close(out[1]);
-    std::string line;
-    char c;
-    while (::read(out[0], &c, 1) == 1 && c != '\n') line += c;
+    // The log's start line names the ports; warnings may come first.
+    std::string line, said;
+    for (char c; line.find("http 127.0.0.1:") == std::string::npos;) {
+      line.clear();
+      bool eof = true;
+      while (::read(out[0], &c, 1) == 1) {
+        eof = false;
+        if (c == '\n') break;
+        line += c;
+      }
+      said += line + "\n";
+      if (eof) fail("troupe-node did not start: " + said);
+    }
     ::close(out[0]);
     const auto at = line.find("http 127.0.0.1:");
-    if (at == std::string::npos) fail("troupe-node did not start: " + line);
     port_ = std::stoi(line.substr(at + 15));
   }
   ~node_process() {

@@ -53,7 +53,7 @@ void wait_until(F f, std::chrono::seconds limit, const char* what) {
 troupe::runtime_options one_shard() {
   troupe::runtime_options o;
   o.shards = 1;
-  o.log = [](std::string_view) {};
+  o.log = [](const troupe::log_record&) {};
   return o;
 }
 

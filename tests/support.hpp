@@ -43,10 +43,12 @@ inline std::uint64_t seed() {
 struct log_sink {
   std::mutex mutex;
   std::vector<std::string> lines;
-  std::function<void(std::string_view)> fn() {
-    return [this](std::string_view l) {
+  std::vector<log_record> records_meta;  // level and component of each line
+  std::function<void(const log_record&)> fn() {
+    return [this](const log_record& r) {
       std::lock_guard lock(mutex);
-      lines.emplace_back(l);
+      lines.emplace_back(std::string(r.component) + ": " + std::string(r.message));
+      records_meta.push_back(log_record{r.level, {}, {}, r.suppressed});
     };
   }
   bool contains(std::string_view needle) {

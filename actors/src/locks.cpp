@@ -419,6 +419,7 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
     woken = co_await w.ready.wait_for(std::chrono::milliseconds(q.wait_ms));
     if (woken) --stats_.waiters;
   }
+  stats_.waits.observe(std::chrono::nanoseconds(now_ns() - now));
   if (woken) co_return w.result;
   ++stats_.timeouts;
   if (lock_state* ls = find(name)) {
@@ -653,7 +654,8 @@ class lock_keeper : public actor {
         const std::string why = !rep
                                     ? rep.error().message()
                                     : make_error_code(static_cast<lock_errc>(rep->error)).message();
-        system().log("troupe: lock '" + name + "' lost: renewal failed (" + why + ")");
+        system().log(log_level::warn, "locks",
+                     "lock '" + name + "' lost: renewal failed (" + why + ")");
         if (auto again = leases_.find(q.lease_key); again != leases_.end())
           again->second.renewing = false;
         co_return;
@@ -679,8 +681,9 @@ class lock_keeper : public actor {
     // A lease that expired or was revoked meanwhile needs no line; a release
     // that did not reach the manager does.
     if (!rep)
-      system().log("troupe: release of lock '" + name + "' failed (" + rep.error().message() +
-                   "); the lease ends at its TTL");
+      system().log(log_level::warn, "locks",
+                   "release of lock '" + name + "' failed (" + rep.error().message() +
+                       "); the lease ends at its TTL");
   }
 
   void handle(down_msg d) {

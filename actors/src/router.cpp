@@ -35,7 +35,8 @@ void ring_router::handle(net::member_event e) {
     ec = ring_.remove(e.node);
   }
   if (ec) {
-    system().log("troupe: router on " + node_->name() + ": member " + e.node + ": " + ec.message());
+    system().log(log_level::warn, "router",
+                 node_->name() + ": member " + e.node + ": " + ec.message());
     return;
   }
   install();

@@ -69,7 +69,7 @@ if(TROUPE_PACKAGE)
   # What troupe-node runs on, and what find_package(troupe) needs (the
   # headers and libraries its targets name).
   set(CPACK_DEBIAN_PACKAGE_DEPENDS
-      "adduser, libboost1.81-dev, libboost-json1.81-dev, liburing-dev, libssl-dev, libcereal-dev, libsqlite3-dev, libxxhash-dev, libcli11-dev, libsystemd-dev")
+      "adduser, libboost1.81-dev, libboost-json1.81-dev, liburing-dev, libssl-dev, libcereal-dev, libsqlite3-dev, libxxhash-dev, libcli11-dev, libsystemd-dev, libspdlog-dev")
   file(WRITE ${PROJECT_BINARY_DIR}/conffiles "${CMAKE_INSTALL_FULL_SYSCONFDIR}/troupe/troupe.toml\n")
   set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${pkg}/postinst ${pkg}/prerm ${PROJECT_BINARY_DIR}/conffiles)
   set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)

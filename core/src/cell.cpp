@@ -243,15 +243,17 @@ void actor_cell::on_failure(const std::exception_ptr& e) noexcept {
       const std::int64_t window = std::chrono::nanoseconds(sup.within).count();
       std::erase_if(x.restarts, [&](std::int64_t t) { return now - t > window; });
       if (x.restarts.size() >= sup.max_restarts) {
-        rt.log("troupe: " + name_of(this) + " failed: " + what + "; restart limit (" +
-               std::to_string(sup.max_restarts) + " in " + std::to_string(sup.within.count()) +
-               " ms) reached, stopping");
+        rt.log(log_level::error, "runtime",
+               name_of(this) + " failed: " + what + "; restart limit (" +
+                   std::to_string(sup.max_restarts) + " in " + std::to_string(sup.within.count()) +
+                   " ms) reached, stopping");
         stop(exit_reason::restart_limit, what);
         return;
       }
       x.restarts.push_back(now);
-      rt.log("troupe: " + name_of(this) + " failed: " + what + "; restarting (" +
-             std::to_string(x.restarts.size()) + "/" + std::to_string(sup.max_restarts) + ")");
+      rt.log(log_level::warn, "runtime",
+             name_of(this) + " failed: " + what + "; restarting (" +
+                 std::to_string(x.restarts.size()) + "/" + std::to_string(sup.max_restarts) + ")");
       if (!has(restart_pending)) {
         set(restart_pending);
         cancel_waits();
@@ -259,14 +261,15 @@ void actor_cell::on_failure(const std::exception_ptr& e) noexcept {
       return;
     }
     case on_failure::escalate: {
-      rt.log("troupe: " + name_of(this) + " failed: " + what + "; escalating to its supervisor");
+      rt.log(log_level::warn, "runtime",
+             name_of(this) + " failed: " + what + "; escalating to its supervisor");
       actor_cell* parent = parent_;
       stop(exit_reason::failure, what);
       if (parent) post_control(control::child_failed, parent, this, exit_reason::failure, what);
       return;
     }
     case on_failure::stop:
-      rt.log("troupe: " + name_of(this) + " failed: " + what + "; stopping");
+      rt.log(log_level::error, "runtime", name_of(this) + " failed: " + what + "; stopping");
       stop(exit_reason::failure, what);
       return;
   }
@@ -290,7 +293,7 @@ void actor_cell::do_restart() noexcept {
     set(instance_live);
   } catch (...) {
     std::string what = "restart failed: " + describe(std::current_exception());
-    home_->rt().log("troupe: " + name_of(this) + " " + what);
+    home_->rt().log(log_level::error, "runtime", name_of(this) + " " + what);
     stop(exit_reason::failure, what);
     return;
   }

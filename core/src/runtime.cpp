@@ -4,9 +4,12 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <iostream>
+#include <optional>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <troupe/core/runtime.hpp>
+#include <utility>
 
 #include "internal.hpp"
 
@@ -60,12 +63,71 @@ std::int64_t runtime::now_ns() const noexcept {
   return steady_ns() - start_ns_;
 }
 
-void runtime::log(std::string_view line) const {
-  if (opts_.log) {
-    opts_.log(line);
-  } else {
-    std::cerr << line << '\n';
+std::string_view to_string(log_level l) noexcept {
+  switch (l) {
+    case log_level::trace:
+      return "trace";
+    case log_level::debug:
+      return "debug";
+    case log_level::info:
+      return "info";
+    case log_level::warn:
+      return "warn";
+    case log_level::error:
+      return "error";
+    case log_level::off:
+      return "off";
   }
+  return "?";
+}
+
+std::optional<log_level> parse_log_level(std::string_view s) noexcept {
+  for (log_level l : {log_level::trace, log_level::debug, log_level::info, log_level::warn,
+                      log_level::error, log_level::off})
+    if (s == to_string(l)) return l;
+  if (s == "warning") return log_level::warn;
+  return std::nullopt;
+}
+
+void runtime::log(log_level level, std::string_view component, std::string_view message) const {
+  if (!log_enabled(level)) return;
+  log_record r{level, component, message, 0};
+  const std::int64_t window = std::chrono::nanoseconds(opts_.log_repeat_window).count();
+  if (level >= log_level::info && window > 0) {
+    // One entry per distinct line; the table is pruned of lapsed entries when
+    // it grows, and past its cap new lines pass unlimited (a flood of
+    // distinct lines is bounded by whoever writes them).
+    constexpr std::size_t cap = 4096;
+    const std::int64_t now = now_ns();
+    std::string key;
+    key.reserve(component.size() + 1 + message.size());
+    key.append(component).append(1, '\0').append(message);
+    std::lock_guard lock(log_mutex_);
+    if (log_repeats_.size() >= cap)
+      std::erase_if(log_repeats_,
+                    [&](const auto& kv) { return now - kv.second.passed_ns >= window; });
+    auto it = log_repeats_.find(key);
+    if (it != log_repeats_.end()) {
+      if (now - it->second.passed_ns < window) {
+        ++it->second.held_back;
+        return;
+      }
+      r.suppressed = std::exchange(it->second.held_back, 0);
+      it->second.passed_ns = now;
+    } else if (log_repeats_.size() < cap) {
+      log_repeats_.emplace(std::move(key), log_repeat{now, 0});
+    }
+  }
+  if (opts_.log) {
+    opts_.log(r);
+    return;
+  }
+  std::string line = "troupe ";
+  line.append(to_string(level)).append(" ").append(component).append(": ").append(message);
+  if (r.suppressed != 0)
+    line += " (and " + std::to_string(r.suppressed) + " more like it held back)";
+  line += '\n';
+  std::cerr << line;
 }
 
 boost::asio::io_context& runtime::io(unsigned shard) {
@@ -246,6 +308,8 @@ runtime_stats runtime::shard_stats(unsigned shard) const {
   s.ask_timeouts = c.ask_timeouts.load(std::memory_order_relaxed);
   s.wakeups = c.wakeups.load(std::memory_order_relaxed);
   s.live_actors = sh->live_count();
+  s.local_asks = c.local_asks.snapshot();
+  s.remote_asks = c.remote_asks.snapshot();
   return s;
 }
 
@@ -259,6 +323,8 @@ runtime_stats runtime::stats() const {
     s.ask_timeouts += one.ask_timeouts;
     s.wakeups += one.wakeups;
     s.live_actors += one.live_actors;
+    s.local_asks += one.local_asks;
+    s.remote_asks += one.remote_asks;
   }
   return s;
 }

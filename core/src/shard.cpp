@@ -219,8 +219,9 @@ void shard::loop() {
       }
       if (live_count() == 0 && runq_.empty() && inbox_.empty()) break;
       if (now_ns() > give_up_ns) {
-        rt_.log("troupe: shard " + std::to_string(index_) + " gave up waiting for " +
-                std::to_string(live_count()) + " actor(s) whose handlers did not unwind");
+        rt_.log(log_level::warn, "runtime",
+                "shard " + std::to_string(index_) + " gave up waiting for " +
+                    std::to_string(live_count()) + " actor(s) whose handlers did not unwind");
         break;
       }
     }

@@ -92,7 +92,9 @@ int main() {
   // (stderr by default). Prefix its lines so they stand out. The function is
   // called on shard threads.
   troupe::runtime_options opts{.shards = 1};
-  opts.log = [](std::string_view line) { std::cout << "  [runtime log] " << line << '\n'; };
+  opts.log = [](const troupe::log_record& r) {
+    std::cout << "  [runtime " << troupe::to_string(r.level) << "] " << r.message << '\n';
+  };
   troupe::runtime rt{std::move(opts)};
 
   // Step 1: supervision is chosen per actor at spawn time. on_failure::restart

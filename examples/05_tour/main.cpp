@@ -213,9 +213,10 @@ int run() {
   // The runtime logs failures and restarts through this function, on shard
   // threads. Print those lines too, marked so they stand apart from the story.
   troupe::runtime_options opts{.shards = 2};
-  opts.log = [](std::string_view line) {
+  opts.log = [](const troupe::log_record& r) {
     std::lock_guard lock(print_mutex);
-    std::cout << "           runtime log: " << line << std::endl;
+    std::cout << "           runtime log (" << troupe::to_string(r.level) << ", " << r.component
+              << "): " << r.message << std::endl;
   };
   troupe::runtime rt{std::move(opts)};
   say("main", "runtime started with ", rt.shard_count(), " shards (one thread each)");

@@ -11,6 +11,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
 #include <troupe/net/http.hpp>
 #include <type_traits>
 
@@ -352,7 +353,8 @@ class http_connection : public actor {
           co_await stream_.async_handshake(asio::ssl::stream_base::server, use_task);
       if (ec) {
         s_->tls_refused.fetch_add(1, std::memory_order_relaxed);
-        system().log("troupe: https: connection refused: TLS handshake failed: " + ec.message());
+        system().log(log_level::warn, "http",
+                     "https connection refused: TLS handshake failed: " + ec.message());
         beast::get_lowest_layer(stream_).close();
         stop();
         co_return;
@@ -383,13 +385,18 @@ class http_connection : public actor {
       }
       http::request<http::string_body> req = parser.release();
       s_->requests.fetch_add(1, std::memory_order_relaxed);
+      const bool access = system().log_enabled(log_level::debug);
+      const auto started =
+          access ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
       bool timed_out = false;
       http_response res = co_await dispatch(req, timed_out);
       if (res.status >= 400 && res.status < 500)
         s_->client_errors.fetch_add(1, std::memory_order_relaxed);
       if (res.status >= 500) s_->server_errors.fetch_add(1, std::memory_order_relaxed);
       const bool keep = req.keep_alive() && !timed_out;
-      if (!co_await send(res, req.version(), keep) || !keep) break;
+      const bool sent = co_await send(res, req.version(), keep);
+      if (access) log_access(req, res, started);
+      if (!sent || !keep) break;
     }
     boost::system::error_code ignored;
     beast::get_lowest_layer(stream_).socket().shutdown(asio::ip::tcp::socket::shutdown_both,
@@ -406,7 +413,7 @@ class http_connection : public actor {
     } catch (const troupe::detail::unwind&) {
       throw;
     } catch (const std::exception& e) {
-      system().log(std::string("troupe: http handler for ") + p->r.path + " threw: " + e.what());
+      system().log(log_level::error, "http", "handler for " + p->r.path + " threw: " + e.what());
       p->res = json_error(500, "internal error");
     }
     p->done.set();
@@ -457,13 +464,31 @@ class http_connection : public actor {
     if (done) co_return std::move(p->res);
     timed_out = true;
     s_->handler_timeouts.fetch_add(1, std::memory_order_relaxed);
-    system().log("troupe: http handler for " + r.path + " overran its deadline of " +
-                 std::to_string(s_->opts.handler_timeout.count()) + " ms; abandoned");
+    system().log(log_level::warn, "http",
+                 "handler for " + r.path + " overran its deadline of " +
+                     std::to_string(s_->opts.handler_timeout.count()) + " ms; abandoned");
     http_response res =
         json_error(504, "the request took longer than the gateway's handler deadline (" +
                             std::to_string(s_->opts.handler_timeout.count()) +
                             " ms, --http-handler-timeout-ms); its work was abandoned");
     co_return res;
+  }
+
+  // The access log (debug level): client, method, target, status, body
+  // bytes, microseconds from the request read to the response written.
+  [[gnu::noinline]] void log_access(const http::request<http::string_body>& req,
+                                    const http_response& res,
+                                    std::chrono::steady_clock::time_point started) {
+    boost::system::error_code ec;
+    const auto peer = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+    std::string line = ec ? std::string("-") : peer.address().to_string();
+    line.append(" ").append(req.method_string()).append(" ").append(req.target());
+    line += " " + std::to_string(res.status) + " " + std::to_string(res.body.size()) + " " +
+            std::to_string(us) + "us";
+    system().log(log_level::debug, "http.access", line);
   }
 
   http_response unauthorized() {
@@ -519,7 +544,7 @@ class http_acceptor : public actor {
       result<asio::ip::tcp::socket> sock = co_await acceptor_.async_accept(use_task);
       if (!sock) {
         if (sock.error() == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
-        system().log("troupe: http: accept failed: " + sock.error().message());
+        system().log(log_level::error, "http", "accept failed: " + sock.error().message());
         co_await sleep_for(std::chrono::milliseconds(10));  // e.g. out of descriptors
         continue;
       }
@@ -568,8 +593,7 @@ class http_acceptor : public actor {
 
 // --- the gateway ---------------------------------------------------------------------
 
-http_gateway::http_gateway(runtime& rt, http_options o)
-    : rt_(&rt), s_(std::make_shared<shared>()) {
+http_gateway::http_gateway(runtime& rt, http_options o) : rt_(&rt), s_(std::make_shared<shared>()) {
   if (o.shard >= rt.shard_count()) throw std::invalid_argument("troupe: http shard out of range");
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(o.listen.host, ec);

@@ -146,8 +146,9 @@ void peer_link::close(std::string reason) {
   if (closed_) return;
   closed_ = true;
   close_reason_ = std::move(reason);
-  system().log("troupe: link " + cfg_.node + " <-> " + (stats_.peer.empty() ? "?" : stats_.peer) +
-               " closed: " + close_reason_);
+  system().log(troupe::log_level::info, "link",
+               cfg_.node + " <-> " + (stats_.peer.empty() ? "?" : stats_.peer) +
+                   " closed: " + close_reason_);
   // Best effort: tell the peer why, without waiting for it.
   std::string bye;
   append_frame(bye, frame_header{frame_kind::goodbye, 0, 0, 0, 0}, close_reason_);

@@ -157,16 +157,18 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     inbound_cache_ = {};
     routed_cache_ = {};
     if (!opts_.secret)
-      system().log(
-          "troupe: node " + opts_.name +
-          " has no cluster secret: it accepts loopback peers only (set one with --secret-file)");
+      system().log(log_level::warn, "node",
+                   opts_.name +
+                       " has no cluster secret: it accepts loopback peers only (set one with "
+                       "--secret-file)");
     for (const endpoint& s : opts_.seeds) (void)ref_of(this).tell(dial_q{s, 0});
     (void)ref_of(this).tell(sweep_tick{});
     for (;;) {
       result<asio::ip::tcp::socket> s = co_await acceptor_.async_accept(use_task);
       if (!s) {
         if (s.error() == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
-        system().log("troupe: node " + opts_.name + ": accept failed: " + s.error().message());
+        system().log(log_level::error, "node",
+                     opts_.name + ": accept failed: " + s.error().message());
         co_await sleep_for(
             std::chrono::milliseconds(10));  // e.g. out of file descriptors: do not spin
         continue;
@@ -189,9 +191,10 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     boost::system::error_code ec;
     s.close(ec);
     if (limits_.handshakes_refused++ == logged_handshakes_refused_) {
-      system().log("troupe: node " + opts_.name + ": " + std::to_string(opts_.max_handshakes) +
-                   " connections are authenticating; closing new ones at once (limit "
-                   "--max-handshakes; counted in troupe_link_refused_total)");
+      system().log(log_level::warn, "node",
+                   opts_.name + ": " + std::to_string(opts_.max_handshakes) +
+                       " connections are authenticating; closing new ones at once (limit "
+                       "--max-handshakes; counted in troupe_link_refused_total)");
       logged_handshakes_refused_ = limits_.handshakes_refused + 1000;  // then once per 1000
     }
   }
@@ -666,8 +669,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   [[gnu::cold, gnu::noinline]] void log_too_large(std::size_t bytes) {
-    system().log("troupe: node " + opts_.name + ": a message of " + std::to_string(bytes) +
-                 " bytes exceeds the frame limit; not sent");
+    system().log(log_level::warn, "node",
+                 opts_.name + ": a message of " + std::to_string(bytes) +
+                     " bytes exceeds the frame limit; not sent");
   }
 
   /// Encodes m into a frame of `kind` with m's type id, `target` and
@@ -808,16 +812,17 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     if (warned_names_full_ || warned_names_.contains(name)) return;
     if (warned_names_.size() == warned_names_max) {
       warned_names_full_ = true;
-      system().log("troupe: node " + opts_.name + ": messages routed to " +
-                   std::to_string(warned_names_max) +
-                   " names found no actor published here; further names are not logged (all "
-                   "are counted in routing.undeliverable)");
+      system().log(log_level::warn, "node",
+                   opts_.name + ": messages routed to " + std::to_string(warned_names_max) +
+                       " names found no actor published here; further names are not logged (all "
+                       "are counted in routing.undeliverable)");
       return;
     }
     warned_names_.emplace(name);
-    system().log("troupe: node " + opts_.name + ": a message routed to '" + std::string(name) +
-                 "' found no actor published under that name here (counted in "
-                 "routing.undeliverable; logged once per name)");
+    system().log(log_level::warn, "node",
+                 opts_.name + ": a message routed to '" + std::string(name) +
+                     "' found no actor published under that name here (counted in "
+                     "routing.undeliverable; logged once per name)");
   }
 
   // Flattened, as node::route_here_value (the rare paths are out of line).

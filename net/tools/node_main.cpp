@@ -4,6 +4,8 @@
 // plus the extensions an application adds (troupe/net/node_main.hpp).
 
 #include <signal.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -29,6 +31,8 @@
 #include <troupe/saga.hpp>
 #include <troupe/version.hpp>
 
+#include "prom_text.hpp"
+
 namespace net = troupe::net;
 namespace saga = troupe::saga;
 namespace actors = troupe::actors;
@@ -38,6 +42,8 @@ using troupe::task;
 using namespace std::chrono_literals;
 
 namespace {
+
+class node_log;
 
 struct config {
   std::string name;
@@ -59,6 +65,80 @@ struct config {
   std::size_t saga_max_running = saga::orchestrator_options{}.max_active;
   std::size_t saga_max_queued = saga::orchestrator_options{}.max_queued;
   std::vector<net::node_extension> extensions;
+  troupe::log_level log_level = troupe::log_level::info;
+  bool log_json = false;
+  std::shared_ptr<const node_log> log;  // made by parse_flags
+};
+
+// --- logs ------------------------------------------------------------------------------
+//
+// Every record goes to stderr through spdlog, one line each: text
+//   2026-12-03T13:40:00.123Z info n1 link: n1 <-> n2 closed: ...
+// or with --log-format json one object per line
+//   {"ts":"2026-12-03T13:40:00.123456Z","level":"info","node":"n1","component":"link","msg":"..."}
+// (plus "suppressed": N when the runtime held repeats back). Time is UTC.
+
+spdlog::level::level_enum spdlog_level(troupe::log_level l) {
+  switch (l) {
+    case troupe::log_level::trace:
+      return spdlog::level::trace;
+    case troupe::log_level::debug:
+      return spdlog::level::debug;
+    case troupe::log_level::info:
+      return spdlog::level::info;
+    case troupe::log_level::warn:
+      return spdlog::level::warn;
+    case troupe::log_level::error:
+      return spdlog::level::err;
+    case troupe::log_level::off:
+      break;
+  }
+  return spdlog::level::off;
+}
+
+// troupe-node's log: the runtime's records and the node's own lines.
+class node_log {
+ public:
+  node_log(std::string node, troupe::log_level level, bool json)
+      // Not in spdlog's registry: several nodes may live in one process (tests).
+      : node_(std::move(node)),
+        json_(json),
+        logger_(std::make_shared<spdlog::logger>(
+            "troupe-node", std::make_shared<spdlog::sinks::stderr_sink_mt>())) {
+    logger_->set_pattern(
+        json ? R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%v})" : "%Y-%m-%dT%H:%M:%S.%eZ %l %v",
+        spdlog::pattern_time_type::utc);
+    logger_->set_level(spdlog_level(level));
+    logger_->flush_on(spdlog::level::trace);  // line by line: pipes and journald read it live
+  }
+
+  void write(const troupe::log_record& r) const {
+    const spdlog::level::level_enum level = spdlog_level(r.level);
+    if (!logger_->should_log(level)) return;
+    std::string line;
+    if (json_) {
+      json::object o;
+      o["node"] = node_;
+      o["component"] = r.component;
+      o["msg"] = r.message;
+      if (r.suppressed != 0) o["suppressed"] = r.suppressed;
+      line = json::serialize(o);
+      line = line.substr(1, line.size() - 2);  // the fields after ts and level
+    } else {
+      line.append(node_).append(" ").append(r.component).append(": ").append(r.message);
+      if (r.suppressed != 0)
+        line += " (and " + std::to_string(r.suppressed) + " more like it held back)";
+    }
+    logger_->log(level, "{}", line);
+  }
+  void say(troupe::log_level level, std::string_view component, std::string_view message) const {
+    write(troupe::log_record{level, component, message, 0});
+  }
+
+ private:
+  std::string node_;
+  bool json_;
+  std::shared_ptr<spdlog::logger> logger_;
 };
 
 // One line on stderr, then the exit code: every start-up error looks the same.
@@ -627,6 +707,8 @@ class node_app {
   static troupe::runtime_options runtime_options(const config& c) {
     troupe::runtime_options o;
     o.shards = c.shards;
+    o.min_log_level = c.log_level;
+    o.log = [log = c.log](const troupe::log_record& r) { log->write(r); };
     return o;
   }
   static net::node_options node_options(const config& c) {
@@ -700,8 +782,8 @@ class node_app {
           saga::sqlite_store_options{.path = c.data_dir + "/sagas.db"});
     } else {
       store_ = std::make_shared<saga::memory_store>();
-      rt_.log("troupe-node " + c.name +
-              ": no --data-dir: sagas are kept in memory and lost when the node stops");
+      rt_.log(troupe::log_level::warn, "troupe-node",
+              "no --data-dir: sagas are kept in memory and lost when the node stops");
     }
     orchestrator_ = rt_.spawn<saga::orchestrator>(
         so, saga::orchestrator_options{.store = store_,
@@ -714,8 +796,8 @@ class node_app {
       throw std::runtime_error("cannot resume the stored sagas: " + resumed.error().message());
     resumed_ = **resumed;
     if (**resumed > 0)
-      rt_.log("troupe-node " + c.name + ": resumed " + std::to_string(**resumed) +
-              " unfinished sagas");
+      rt_.log(troupe::log_level::info, "troupe-node",
+              "resumed " + std::to_string(**resumed) + " unfinished sagas");
   }
 
   void add_saga_routes() {
@@ -1038,8 +1120,8 @@ class node_app {
       result<troupe::mailbox_stats> mb = co_await pcall;
       if (!mb) continue;
       m << "troupe_mailbox_queued{shard=\"" << i << "\"} " << mb->queued << "\n";
-      deepest << "troupe_mailbox_deepest{shard=\"" << i << "\",actor=\"" << mb->deepest_type
-              << "\"} " << mb->deepest << "\n";
+      deepest << "troupe_mailbox_deepest{shard=\"" << i << "\",actor=\""
+              << net::prom::escape(mb->deepest_type) << "\"} " << mb->deepest << "\n";
     }
     m << deepest.str();
     const troupe::runtime_stats all = rt_.stats();
@@ -1052,20 +1134,26 @@ class node_app {
          "# TYPE troupe_dead_letters_total counter\n"
          "troupe_dead_letters_total "
       << all.dead_letters << "\n";
+    net::prom::histogram_header(m, "troupe_ask_seconds",
+                                "Asks awaited in handlers and answered, send to resumption, by "
+                                "target (local actor, or remote: a proxy or a routed key).");
+    net::prom::histogram_series(m, "troupe_ask_seconds", "target=\"local\"", all.local_asks);
+    net::prom::histogram_series(m, "troupe_ask_seconds", "target=\"remote\"", all.remote_asks);
     auto call = node_.state_of(2s);
     result<net::cluster_state> s = co_await std::move(call);
     if (s) {
       m << "# HELP troupe_link_up Whether the link to a peer is up.\n"
            "# TYPE troupe_link_up gauge\n";
       for (const auto& p : s->members)
-        m << "troupe_link_up{peer=\"" << p.name << "\"} " << (p.up ? 1 : 0) << "\n";
+        m << "troupe_link_up{peer=\"" << net::prom::escape(p.name) << "\"} " << (p.up ? 1 : 0)
+          << "\n";
       m << "# HELP troupe_link_bytes_total Bytes over a peer's link.\n"
            "# TYPE troupe_link_bytes_total counter\n";
       for (const auto& p : s->members) {
-        m << "troupe_link_bytes_total{peer=\"" << p.name << "\",direction=\"in\"} "
-          << p.stats.bytes_in << "\n";
-        m << "troupe_link_bytes_total{peer=\"" << p.name << "\",direction=\"out\"} "
-          << p.stats.bytes_out << "\n";
+        m << "troupe_link_bytes_total{peer=\"" << net::prom::escape(p.name)
+          << "\",direction=\"in\"} " << p.stats.bytes_in << "\n";
+        m << "troupe_link_bytes_total{peer=\"" << net::prom::escape(p.name)
+          << "\",direction=\"out\"} " << p.stats.bytes_out << "\n";
       }
       m << "# HELP troupe_ring_epoch The node's route epoch.\n"
            "# TYPE troupe_ring_epoch gauge\n"
@@ -1104,6 +1192,10 @@ class node_app {
            "# TYPE troupe_lock_waiters_refused_total counter\n"
            "troupe_lock_waiters_refused_total "
         << ls->waiters_refused << "\n";
+      net::prom::histogram_header(
+          m, "troupe_lock_wait_seconds",
+          "How long acquires that queued behind a holder waited (granted or not).");
+      net::prom::histogram_series(m, "troupe_lock_wait_seconds", "", ls->waits);
     }
     auto scall = orchestrator_.ask(saga::get_stats{}, 2s);
     result<saga::orchestrator_stats> ss = co_await scall;
@@ -1119,17 +1211,12 @@ class node_app {
            "troupe_sagas_finished_total{state=\"completed\"} "
         << ss->completed << "\ntroupe_sagas_finished_total{state=\"compensated\"} "
         << ss->compensated << "\ntroupe_sagas_finished_total{state=\"stuck\"} " << ss->stuck
-        << "\n# HELP troupe_saga_step_seconds Saga step calls (each attempt of an action, "
-           "compensation or two-phase call).\n"
-           "# TYPE troupe_saga_step_seconds histogram\n";
-      const auto& le = saga::orchestrator_stats::bucket_le;
-      for (std::size_t i = 0; i < le.size(); ++i)
-        m << "troupe_saga_step_seconds_bucket{le=\"" << le[i] << "\"} " << ss->step_buckets[i]
-          << "\n";
-      m << "troupe_saga_step_seconds_bucket{le=\"+Inf\"} " << ss->step_buckets.back()
-        << "\ntroupe_saga_step_seconds_sum " << ss->step_seconds_sum
-        << "\ntroupe_saga_step_seconds_count " << ss->step_buckets.back()
-        << "\n# HELP troupe_saga_step_failures_total Step calls that returned an error.\n"
+        << "\n";
+      net::prom::histogram_header(
+          m, "troupe_saga_step_seconds",
+          "Saga step calls (each attempt of an action, compensation or two-phase call).");
+      net::prom::histogram_series(m, "troupe_saga_step_seconds", "", ss->steps);
+      m << "# HELP troupe_saga_step_failures_total Step calls that returned an error.\n"
            "# TYPE troupe_saga_step_failures_total counter\n"
            "troupe_saga_step_failures_total "
         << ss->step_failures
@@ -1141,7 +1228,9 @@ class node_app {
     m << "# HELP troupe_build_info The troupe version and source revision of this node.\n"
          "# TYPE troupe_build_info gauge\n"
          "troupe_build_info{version=\""
-      << troupe::library_version() << "\",revision=\"" << troupe::revision() << "\"} 1\n";
+      << net::prom::escape(troupe::library_version()) << "\",revision=\""
+      << net::prom::escape(troupe::revision()) << "\"} 1\n";
+    net::prom::process_metrics(m);
     const net::http_stats hs = http_->stats();
     m << "# HELP troupe_http_requests_total HTTP requests served.\n"
          "# TYPE troupe_http_requests_total counter\n"
@@ -1167,7 +1256,8 @@ class node_app {
     m << "# HELP troupe_link_queued_bytes Bytes waiting to be written to a peer.\n"
          "# TYPE troupe_link_queued_bytes gauge\n";
     for (const auto& p : s.members)
-      m << "troupe_link_queued_bytes{peer=\"" << p.name << "\"} " << p.stats.queued_bytes << "\n";
+      m << "troupe_link_queued_bytes{peer=\"" << net::prom::escape(p.name) << "\"} "
+        << p.stats.queued_bytes << "\n";
     m << "# HELP troupe_link_congested_total Frames refused because a link's outbound buffer was "
          "full (the peer is not reading).\n"
          "# TYPE troupe_link_congested_total counter\n"
@@ -1300,6 +1390,15 @@ int parse_flags(int argc, char** argv, config& c, std::string& line) {
       ->check(CLI::Range(1LL, 86'400'000LL))
       ->capture_default_str();
   add_cap_flags(app, c);
+  std::string log_level = "info", log_format = "text";
+  app.add_option("--log-level", log_level,
+                 "lowest level logged: trace, debug (adds the HTTP access log), info, warn, "
+                 "error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text (one line a record) or json (one object a line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   app.set_version_flag("--version",
                        std::string("troupe-node ") + troupe::library_version() + " (revision " +
                            troupe::revision() + ")",
@@ -1327,6 +1426,9 @@ int parse_flags(int argc, char** argv, config& c, std::string& line) {
   }
   c.lock_max_ttl = std::chrono::milliseconds(lock_max_ttl_ms);
   link_caps.apply(c.link_caps);
+  c.log_level = *troupe::parse_log_level(log_level);  // checked by IsMember
+  c.log_json = log_format == "json";
+  c.log = std::make_shared<const node_log>(c.name, c.log_level, c.log_json);
 
   auto ep = net::parse_endpoint(listen);
   if (!ep) return fail(2, "--listen '" + listen + "' is not HOST:PORT");
@@ -1416,18 +1518,19 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
   } catch (const std::exception& e) {
     return fail(1, e.what());
   }
-  std::cout << "troupe-node " << c.name << ": cluster " << c.listen.host << ":"
-            << node->cluster_port() << ", http " << c.http.host << ":" << node->http_port()
-            << ", shards " << c.shards << std::endl;
+  c.log->say(troupe::log_level::info, "troupe-node",
+             "cluster " + c.listen.host + ":" + std::to_string(node->cluster_port()) + ", http " +
+                 c.http.host + ":" + std::to_string(node->http_port()) + ", shards " +
+                 std::to_string(c.shards) + ", version " + troupe::library_version());
   // systemd (Type=notify): ready when /readyz would say so; no-op elsewhere.
   node->when_ready([] { ::sd_notify(0, "READY=1\nSTATUS=ready"); });
   int sig = 0;
   sigwait(&stop_signals, &sig);
   ::sd_notify(0, "STOPPING=1");
-  std::cout << "troupe-node " << c.name << ": " << (sig == SIGTERM ? "SIGTERM" : "SIGINT")
-            << ", stopping" << std::endl;
+  c.log->say(troupe::log_level::info, "troupe-node",
+             std::string(sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
   node.reset();
-  std::cout << "troupe-node " << c.name << ": stopped" << std::endl;
+  c.log->say(troupe::log_level::info, "troupe-node", "stopped");
   return 0;
 }
 

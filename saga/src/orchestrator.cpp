@@ -129,8 +129,9 @@ task<bool> orchestrator::save(active& s) {
   auto t = opts_.store->save(s.rec.id, s.rec.state, std::move(blob));
   boost::system::error_code ec = co_await std::move(t);
   if (ec) {
-    system().log("saga " + std::to_string(s.rec.id) + ": store write failed (" + describe(ec) +
-                 "); the saga stops here and resumes on recovery");
+    system().log(log_level::error, "saga",
+                 "saga " + std::to_string(s.rec.id) + ": store write failed (" + describe(ec) +
+                     "); the saga stops here and resumes on recovery");
     s.broken = true;
     co_return false;
   }
@@ -313,18 +314,21 @@ task<result<std::size_t>> orchestrator::handle(recover) {
     if (active_.contains(row.id)) continue;
     auto rec = decode_record(row.record);
     if (!rec) {
-      system().log("saga " + std::to_string(row.id) + ": stored record does not decode; skipped");
+      system().log(log_level::error, "saga",
+                   "saga " + std::to_string(row.id) + ": stored record does not decode; skipped");
       continue;
     }
     const saga_type* type = opts_.types->find(rec->type);
     if (!type || type->steps().size() != rec->steps.size()) {
-      system().log("saga " + std::to_string(row.id) + ": type '" + rec->type +
-                   "' is not registered (or has another number of steps); left unfinished");
+      system().log(log_level::error, "saga",
+                   "saga " + std::to_string(row.id) + ": type '" + rec->type +
+                       "' is not registered (or has another number of steps); left unfinished");
       continue;
     }
     auto ctx = type->decode(rec->context);
     if (!ctx) {
-      system().log("saga " + std::to_string(row.id) + ": context does not decode; skipped");
+      system().log(log_level::error, "saga",
+                   "saga " + std::to_string(row.id) + ": context does not decode; skipped");
       continue;
     }
     auto a = std::make_unique<active>();
@@ -512,7 +516,7 @@ task<detail::call_outcome> orchestrator::handle(detail::run_call m) {
     step_result r = co_await std::move(t);
     co_return detail::call_outcome{r};
   } catch (const std::exception& e) {
-    system().log(std::string("saga: a step's coroutine threw: ") + e.what());
+    system().log(log_level::error, "saga", std::string("a step's coroutine threw: ") + e.what());
   }
   co_return detail::call_outcome{make_error_code(saga_errc::action_threw)};
 }
@@ -684,19 +688,12 @@ task<step_result> orchestrator::settle_two_phase(active& s, std::size_t i, step_
 }
 
 void orchestrator::record_step(std::chrono::steady_clock::duration d, bool failed) {
-  const double secs = std::chrono::duration<double>(d).count();
-  auto& b = stats_.step_buckets;
-  std::size_t i = 0;
-  while (i < orchestrator_stats::bucket_le.size() && secs > orchestrator_stats::bucket_le[i]) ++i;
-  ++b[i];  // counts per bucket here; made cumulative when asked
-  stats_.step_seconds_sum += secs;
+  stats_.steps.observe(d);
   if (failed) ++stats_.step_failures;
 }
 
 orchestrator_stats orchestrator::handle(get_stats) {
   orchestrator_stats out = stats_;
-  for (std::size_t i = 1; i < out.step_buckets.size(); ++i)
-    out.step_buckets[i] += out.step_buckets[i - 1];
   for (const auto& [id, a] : active_) {
     switch (a->rec.state) {
       case saga_state::pending:

@@ -200,3 +200,20 @@ TEST_CASE("a reply that is a result keeps its own error apart from the ask's", "
   REQUIRE_FALSE(dead);  // the ask failed: nobody answered
   CHECK(dead.error() == errc::actor_dead);
 }
+
+TEST_CASE("answered asks are timed into the local-ask histogram; timeouts are not",
+          "[ask][metrics]") {
+  troupe::test::log_sink sink;
+  troupe::runtime rt{troupe::test::sim(sink)};
+  auto t = rt.spawn<target>();
+  auto a = rt.spawn<asker>();
+  for (int i = 0; i < 5; ++i) REQUIRE(rt.ask_sync(a, probe{t, 0, 1s}, 5s).value() == 7);
+  REQUIRE(rt.ask_sync(a, probe{t, 1, 20ms}, 5s).value() == -static_cast<int>(errc::ask_timeout));
+  const troupe::runtime_stats s = rt.stats();
+  // The five asks from the handler: answered, local. ask_sync is not counted.
+  CHECK(s.local_asks.count() == 5);
+  CHECK(s.remote_asks.count() == 0);
+  CHECK(s.local_asks.sum_seconds >= 0);
+  CHECK(s.local_asks.sum_seconds < 1.0);
+  CHECK(s.ask_timeouts == 1);
+}

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <troupe/net/http.hpp>
 #include <troupe/version.hpp>
 
@@ -496,7 +497,7 @@ TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP
       token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   node_process p{{"--name", "node-h", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
                   "--http-token-file", token_file, "--lock-max-ttl-ms", "300", "--shards", "2"}};
-  const std::string ready = p.until("troupe-node node-h: cluster");
+  const std::string ready = p.until("node-h troupe-node: cluster");
   REQUIRE_FALSE(ready.empty());
   const unsigned short port = port_after(ready, "http");
   const std::map<std::string, std::string> auth{{"Authorization", "Bearer s3cret-token-0123"}};
@@ -560,7 +561,7 @@ TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP
   }
 
   p.signal(SIGTERM);
-  CHECK(p.until("stopped").find("troupe-node node-h: stopped") != std::string::npos);
+  CHECK(p.until("stopped").find("node-h troupe-node: stopped") != std::string::npos);
   CHECK(p.wait_exit() == 0);
   std::remove(token_file.c_str());
 }
@@ -588,7 +589,7 @@ TEST_CASE("troupe-node runs sagas over HTTP, idempotently, and keeps them across
   {
     node_process p{{"--name", "node-s", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
                     "--data-dir", dir}};
-    const std::string ready = p.until("troupe-node node-s: cluster");
+    const std::string ready = p.until("node-s troupe-node: cluster");
     REQUIRE_FALSE(ready.empty());
     client c{port_after(ready, "http")};
 
@@ -664,7 +665,7 @@ TEST_CASE("troupe-node runs sagas over HTTP, idempotently, and keeps them across
   // A new process on the same data dir knows the saga.
   node_process p{
       {"--name", "node-s", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", dir}};
-  const std::string ready = p.until("troupe-node node-s: cluster");
+  const std::string ready = p.until("node-s troupe-node: cluster");
   REQUIRE_FALSE(ready.empty());
   client c{port_after(ready, "http")};
   reply r = c.call(http::verb::get, "/api/v1/sagas/" + id);
@@ -689,24 +690,24 @@ TEST_CASE("troupe-node takes flags from --config and TROUPE_ variables: flag > e
                          "\"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nshards = 3\n";
   SECTION("the file alone") {
     node_process p{{"--config", file}};
-    const std::string l = p.until("troupe-node from-file: cluster");
+    const std::string l = p.until("from-file troupe-node: cluster");
     REQUIRE_FALSE(l.empty());
     CHECK(l.find("shards 3") != std::string::npos);
   }
   SECTION("a variable beats the file, a flag beats both") {
     node_process env{{"--config", file}, {{"TROUPE_NAME", "from-env"}}};
-    const std::string l = env.until("troupe-node from-env: cluster");
+    const std::string l = env.until("from-env troupe-node: cluster");
     REQUIRE_FALSE(l.empty());
     CHECK(l.find("shards 3") != std::string::npos);  // the file still fills the rest
     node_process flag{{"--config", file, "--name", "from-flag", "--shards", "1"},
                       {{"TROUPE_NAME", "from-env"}, {"TROUPE_SHARDS", "2"}}};
-    const std::string f = flag.until("troupe-node from-flag: cluster");
+    const std::string f = flag.until("from-flag troupe-node: cluster");
     REQUIRE_FALSE(f.empty());
     CHECK(f.find("shards 1") != std::string::npos);
   }
   SECTION("TROUPE_CONFIG names the file") {
     node_process p{{}, {{"TROUPE_CONFIG", file}}};
-    CHECK_FALSE(p.until("troupe-node from-file: cluster").empty());
+    CHECK_FALSE(p.until("from-file troupe-node: cluster").empty());
   }
   SECTION("a bad variable is named in the error") {
     node_process p{{"--config", file}, {{"TROUPE_SHARDS", "many"}}};
@@ -773,7 +774,7 @@ TEST_CASE("troupe-node says when it is ready: /readyz and sd_notify", "[http][no
   notify_socket first_notify;
   node_process first{{"--name", "r1", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
                      {{"NOTIFY_SOCKET", first_notify.path}}};
-  const std::string up = first.until("troupe-node r1: cluster");
+  const std::string up = first.until("r1 troupe-node: cluster");
   REQUIRE_FALSE(up.empty());
   // Without seeds it starts the cluster: ready at once.
   CHECK(first_notify.next(10s).find("READY=1") != std::string::npos);
@@ -788,7 +789,7 @@ TEST_CASE("troupe-node says when it is ready: /readyz and sd_notify", "[http][no
     node_process second{{"--name", "r2", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
                          "--seeds", "127.0.0.1:" + std::to_string(port_after(up, "cluster"))},
                         {{"NOTIFY_SOCKET", n.path}}};
-    const std::string l = second.until("troupe-node r2: cluster");
+    const std::string l = second.until("r2 troupe-node: cluster");
     REQUIRE_FALSE(l.empty());
     CHECK(n.next(10s).find("READY=1") != std::string::npos);
     client c2{port_after(l, "http")};
@@ -806,7 +807,7 @@ TEST_CASE("troupe-node says when it is ready: /readyz and sd_notify", "[http][no
     closed.close();
     node_process lone{{"--name", "r3", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
                        "--seeds", "127.0.0.1:" + std::to_string(dead)}};
-    const std::string l = lone.until("troupe-node r3: cluster");
+    const std::string l = lone.until("r3 troupe-node: cluster");
     REQUIRE_FALSE(l.empty());
     client c3{port_after(l, "http")};
     CHECK(c3.call(http::verb::get, "/healthz").status == 200);
@@ -868,7 +869,7 @@ TEST_CASE("troupe-node refuses secret and token files others may read, and short
     const std::string t = secret_file("good-token", strong, owner_only);
     node_process p{{"--name", "node-g", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
                     "--secret-file", s, "--http-token-file", t, "--max-handshakes", "8"}};
-    const std::string ready = p.until("troupe-node node-g: cluster");
+    const std::string ready = p.until("node-g troupe-node: cluster");
     REQUIRE_FALSE(ready.empty());
     client c{port_after(ready, "http")};
     reply m = c.call(http::verb::get, "/metrics");
@@ -901,4 +902,109 @@ TEST_CASE("troupe-node without a secret does not dial a seed off this host", "[h
         std::string::npos);
   p.signal(SIGTERM);
   CHECK(p.wait_exit() == 0);
+}
+
+TEST_CASE("troupe-node logs with timestamps and levels, as text or as JSON lines", "[http][node]") {
+  SECTION("text: UTC time, level, node, component, message") {
+    node_process p{{"--name", "node-t", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}};
+    const std::string ready = p.until("node-t troupe-node: cluster");
+    REQUIRE_FALSE(ready.empty());
+    CHECK(std::regex_search(ready, std::regex(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info )")));
+    // No --data-dir: a warning, at warn level.
+    node_process q{{"--name", "node-w", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}};
+    const std::string warned = q.until("no --data-dir");
+    CHECK(std::regex_search(warned, std::regex(R"(Z warning node-w troupe-node: no --data-dir)")));
+  }
+  SECTION("json: one object a line; debug adds the access log") {
+    node_process p{{"--name", "node-j", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                    "--log-format", "json", "--log-level", "debug"}};
+    json::object start;
+    for (int i = 0; i < 20 && start.empty(); ++i) {
+      const std::string l = p.line();
+      REQUIRE_FALSE(l.empty());
+      boost::system::error_code ec;
+      json::value v = json::parse(l, ec);
+      REQUIRE_FALSE(ec);  // every line is one JSON object
+      json::object& o = v.as_object();
+      CHECK(o.at("node").as_string() == "node-j");
+      CHECK(o.contains("ts"));
+      CHECK(o.contains("level"));
+      CHECK(o.contains("component"));
+      if (std::string_view(o.at("msg").as_string()).starts_with("cluster ")) start = o;
+    }
+    REQUIRE_FALSE(start.empty());
+    CHECK(start.at("level").as_string() == "info");
+    CHECK(start.at("component").as_string() == "troupe-node");
+    CHECK(std::regex_match(std::string(start.at("ts").as_string()),
+                           std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)")));
+    const std::string msg(start.at("msg").as_string());
+    const unsigned short port =
+        static_cast<unsigned short>(std::stoi(msg.substr(msg.find("http 127.0.0.1:") + 15)));
+    client c{port};
+    REQUIRE(c.call(http::verb::get, "/healthz?probe=1").status == 200);
+    const std::string access = p.until("http.access");
+    REQUIRE_FALSE(access.empty());
+    json::object a = json::parse(access).as_object();
+    CHECK(a.at("level").as_string() == "debug");
+    const std::string line(a.at("msg").as_string());
+    CHECK(line.find("127.0.0.1 GET /healthz?probe=1 200 3 ") == 0);
+  }
+  SECTION("a level that is not one of the words is refused at start") {
+    node_process p{{"--name", "n", "--log-level", "loud"}};
+    const std::string l = p.line();
+    CHECK(l.find("troupe-node:") == 0);
+    CHECK(l.find("--log-level") != std::string::npos);
+    CHECK(p.wait_exit() == 2);
+  }
+}
+
+TEST_CASE("troupe-node's /metrics passes promtool and has the histograms and process metrics",
+          "[http][node][metrics]") {
+  // promtool comes with Debian's prometheus package (scripts/bootstrap).
+  REQUIRE(::system("command -v promtool >/dev/null 2>&1") == 0);
+  node_process p{{"--name", "node-m", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                  "--lock-max-ttl-ms", "200"}};
+  const std::string ready = p.until("node-m troupe-node: cluster");
+  REQUIRE_FALSE(ready.empty());
+  client c{port_after(ready, "http")};
+  // A lock wait: bob queues behind alice's 150 ms lease (after the lock-delay).
+  reply a = c.call(http::verb::post, "/api/v1/locks/m/acquire",
+                   R"({"owner":"alice","ttl_ms":150,"wait_ms":5000})");
+  REQUIRE(a.status == 200);
+  reply before = c.call(http::verb::get, "/metrics");  // its asks to the shard probes are timed
+  reply b = c.call(http::verb::post, "/api/v1/locks/m/acquire",
+                   R"({"owner":"bob","ttl_ms":150,"wait_ms":5000})");
+  REQUIRE(b.status == 200);
+  reply m = c.call(http::verb::get, "/metrics");
+  REQUIRE(m.status == 200);
+  const std::string file = temp_path("metrics.txt");
+  std::ofstream(file) << m.body;
+  const int rc =
+      ::system(("promtool check metrics < " + file + " > " + file + ".out 2>&1").c_str());
+  std::ifstream said(file + ".out");
+  const std::string verdict((std::istreambuf_iterator<char>(said)), {});
+  INFO("promtool said: " << verdict);
+  CHECK(rc == 0);
+  std::filesystem::remove(file);
+  std::filesystem::remove(file + ".out");
+
+  auto value_of = [](const reply& r, const std::string& series) -> double {
+    const auto at = r.body.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(r.body.substr(at + series.size() + 2));
+  };
+  auto value = [&](const std::string& series) { return value_of(m, series); };
+  // Bob's wait, and only his, came between the scrapes (alice may have
+  // waited out the lock-delay before).
+  CHECK(value("troupe_lock_wait_seconds_count") ==
+        value_of(before, "troupe_lock_wait_seconds_count") + 1);
+  CHECK(value("troupe_lock_wait_seconds_sum") - value_of(before, "troupe_lock_wait_seconds_sum") >
+        0.01);                                                      // he waited for alice's lease
+  CHECK(value("troupe_ask_seconds_count{target=\"local\"}") >= 2);  // the scrapes' probes
+  CHECK(value("process_resident_memory_bytes") > 1e6);
+  CHECK(value("process_open_fds") > 3);
+  CHECK(value("process_start_time_seconds") > 1.6e9);
+  CHECK(value("process_cpu_seconds_total") >= 0);
+  CHECK(m.body.find("troupe_build_info{version=\"" + std::string(troupe::library_version())) !=
+        std::string::npos);
 }

@@ -8,6 +8,8 @@
 #include <troupe/core/actor_ref.hpp>
 #include <troupe/core/error.hpp>
 #include <troupe/core/event.hpp>
+#include <troupe/core/histogram.hpp>
+#include <troupe/core/log.hpp>
 #include <troupe/core/messages.hpp>
 #include <troupe/core/options.hpp>
 #include <troupe/core/runtime.hpp>

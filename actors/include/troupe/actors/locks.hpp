@@ -180,6 +180,8 @@ struct lock_stats {
   std::uint64_t grants = 0, releases = 0, expiries = 0, revocations = 0, timeouts = 0;
   std::uint64_t held = 0, waiters = 0;
   std::uint64_t waiters_refused = 0;  ///< acquires refused with too_many_waiters
+  /// How long the acquires that queued waited, granted or not.
+  latency_histogram waits;
 };
 struct lock_stats_q {};
 

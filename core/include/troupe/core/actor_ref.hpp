@@ -62,6 +62,7 @@ class [[nodiscard]] ask_awaiter {
     s->timers().add(st);
     if (cell_) cell_->add_wait(st);
     state_ = st;
+    remote_ = !Dispatch::direct || proxy_sink(target_.cell()) != nullptr;
     auto* e = new envelope<A, M>(Dispatch::direct ? target_.cell() : nullptr, std::move(msg_));
     e->ask_base_ = st;
     dispatch_(e);  // a refused send has already failed the ask and queued the resumption
@@ -75,6 +76,11 @@ class [[nodiscard]] ask_awaiter {
     ask_state<reply_type>* st = std::exchange(state_, nullptr);
     st->home_->timers().remove(st);
     if (cell_) cell_->remove_wait(st);
+    if (st->error_ == errc{}) {  // answered: how long it took (the deadline is sent + timeout)
+      shard_counters& c = st->home_->counters();
+      (remote_ ? c.remote_asks : c.local_asks)
+          .observe(st->home_->cached_now_ns() - (st->deadline_ns_ - timeout_.count()));
+    }
     result<reply_type> r = st->take();
     st->release();
     if (cell_ && cell_->unwinding()) throw unwind{};
@@ -88,6 +94,7 @@ class [[nodiscard]] ask_awaiter {
   [[no_unique_address]] Dispatch dispatch_;
   actor_cell* cell_ = nullptr;
   ask_state<reply_type>* state_ = nullptr;
+  bool remote_ = false;
   boost::system::error_code immediate_;
 };
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <troupe/core/log.hpp>
 
 namespace troupe {
 
@@ -60,8 +61,16 @@ struct runtime_options {
   std::uint64_t seed = 0;
   /// How long an idle shard spins before it parks (a wake-up costs ~20 µs).
   std::chrono::microseconds spin{50};
-  /// Where the runtime logs (failures, restarts, dead letters). Default: stderr.
-  std::function<void(std::string_view)> log{};
+  /// Where the runtime and troupe's libraries log (failures, restarts, links,
+  /// dead letters). Default: stderr, one line a record:
+  /// "troupe <level> <component>: <message>".
+  std::function<void(const log_record&)> log{};
+  /// Records below this level are dropped before formatting (see
+  /// runtime::log_enabled).
+  log_level min_log_level = log_level::info;
+  /// A repeated (component, message) at info or above passes at most once a
+  /// window (log.hpp); zero passes every one.
+  std::chrono::milliseconds log_repeat_window{10'000};
 };
 
 }  // namespace troupe

@@ -98,15 +98,10 @@ struct wait_saga {
 /// those that finished by final state, and how long step calls took.
 struct get_stats {};
 struct orchestrator_stats {
-  /// Upper bounds of the step-latency buckets, in seconds (the last is +Inf).
-  static constexpr std::array<double, 12> bucket_le{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                    0.1,   0.25,   0.5,   1.0,  2.5,   10.0};
   std::uint64_t pending = 0, running = 0, compensating = 0;  ///< here now (gauges)
   std::uint64_t completed = 0, compensated = 0, stuck = 0;   ///< finished here (counters)
-  /// Step calls (actions, compensations, two-phase calls), each attempt:
-  /// cumulative counts per bucket_le bound, then the +Inf count; and the sum.
-  std::array<std::uint64_t, bucket_le.size() + 1> step_buckets{};
-  double step_seconds_sum = 0;
+  /// Step calls (actions, compensations, two-phase calls), each attempt.
+  latency_histogram steps;
   std::uint64_t step_failures = 0;   ///< attempts that returned an error
   std::uint64_t starts_refused = 0;  ///< starts refused with overloaded (max_queued)
 };

@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 #include <troupe/core/detail/cell.hpp>
+#include <troupe/core/histogram.hpp>
 #include <troupe/core/detail/timer_wheel.hpp>
 #include <troupe/core/detail/work_item.hpp>
 #include <vector>
@@ -68,6 +69,9 @@ struct shard_counters {
   std::atomic<std::uint64_t> dead_letters{0};
   std::atomic<std::uint64_t> dropped{0};  // evicted by drop_oldest mailboxes
   std::atomic<std::uint64_t> ask_timeouts{0};
+  // Asks awaited in handlers on this shard and answered: sent to a local
+  // actor, or to a remote one (a proxy, or routed by key).
+  shard_histogram local_asks, remote_asks;
 };
 
 class shard {
