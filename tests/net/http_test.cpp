@@ -842,6 +842,8 @@ TEST_CASE("troupe-node says when it is ready: /readyz and sd_notify", "[http][no
     CHECK(c3.call(http::verb::get, "/healthz").status == 200);
     reply no = c3.call(http::verb::get, "/readyz");
     CHECK(no.status == 503);
+    CHECK(troupe::test::code_of(no) == "not_ready");
+    CHECK(no.header("retry-after") == "1");
     const json::value v = json::parse(no.body);
     CHECK_FALSE(v.at("ready").as_bool());
     CHECK(std::string(v.at("checks").at("cluster").as_string()).find("waiting") == 0);

@@ -358,6 +358,7 @@ TEST_CASE("a lock's waiters are capped over HTTP: 429 with Retry-After, and the 
   reply r =
       over.call(http::verb::post, L + "acquire", R"({"owner":"x","ttl_ms":1000,"wait_ms":3000})");
   CHECK(r.status == 429);
+  CHECK(troupe::test::code_of(r) == "too_many_waiters");
   CHECK(r.header("retry-after") == "1");
   CHECK(error_of(r).find("--lock-max-waiters-per-lock 1") != std::string::npos);
   reply metrics = over.call(http::verb::get, "/metrics");
@@ -413,6 +414,7 @@ TEST_CASE("saga starts past the queue cap get 503 with Retry-After, and the node
   REQUIRE(second.status == 201);
   reply third = c.call(http::verb::post, start, R"({"input":{"n":3}})");
   CHECK(third.status == 503);
+  CHECK(troupe::test::code_of(third) == "overloaded");
   CHECK(third.header("retry-after") == "1");
   CHECK(error_of(third).find("--saga-max-queued 1") != std::string::npos);
   reply metrics = c.call(http::verb::get, "/metrics");
@@ -449,7 +451,10 @@ TEST_CASE("troupe-node's gateway caps are flags, and a bad value is refused at s
   client c{node.http_port()};
   CHECK(c.call(http::verb::get, "/healthz").status == 200);
   client over{node.http_port()};
-  CHECK(over.read_only().status == 503);
+  reply refused = over.read_only();
+  CHECK(refused.status == 503);
+  CHECK(troupe::test::code_of(refused) == "overloaded");
+  CHECK(refused.header("retry-after") == "1");
   reply m = c.call(http::verb::get, "/metrics");
   CHECK(m.body.find("troupe_http_connections_refused_total 1\n") != std::string::npos);
 }
@@ -468,6 +473,7 @@ TEST_CASE("troupe-node cuts a request off at --http-handler-timeout-ms with a 50
   reply r =
       w.call(http::verb::post, L + "acquire", R"({"owner":"w","ttl_ms":1000,"wait_ms":5000})");
   CHECK(r.status == 504);
+  CHECK(troupe::test::code_of(r) == "timeout");
   CHECK(error_of(r).find("--http-handler-timeout-ms") != std::string::npos);
   CHECK(r.closed);
   client after{port};
@@ -534,14 +540,15 @@ TEST_CASE("every error troupe-node's routes answer carries a code from the table
   reply h = post(L + "acquire", R"({"owner":"h","ttl_ms":1000})");
   REQUIRE(h.status == 200);
   const std::string token = field_of(h, "token");
+  // Within the lease (at most 1 s here) first; not_holder holds after it too.
+  CHECK(coded(post(L + "acquire", R"({"owner":"h","ttl_ms":1000,"mode":"shared","token":")" +
+                                      token + "\"}")) == "lock_mode_mismatch");
   CHECK(coded(post(L + "acquire", R"({"owner":"x","ttl_ms":1000})")) == "lock_held");
   CHECK(coded(post(L + "acquire", R"({"owner":"x","ttl_ms":1000,"wait_ms":20})")) ==
         "lock_wait_expired");
   CHECK(coded(post(L + "renew", R"({"owner":"x","token":")" + token + R"(","ttl_ms":100})")) ==
         "not_holder");
   CHECK(coded(post(L + "release", R"({"owner":"h","token":"12345"})")) == "not_holder");
-  CHECK(coded(post(L + "acquire", R"({"owner":"h","ttl_ms":1000,"mode":"shared","token":")" +
-                                      token + "\"}")) == "lock_mode_mismatch");
   // Sagas.
   CHECK(coded(post("/api/v1/sagas/no.such.saga", R"({"input":{}})")) == "not_found");
   CHECK(coded(c.call(http::verb::get, "/api/v1/sagas/999999")) == "not_found");
