@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -12,7 +13,9 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <mutex>
 #include <troupe/net/http.hpp>
+#include <tuple>
 #include <type_traits>
 
 namespace troupe::net {
@@ -37,9 +40,54 @@ http_response json_reply(const json::value& v, unsigned status) {
   return http_response{status, json::serialize(v), "application/json"};
 }
 
+namespace {
+constexpr std::array<http_error_code, 16> gateway_codes{{
+    {"bad_request", 400,
+     "the request is not valid HTTP, or its body is not what the route takes (malformed JSON, "
+     "not an object, not the route's message)"},
+    {"bad_request_target", 400,
+     "the request target is not canonical (docs/security.md), or a path segment does not decode"},
+    {"bad_query", 400, "the query string has a bad percent-escape or repeats a parameter"},
+    {"bad_field", 400,
+     "a field, path or query parameter is missing, of another type, or out of its range (the "
+     "message names it and the range)"},
+    {"unauthorized", 401, "the bearer token is missing or wrong (WWW-Authenticate: Bearer)"},
+    {"not_found", 404, "the thing named does not exist"},
+    {"no_route", 404, "no route has this path"},
+    {"method_not_allowed", 405,
+     "a route has this path, not this method (Allow lists those it has)"},
+    {"conflict", 409, "the request conflicts with the state of what it names"},
+    {"body_too_large", 413, "the body is over the gateway's limit (--http-body-limit)"},
+    {"too_many_requests", 429, "refused at a cap; retry after Retry-After seconds"},
+    {"headers_too_large", 431, "the start line and headers are over --http-header-limit"},
+    {"internal", 500, "a handler failed; the log says why"},
+    {"unavailable", 503,
+     "the service that would answer is unreachable or stopped (no route, link down); retry after "
+     "Retry-After seconds"},
+    {"overloaded", 503,
+     "refused at a cap of this node (HTTP connections, queued sagas); retry after Retry-After "
+     "seconds"},
+    {"timeout", 504, "an ask ran past its deadline, or the handler past --http-handler-timeout-ms"},
+}};
+}  // namespace
+
+std::span<const http_error_code> http_error_codes() noexcept { return gateway_codes; }
+
+std::string_view http_default_code(unsigned status) noexcept {
+  for (const http_error_code& c : gateway_codes)
+    if (c.status == status) return c.code;
+  return status >= 500 ? "internal" : "bad_request";
+}
+
 http_response json_error(unsigned status, std::string_view message) {
+  return json_error(status, http_default_code(status), message);
+}
+
+http_response json_error(unsigned status, std::string_view code, std::string_view message) {
+  TROUPE_ASSERT(status >= 400 && status <= 599, "an error response needs a 4xx or 5xx status");
   json::object o;
   o["error"] = message;
+  o["code"] = code;
   return json_reply(o, status);
 }
 
@@ -61,11 +109,12 @@ std::optional<std::string> json_string(const json::object& o, std::string_view f
                                        http_response& error_out, bool required) {
   auto it = o.find(field);
   if (it == o.end()) {
-    if (required) error_out = json_error(400, "missing field '" + std::string(field) + "'");
+    if (required)
+      error_out = json_error(400, "bad_field", "missing field '" + std::string(field) + "'");
     return std::nullopt;
   }
   if (!it->value().is_string()) {
-    error_out = json_error(400, "field '" + std::string(field) + "' must be a string");
+    error_out = json_error(400, "bad_field", "field '" + std::string(field) + "' must be a string");
     return std::nullopt;
   }
   return std::string(it->value().as_string());
@@ -75,14 +124,15 @@ std::optional<std::int64_t> json_int(const json::object& o, std::string_view fie
                                      http_response& error_out, bool required) {
   auto it = o.find(field);
   if (it == o.end()) {
-    if (required) error_out = json_error(400, "missing field '" + std::string(field) + "'");
+    if (required)
+      error_out = json_error(400, "bad_field", "missing field '" + std::string(field) + "'");
     return std::nullopt;
   }
   const json::value& v = it->value();
   if (v.is_int64()) return v.as_int64();
   if (v.is_uint64() && v.as_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
     return static_cast<std::int64_t>(v.as_uint64());
-  error_out = json_error(400, "field '" + std::string(field) + "' must be an integer");
+  error_out = json_error(400, "bad_field", "field '" + std::string(field) + "' must be an integer");
   return std::nullopt;
 }
 
@@ -237,9 +287,17 @@ std::optional<std::string> http_target_problem(std::string_view target) {
   return std::nullopt;
 }
 
+// Requests of one route (or none: unmatched) and method, under the gateway's
+// metrics mutex.
+struct route_counter {
+  std::map<unsigned, std::uint64_t> responses;
+  latency_histogram latency;
+};
+
 struct http_gateway::shared {
   struct route_entry {
     http::verb method;
+    std::string pattern;
     std::vector<std::string> segments;
     http_handler handler;
     bool needs_token = false;  // the pattern starts with /api/
@@ -247,11 +305,27 @@ struct http_gateway::shared {
   http_options opts;
   std::shared_ptr<asio::ssl::context> tls;  // set: HTTPS
   std::optional<std::array<unsigned char, 32>> token_digest;
-  std::vector<route_entry> routes;
+  std::vector<route_entry> routes;  // fixed once started (connections read it unlocked)
+  bool started = false;
   std::atomic<std::uint64_t> requests{0}, client_errors{0}, server_errors{0}, connections{0},
       tls_refused{0};
   std::atomic<std::uint64_t> open{0}, refused{0}, handler_timeouts{0}, unauthorized{0},
       bad_targets{0};
+  // By (index of the route in `routes`, or routes.size() for unmatched;
+  // method). Connections write it on the gateway's shard, stats readers read
+  // it from anywhere: a mutex, held for a map update.
+  mutable std::mutex metrics_mutex;
+  std::map<std::pair<std::size_t, http::verb>, route_counter> by_route;
+
+  void record(const route_entry* e, http::verb method, unsigned status,
+              std::chrono::nanoseconds took) {
+    const std::size_t index = e ? static_cast<std::size_t>(e - routes.data()) : routes.size();
+    TROUPE_ASSERT(index <= routes.size(), "a request counted under a route of another gateway");
+    std::lock_guard lock(metrics_mutex);
+    route_counter& c = by_route[{index, method}];
+    ++c.responses[status];
+    c.latency.observe(took);
+  }
   // The acceptor and connections alive: each constructor adds one, each
   // destructor (after its handlers' frames are gone) takes it back. The
   // gateway's destructor waits for zero.
@@ -274,10 +348,13 @@ struct http_gateway::shared {
     return CRYPTO_memcmp(d.data(), token_digest->data(), d.size()) == 0;
   }
 
-  // Finds the route; fills params. 404 / 405 in `error` when none.
-  const route_entry* match(http_request& r, http_response& error) const {
+  // Finds the route; fills params. 404 / 405 in `error` when none; `label`
+  // is then the first route whose path matched (405), or none (404).
+  const route_entry* match(http_request& r, http_response& error, const route_entry*& label) const {
     const std::vector<std::string_view> segs = split_path(r.path);
     bool path_matched = false;
+    std::vector<http::verb> allowed;
+    label = nullptr;
     for (const route_entry& e : routes) {
       if (e.segments.size() != segs.size()) continue;
       std::map<std::string, std::string> params;
@@ -287,7 +364,8 @@ struct http_gateway::shared {
         if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
           std::optional<std::string> v = url_decode(segs[i]);
           if (!v || v->empty()) {
-            error = json_error(400, "bad path segment '" + std::string(segs[i]) + "'");
+            error = json_error(400, "bad_request_target",
+                               "bad path segment '" + std::string(segs[i]) + "'");
             return nullptr;
           }
           params[p.substr(1, p.size() - 2)] = std::move(*v);
@@ -296,13 +374,25 @@ struct http_gateway::shared {
         }
       }
       if (!ok) continue;
+      if (!path_matched) label = &e;
       path_matched = true;
-      if (e.method != r.method) continue;
+      if (e.method != r.method) {
+        if (std::find(allowed.begin(), allowed.end(), e.method) == allowed.end())
+          allowed.push_back(e.method);
+        continue;
+      }
       r.params = std::move(params);
+      label = &e;
       return &e;
     }
-    error = path_matched ? json_error(405, "method not allowed on " + r.path)
-                         : json_error(404, "no route for " + r.path);
+    if (path_matched) {
+      std::string allow;
+      for (http::verb v : allowed) allow += (allow.empty() ? "" : ", ") + std::string(to_string(v));
+      error = json_error(405, "method_not_allowed", "method not allowed on " + r.path);
+      error.headers.emplace_back("Allow", std::move(allow));
+    } else {
+      error = json_error(404, "no_route", "no route for " + r.path);
+    }
     return nullptr;
   }
 };
@@ -378,6 +468,7 @@ class http_connection : public actor {
         unsigned status = 400;
         if (ec == http::error::body_limit) status = 413;
         if (ec == http::error::header_limit) status = 431;
+        // Their codes: bad_request, body_too_large, headers_too_large.
         s_->client_errors.fetch_add(1, std::memory_order_relaxed);
         http_response r = json_error(status, "bad request: " + ec.message());
         co_await send(r, 11, false);
@@ -386,16 +477,17 @@ class http_connection : public actor {
       http::request<http::string_body> req = parser.release();
       s_->requests.fetch_add(1, std::memory_order_relaxed);
       const bool access = system().log_enabled(log_level::debug);
-      const auto started =
-          access ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+      const auto began = std::chrono::steady_clock::now();
       bool timed_out = false;
-      http_response res = co_await dispatch(req, timed_out);
+      const http_gateway::shared::route_entry* label = nullptr;
+      http_response res = co_await dispatch(req, timed_out, label);
+      s_->record(label, req.method(), res.status, std::chrono::steady_clock::now() - began);
       if (res.status >= 400 && res.status < 500)
         s_->client_errors.fetch_add(1, std::memory_order_relaxed);
       if (res.status >= 500) s_->server_errors.fetch_add(1, std::memory_order_relaxed);
       const bool keep = req.keep_alive() && !timed_out;
       const bool sent = co_await send(res, req.version(), keep);
-      if (access) log_access(req, res, started);
+      if (access) log_access(req, res, began);
       if (!sent || !keep) break;
     }
     boost::system::error_code ignored;
@@ -414,17 +506,20 @@ class http_connection : public actor {
       throw;
     } catch (const std::exception& e) {
       system().log(log_level::error, "http", "handler for " + p->r.path + " threw: " + e.what());
-      p->res = json_error(500, "internal error");
+      p->res = json_error(500, "internal", "internal error");
     }
     p->done.set();
   }
 
  private:
-  task<http_response> dispatch(http::request<http::string_body>& req, bool& timed_out) {
+  // Answers one request; `label` is the route it is counted under (none:
+  // unmatched).
+  task<http_response> dispatch(http::request<http::string_body>& req, bool& timed_out,
+                               const http_gateway::shared::route_entry*& label) {
     const std::string_view t = req.target();
     if (auto why = http_target_problem(t)) {
       s_->bad_targets.fetch_add(1, std::memory_order_relaxed);
-      co_return json_error(400, "bad request target: " + *why);
+      co_return json_error(400, "bad_request_target", "bad request target: " + *why);
     }
     auto p = std::make_shared<pending_request>();
     http_request& r = p->r;
@@ -440,22 +535,24 @@ class http_connection : public actor {
         const std::size_t eq = kv.find('=');
         auto k = url_decode(kv.substr(0, eq));
         auto v = url_decode(eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1));
-        if (!k || !v) co_return json_error(400, "bad query string");
+        if (!k || !v) co_return json_error(400, "bad_query", "bad query string");
         if (!k->empty() && !r.query_params.emplace(*k, *v).second)
-          co_return json_error(400, "query parameter '" + *k + "' is given more than once");
+          co_return json_error(400, "bad_query",
+                               "query parameter '" + *k + "' is given more than once");
         if (amp == std::string_view::npos) break;
         rest = rest.substr(amp + 1);
       }
     }
     // The path is canonical now: its first segment decides, in any case, and
     // so does the route it matches (below).
+    // The route is looked up first only to label the request in the metrics.
+    http_response err;
+    const http_gateway::shared::route_entry* e = s_->match(r, err, label);
     const bool authorized = s_->authorized(req[http::field::authorization]);
     const std::vector<std::string_view> segs = split_path(r.path);
     if (!authorized && !segs.empty() && iequals(segs.front(), "api")) co_return unauthorized();
     r.body = std::move(req.body());
     r.content_type = std::string(req[http::field::content_type]);
-    http_response err;
-    const http_gateway::shared::route_entry* e = s_->match(r, err);
     if (!e) co_return err;
     if (e->needs_token && !authorized) co_return unauthorized();
     p->handler = &e->handler;
@@ -467,10 +564,10 @@ class http_connection : public actor {
     system().log(log_level::warn, "http",
                  "handler for " + r.path + " overran its deadline of " +
                      std::to_string(s_->opts.handler_timeout.count()) + " ms; abandoned");
-    http_response res =
-        json_error(504, "the request took longer than the gateway's handler deadline (" +
-                            std::to_string(s_->opts.handler_timeout.count()) +
-                            " ms, --http-handler-timeout-ms); its work was abandoned");
+    http_response res = json_error(504, "timeout",
+                                   "the request took longer than the gateway's handler deadline (" +
+                                       std::to_string(s_->opts.handler_timeout.count()) +
+                                       " ms, --http-handler-timeout-ms); its work was abandoned");
     co_return res;
   }
 
@@ -493,7 +590,7 @@ class http_connection : public actor {
 
   http_response unauthorized() {
     s_->unauthorized.fetch_add(1, std::memory_order_relaxed);
-    http_response r = json_error(401, "missing or wrong bearer token");
+    http_response r = json_error(401, "unauthorized", "missing or wrong bearer token");
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
   }
@@ -503,6 +600,9 @@ class http_connection : public actor {
     res.set(http::field::server, "troupe");
     res.set(http::field::content_type, r.content_type);
     for (const auto& [k, v] : r.headers) res.set(k, v);
+    // Every refusal at a cap or unavailability says when to come back.
+    if ((r.status == 503 || r.status == 429) && res.find(http::field::retry_after) == res.end())
+      res.set(http::field::retry_after, "1");
     res.keep_alive(keep_alive);
     res.body() = r.body;
     res.prepare_payload();
@@ -574,7 +674,8 @@ class http_acceptor : public actor {
     const std::string body =
         json::serialize(json::object{{"error", "too many open HTTP connections (the cap is " +
                                                    std::to_string(s_->opts.max_connections) +
-                                                   ", --http-max-connections); retry later"}});
+                                                   ", --http-max-connections); retry later"},
+                                     {"code", "overloaded"}});
     const std::string bytes =
         "HTTP/1.1 503 Service Unavailable\r\nServer: troupe\r\nContent-Type: "
         "application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
@@ -640,13 +741,42 @@ http_gateway::~http_gateway() {
 }
 
 void http_gateway::route(http::verb method, std::string pattern, http_handler h) {
-  shared::route_entry e{method, {}, std::move(h), pattern.rfind("/api/", 0) == 0};
+  TROUPE_ASSERT(!s_->started, "routes are added before start()");
+  shared::route_entry e{method, pattern, {}, std::move(h), pattern.rfind("/api/", 0) == 0};
   for (std::string_view seg : split_path(pattern)) e.segments.emplace_back(seg);
   if (!e.segments.empty() && iequals(e.segments.front(), "api")) e.needs_token = true;
   s_->routes.push_back(std::move(e));
 }
 
-void http_gateway::start() { (void)acceptor_.tell(accept_start{}); }
+void http_gateway::start() {
+  s_->started = true;
+  (void)acceptor_.tell(accept_start{});
+}
+
+std::vector<http_route_info> http_gateway::routes() const {
+  std::vector<http_route_info> out;
+  for (const auto& e : s_->routes) out.push_back({e.method, e.pattern});
+  return out;
+}
+
+std::vector<http_route_stats> http_gateway::route_stats() const {
+  std::vector<http_route_stats> out;
+  {
+    std::lock_guard lock(s_->metrics_mutex);
+    for (const auto& [key, c] : s_->by_route) {
+      http_route_stats r;
+      r.route = key.first < s_->routes.size() ? s_->routes[key.first].pattern : "unmatched";
+      r.method = key.second == http::verb::unknown ? "other" : std::string(to_string(key.second));
+      r.responses = c.responses;
+      r.latency = c.latency;
+      out.push_back(std::move(r));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const http_route_stats& a, const http_route_stats& b) {
+    return std::tie(a.route, a.method) < std::tie(b.route, b.method);
+  });
+  return out;
+}
 
 http_stats http_gateway::stats() const {
   return {s_->requests.load(),         s_->client_errors.load(), s_->server_errors.load(),

@@ -28,6 +28,7 @@
 #include <troupe/net/http.hpp>
 #include <troupe/net/node.hpp>
 #include <troupe/net/node_main.hpp>
+#include <troupe/net/prometheus.hpp>
 #include <troupe/saga.hpp>
 #include <troupe/version.hpp>
 
@@ -288,25 +289,30 @@ std::vector<std::string> with_environment(const CLI::App& app, int argc, char** 
   return args;
 }
 
-// Lock errors as HTTP statuses.
-unsigned lock_status(actors::lock_errc e) {
+// Lock errors as HTTP errors (status and code; node_http_error_codes()). A
+// wait that ran out is a 409 like a busy lock, not a 408: the request did
+// not time out, the lock stayed held for all of the wait it asked for.
+net::http_response lock_error(actors::lock_errc e) {
   using actors::lock_errc;
+  const std::string message = make_error_code(e).message();
   switch (e) {
     case lock_errc::timeout:
-      return 408;
+      return net::json_error(409, "lock_wait_expired", message);
     case lock_errc::busy:
+      return net::json_error(409, "lock_held", message);
     case lock_errc::wrong_token:
     case lock_errc::not_holder:
     case lock_errc::expired:
-    case lock_errc::mode_mismatch:
     case lock_errc::revoked:
-      return 409;
+      return net::json_error(409, "not_holder", message);
+    case lock_errc::mode_mismatch:
+      return net::json_error(409, "lock_mode_mismatch", message);
     case lock_errc::not_owner:
-      return 503;
+      return net::json_error(503, "unavailable", message);
     case lock_errc::too_many_waiters:
-      return 429;
+      return net::json_error(429, "too_many_waiters", message);
     default:
-      return 400;
+      return net::json_error(400, "bad_field", message);
   }
 }
 
@@ -350,7 +356,13 @@ std::string field_label(const net::http_field_rule& r) {
 }
 
 net::http_response field_error(const net::http_field_rule& r) {
-  return net::json_error(400, field_label(r) + " must be " + field_range(r));
+  return net::json_error(400, "bad_field", field_label(r) + " must be " + field_range(r));
+}
+
+// A required field that is absent.
+net::http_response missing_field(const net::http_field_rule& r) {
+  return net::json_error(400, "bad_field",
+                         "missing " + field_label(r) + " (" + field_range(r) + ")");
 }
 
 // A decimal text of digits only (no sign, no spaces) within the rule's range.
@@ -370,8 +382,7 @@ std::optional<std::uint64_t> body_uint(const json::object& o, const net::http_fi
                                        net::http_response& err) {
   auto it = o.find(r.field);
   if (it == o.end()) {
-    if (r.required)
-      err = net::json_error(400, "missing " + field_label(r) + " (" + field_range(r) + ")");
+    if (r.required) err = missing_field(r);
     return std::nullopt;
   }
   const json::value& v = it->value();
@@ -395,8 +406,7 @@ std::optional<std::string> body_string(const json::object& o, const net::http_fi
                                        net::http_response& err) {
   auto it = o.find(r.field);
   if (it == o.end()) {
-    if (r.required)
-      err = net::json_error(400, "missing " + field_label(r) + " (" + field_range(r) + ")");
+    if (r.required) err = missing_field(r);
     return std::nullopt;
   }
   if (!it->value().is_string()) {
@@ -429,8 +439,7 @@ std::optional<std::string> body_string(const json::object& o, const net::http_fi
 std::optional<std::string> text_param(const std::string* v, const net::http_field_rule& r,
                                       net::http_response& err) {
   if (!v) {
-    if (r.required)
-      err = net::json_error(400, "missing " + field_label(r) + " (" + field_range(r) + ")");
+    if (r.required) err = missing_field(r);
     return std::nullopt;
   }
   bool ok = false;
@@ -465,8 +474,8 @@ const std::string* param_of(const net::http_request& r, const char* name) {
 }
 
 // 429 / 503 for a refusal at a cap: the client may come back.
-net::http_response retry_later(unsigned status, std::string_view message) {
-  net::http_response r = net::json_error(status, message);
+net::http_response retry_later(unsigned status, std::string_view code, std::string_view message) {
+  net::http_response r = net::json_error(status, code, message);
   r.headers.emplace_back("Retry-After", "1");
   return r;
 }
@@ -609,13 +618,19 @@ json::object saga_json(const saga::saga_record& r) {
   return o;
 }
 
-unsigned saga_status(const boost::system::error_code& ec) {
-  if (ec == saga::saga_errc::unknown_saga_type || ec == saga::saga_errc::not_found) return 404;
-  if (ec == saga::saga_errc::malformed_input) return 400;
-  if (ec == saga::saga_errc::idempotency_conflict || ec == saga::saga_errc::not_running) return 409;
-  if (ec == saga::saga_errc::overloaded) return 503;
-  if (ec.category() == troupe::troupe_category()) return net::http_status_for(ec);
-  return 500;
+// Saga errors as HTTP errors (status and code; node_http_error_codes()).
+net::http_response saga_error(const boost::system::error_code& ec) {
+  const std::string message = ec.message();
+  if (ec == saga::saga_errc::unknown_saga_type || ec == saga::saga_errc::not_found)
+    return net::json_error(404, "not_found", message);
+  if (ec == saga::saga_errc::malformed_input) return net::json_error(400, "bad_field", message);
+  if (ec == saga::saga_errc::idempotency_conflict)
+    return net::json_error(409, "idempotency_conflict", message);
+  if (ec == saga::saga_errc::not_running) return net::json_error(409, "saga_finished", message);
+  if (ec == saga::saga_errc::overloaded) return net::json_error(503, "overloaded", message);
+  if (ec.category() == troupe::troupe_category())
+    return net::json_error(net::http_status_for(ec), message);
+  return net::json_error(500, "internal", message);
 }
 
 class node_app {
@@ -682,7 +697,11 @@ class node_app {
     json::object o;
     o["ready"] = ready;
     o["checks"] = std::move(checks);
-    co_return net::json_reply(o, ready ? 200 : 503);
+    if (ready) co_return net::json_reply(o);
+    // Not ready: an error like any other (with Retry-After), and the checks.
+    o["error"] = "not ready: a check fails (see checks)";
+    o["code"] = "not_ready";
+    co_return net::json_reply(o, 503);
   }
 
   /// Calls `on_ready` once, on shard 0, when the node first becomes ready
@@ -702,6 +721,7 @@ class node_app {
 
   unsigned short cluster_port() const { return node_.port(); }
   unsigned short http_port() const { return http_->port(); }
+  const net::http_gateway& http() const { return *http_; }
 
  private:
   static troupe::runtime_options runtime_options(const config& c) {
@@ -820,9 +840,7 @@ class node_app {
           if (!body) co_return err;
           const auto& input_rule = field_rule(fields_, start_route, "input");
           auto input = body->find("input");
-          if (input == body->end())
-            co_return net::json_error(400,
-                                      "missing field 'input' (" + field_range(input_rule) + ")");
+          if (input == body->end()) co_return missing_field(input_rule);
           if (!input->value().is_object()) co_return field_error(input_rule);
           std::string text = json::serialize(input->value());
           if (text.size() > input_rule.max) co_return field_error(input_rule);
@@ -834,13 +852,17 @@ class node_app {
               co_await call;  // bound first (g++ 12 and co_await temporaries)
           result<saga::started> st = flat(std::move(raw));
           if (!st && st.error() == saga::saga_errc::overloaded)
-            co_return retry_later(503, st.error().message() + " (the cap is --saga-max-queued " +
-                                           std::to_string(cfg_.saga_max_queued) + ")");
-          if (!st) co_return net::json_error(saga_status(st.error()), st.error().message());
+            co_return retry_later(503, "overloaded",
+                                  st.error().message() + " (the cap is --saga-max-queued " +
+                                      std::to_string(cfg_.saga_max_queued) + ")");
+          if (!st) co_return saga_error(st.error());
           json::object j;
           j["id"] = std::to_string(st->id);
           j["created"] = st->created;
-          co_return net::json_reply(j, st->created ? 201 : 200);
+          if (!st->created) co_return net::json_reply(j);  // the same key again: no new saga
+          net::http_response res = net::json_reply(j, 201);
+          res.headers.emplace_back("Location", "/api/v1/sagas/" + std::to_string(st->id));
+          co_return res;
         });
 
     http_->route(
@@ -860,14 +882,13 @@ class node_app {
             result<result<saga::saga_record>> wraw = co_await wcall;
             result<saga::saga_record> done = flat(std::move(wraw));
             if (done) co_return net::json_reply(saga_json(*done));
-            if (done.error() != saga::saga_errc::wait_timeout)
-              co_return net::json_error(saga_status(done.error()), done.error().message());
+            if (done.error() != saga::saga_errc::wait_timeout) co_return saga_error(done.error());
           }
           auto call = orchestrator_.ask(saga::get_saga{id}, 10s);
           result<result<saga::saga_record>> raw =
               co_await call;  // bound first (g++ 12 and co_await temporaries)
           result<saga::saga_record> rec = flat(std::move(raw));
-          if (!rec) co_return net::json_error(saga_status(rec.error()), rec.error().message());
+          if (!rec) co_return saga_error(rec.error());
           co_return net::json_reply(saga_json(*rec));
         });
 
@@ -884,11 +905,18 @@ class node_app {
       auto lim = text_param(query_of(r, "limit"), field_rule(fields_, list_route, "limit"), err);
       if (!lim && err.status != 200) co_return err;
       const std::size_t limit = lim ? std::stoull(*lim) : 100;  // checked: 1..10000
-      auto call = orchestrator_.ask(saga::list_sagas{*st, limit}, 10s);
+      // ?after=ID: the page after the one whose last saga was ID (its "next").
+      auto after = text_param(query_of(r, "after"), field_rule(fields_, list_route, "after"), err);
+      if (!after && err.status != 200) co_return err;
+      const std::uint64_t after_id = after ? std::stoull(*after) : 0;  // checked: digits in range
+      // One more than the page: whether another page follows.
+      auto call = orchestrator_.ask(saga::list_sagas{*st, limit + 1, after_id}, 10s);
       result<result<std::vector<saga::saga_record>>> raw =
           co_await call;  // bound first (g++ 12 and co_await temporaries)
       result<std::vector<saga::saga_record>> v = flat(std::move(raw));
-      if (!v) co_return net::json_error(saga_status(v.error()), v.error().message());
+      if (!v) co_return saga_error(v.error());
+      const bool more = v->size() > limit;
+      if (more) v->resize(limit);
       json::array out;
       for (const auto& rec : *v) {
         json::object j;
@@ -898,7 +926,9 @@ class node_app {
         if (!rec.error.empty()) j["error"] = rec.error;
         out.push_back(std::move(j));
       }
-      co_return net::json_reply(json::object{{"sagas", std::move(out)}});
+      json::object page{{"sagas", std::move(out)}};
+      if (more) page["next"] = std::to_string(v->back().id);
+      co_return net::json_reply(page);
     });
 
     http_->route(http::verb::post, "/api/v1/sagas/{id}/cancel",
@@ -911,8 +941,7 @@ class node_app {
                    result<result<void>> raw =
                        co_await call;  // bound first (g++ 12 and co_await temporaries)
                    result<void> done = flat(std::move(raw));
-                   if (!done)
-                     co_return net::json_error(saga_status(done.error()), done.error().message());
+                   if (!done) co_return saga_error(done.error());
                    co_return net::json_reply(json::object{{"cancelled", true}});
                  });
   }
@@ -932,6 +961,12 @@ class node_app {
 
     http_->route(http::verb::get, "/metrics",
                  [this](http_request&) -> task<http_response> { co_return co_await metrics(); });
+
+    // The routes' OpenAPI document, built in. Outside /api/: it describes
+    // the routes and holds nothing a token protects (docs/security.md).
+    http_->route(http::verb::get, "/openapi.json", [](http_request&) -> task<http_response> {
+      co_return http_response{200, std::string(net::node_openapi_json()), "application/json"};
+    });
 
     http_->route(http::verb::get, "/api/v1/cluster", [this](http_request&) -> task<http_response> {
       auto call = node_.state_of(2s);
@@ -1059,10 +1094,11 @@ class node_app {
       const auto e = static_cast<actors::lock_errc>(rep->error);
       if (e == actors::lock_errc::too_many_waiters)
         co_return retry_later(
-            429, make_error_code(e).message() + " (caps: --lock-max-waiters-per-lock " +
-                     std::to_string(cfg_.lock_caps.max_waiters_per_lock) + ", --lock-max-waiters " +
-                     std::to_string(cfg_.lock_caps.max_waiters) + ")");
-      co_return net::json_error(lock_status(e), make_error_code(e).message());
+            429, "too_many_waiters",
+            make_error_code(e).message() + " (caps: --lock-max-waiters-per-lock " +
+                std::to_string(cfg_.lock_caps.max_waiters_per_lock) + ", --lock-max-waiters " +
+                std::to_string(cfg_.lock_caps.max_waiters) + ")");
+      co_return lock_error(e);
     }
     json::object j;
     j["name"] = name;
@@ -1071,6 +1107,26 @@ class node_app {
     j["holds"] = rep->holds;
     if constexpr (std::is_same_v<Q, actors::lock_release>) j["released"] = rep->holds == 0;
     co_return net::json_reply(j);
+  }
+
+  static std::string label(std::string_view v) { return net::prometheus_label_value(v); }
+
+  // The gateway's requests by route, method and status, and their latencies.
+  static void http_route_metrics(std::ostream& m, const std::vector<net::http_route_stats>& rs) {
+    m << "# HELP troupe_http_requests_total HTTP requests answered, by route pattern "
+         "(\"unmatched\": no route), method and status.\n"
+         "# TYPE troupe_http_requests_total counter\n";
+    for (const auto& r : rs)
+      for (const auto& [status, n] : r.responses)
+        m << "troupe_http_requests_total{route=\"" << label(r.route) << "\",method=\""
+          << label(r.method) << "\",status=\"" << status << "\"} " << n << "\n";
+    net::prom::histogram_header(
+        m, "troupe_http_request_duration_seconds",
+        "Time from a request read to its response, by route pattern and method.");
+    for (const auto& r : rs)
+      net::prom::histogram_series(
+          m, "troupe_http_request_duration_seconds",
+          "route=\"" + label(r.route) + "\",method=\"" + label(r.method) + "\"", r.latency);
   }
 
   // The gateway's caps and refusals.
@@ -1120,8 +1176,8 @@ class node_app {
       result<troupe::mailbox_stats> mb = co_await pcall;
       if (!mb) continue;
       m << "troupe_mailbox_queued{shard=\"" << i << "\"} " << mb->queued << "\n";
-      deepest << "troupe_mailbox_deepest{shard=\"" << i << "\",actor=\""
-              << net::prom::escape(mb->deepest_type) << "\"} " << mb->deepest << "\n";
+      deepest << "troupe_mailbox_deepest{shard=\"" << i << "\",actor=\"" << label(mb->deepest_type)
+              << "\"} " << mb->deepest << "\n";
     }
     m << deepest.str();
     const troupe::runtime_stats all = rt_.stats();
@@ -1145,15 +1201,14 @@ class node_app {
       m << "# HELP troupe_link_up Whether the link to a peer is up.\n"
            "# TYPE troupe_link_up gauge\n";
       for (const auto& p : s->members)
-        m << "troupe_link_up{peer=\"" << net::prom::escape(p.name) << "\"} " << (p.up ? 1 : 0)
-          << "\n";
+        m << "troupe_link_up{peer=\"" << label(p.name) << "\"} " << (p.up ? 1 : 0) << "\n";
       m << "# HELP troupe_link_bytes_total Bytes over a peer's link.\n"
            "# TYPE troupe_link_bytes_total counter\n";
       for (const auto& p : s->members) {
-        m << "troupe_link_bytes_total{peer=\"" << net::prom::escape(p.name)
-          << "\",direction=\"in\"} " << p.stats.bytes_in << "\n";
-        m << "troupe_link_bytes_total{peer=\"" << net::prom::escape(p.name)
-          << "\",direction=\"out\"} " << p.stats.bytes_out << "\n";
+        m << "troupe_link_bytes_total{peer=\"" << label(p.name) << "\",direction=\"in\"} "
+          << p.stats.bytes_in << "\n";
+        m << "troupe_link_bytes_total{peer=\"" << label(p.name) << "\",direction=\"out\"} "
+          << p.stats.bytes_out << "\n";
       }
       m << "# HELP troupe_ring_epoch The node's route epoch.\n"
            "# TYPE troupe_ring_epoch gauge\n"
@@ -1228,15 +1283,12 @@ class node_app {
     m << "# HELP troupe_build_info The troupe version and source revision of this node.\n"
          "# TYPE troupe_build_info gauge\n"
          "troupe_build_info{version=\""
-      << net::prom::escape(troupe::library_version()) << "\",revision=\""
-      << net::prom::escape(troupe::revision()) << "\"} 1\n";
+      << label(troupe::library_version()) << "\",revision=\"" << label(troupe::revision())
+      << "\"} 1\n";
     net::prom::process_metrics(m);
     const net::http_stats hs = http_->stats();
-    m << "# HELP troupe_http_requests_total HTTP requests served.\n"
-         "# TYPE troupe_http_requests_total counter\n"
-         "troupe_http_requests_total "
-      << hs.requests
-      << "\n# HELP troupe_http_client_errors_total Requests answered with a 4xx.\n"
+    http_route_metrics(m, http_->route_stats());
+    m << "# HELP troupe_http_client_errors_total Requests answered with a 4xx.\n"
          "# TYPE troupe_http_client_errors_total counter\n"
          "troupe_http_client_errors_total "
       << hs.client_errors << "\n";
@@ -1256,8 +1308,8 @@ class node_app {
     m << "# HELP troupe_link_queued_bytes Bytes waiting to be written to a peer.\n"
          "# TYPE troupe_link_queued_bytes gauge\n";
     for (const auto& p : s.members)
-      m << "troupe_link_queued_bytes{peer=\"" << net::prom::escape(p.name) << "\"} "
-        << p.stats.queued_bytes << "\n";
+      m << "troupe_link_queued_bytes{peer=\"" << label(p.name) << "\"} " << p.stats.queued_bytes
+        << "\n";
     m << "# HELP troupe_link_congested_total Frames refused because a link's outbound buffer was "
          "full (the peer is not reading).\n"
          "# TYPE troupe_link_congested_total counter\n"
@@ -1484,6 +1536,9 @@ troupe::net::node_instance::node_instance(const std::vector<std::string>& args,
 }
 
 troupe::net::node_instance::~node_instance() = default;
+const troupe::net::http_gateway& troupe::net::node_instance::http() const noexcept {
+  return p_->node->http();
+}
 unsigned short troupe::net::node_instance::http_port() const noexcept {
   return p_->node->http_port();
 }
@@ -1534,6 +1589,29 @@ int troupe::net::node_main(int argc, char** argv, std::vector<node_extension> ex
   return 0;
 }
 
+std::vector<troupe::net::http_error_code> troupe::net::node_http_error_codes() {
+  const auto gateway = net::http_error_codes();
+  std::vector<http_error_code> all(gateway.begin(), gateway.end());
+  const std::vector<http_error_code> own = {
+      {"lock_held", 409, "the lock is held and the acquire did not wait (wait_ms 0: a try-lock)"},
+      {"lock_wait_expired", 409,
+       "the lock stayed held for all of the acquire's wait_ms (the request itself did not time "
+       "out)"},
+      {"not_holder", 409,
+       "the owner and token do not hold the lock: another owner, a stale or foreign token, a "
+       "lease that ran out or was revoked"},
+      {"lock_mode_mismatch", 409, "the owner holds the lock in the other mode"},
+      {"too_many_waiters", 429,
+       "the lock (or the node) has as many waiting acquires as it takes "
+       "(--lock-max-waiters-per-lock, --lock-max-waiters); retry after Retry-After seconds"},
+      {"idempotency_conflict", 409, "the idempotency key was used with another input"},
+      {"saga_finished", 409, "the saga has finished: there is nothing to cancel"},
+      {"not_ready", 503, "the node is not ready (/readyz: the body's checks say which fails)"},
+  };
+  all.insert(all.end(), own.begin(), own.end());
+  return all;
+}
+
 std::vector<troupe::net::http_field_rule> troupe::net::node_http_fields(
     std::int64_t lock_max_ttl_ms) {
   const auto ttl_max = static_cast<std::uint64_t>(std::max<std::int64_t>(1, lock_max_ttl_ms));
@@ -1567,6 +1645,7 @@ std::vector<troupe::net::http_field_rule> troupe::net::node_http_fields(
       {list, "state", "query", "enum", 0, 0, false,
        "pending|running|compensating|completed|compensated|stuck"},
       {list, "limit", "query", "integer", 1, 10'000, false},
+      {list, "after", "query", "integer", 1, u64_max, false},
       {cancel, "id", "path", "integer", 1, u64_max},
       {"GET /api/v1/ring/owner", "key", "query", "string", 1, 1024},
   };

@@ -14,26 +14,10 @@
 namespace troupe::net::prom {
 
 std::string number(double v) {
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest exact form
+  char buf[400];  // fixed notation of any double fits
+  // The shortest fixed-point text that reads back exactly (0.0005, not 5e-04).
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
   return ec == std::errc{} ? std::string(buf, end) : std::string("NaN");
-}
-
-std::string escape(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 void histogram_header(std::ostream& os, std::string_view name, std::string_view help) {

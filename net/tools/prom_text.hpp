@@ -13,14 +13,11 @@ namespace troupe::net::prom {
 
 /// A sample value or bound: the shortest text that reads back exactly.
 std::string number(double v);
-/// A label value with backslash, double quote and newline escaped.
-std::string escape(std::string_view v);
-
 /// `# HELP` and `# TYPE name histogram`, once per metric family.
 void histogram_header(std::ostream& os, std::string_view name, std::string_view help);
 /// One series of a histogram family: _bucket per bound and +Inf, _sum,
 /// _count. `labels` are written as given, before `le`: `route="/x",method="GET"`
-/// (values escaped by the caller), or empty.
+/// (values escaped by the caller: troupe/net/prometheus.hpp), or empty.
 void histogram_series(std::ostream& os, std::string_view name, std::string_view labels,
                       const latency_histogram& h);
 

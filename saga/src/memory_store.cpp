@@ -96,14 +96,15 @@ task<result<stored_saga>> memory_store::load(std::uint64_t id) {
   co_return copy;
 }
 
-task<result<std::vector<stored_saga>>> memory_store::list(saga_state state, std::size_t limit) {
+task<result<std::vector<stored_saga>>> memory_store::list(saga_state state, std::size_t limit,
+                                                          std::uint64_t after) {
   std::vector<const stored_saga*> match;
   std::vector<stored_saga> out;
   {
     std::lock_guard lock(mutex_);
     for (auto& [index, page] : pages_)
       for (auto& row : page->rows)
-        if (row && row->state == state) match.push_back(&*row);
+        if (row && row->state == state && row->id > after) match.push_back(&*row);
     std::sort(match.begin(), match.end(), [](auto* a, auto* b) { return a->id < b->id; });
     for (std::size_t i = 0; i < match.size() && i < limit; ++i) out.push_back(*match[i]);
   }

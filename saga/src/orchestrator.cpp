@@ -273,7 +273,7 @@ task<result<saga_record>> orchestrator::handle(get_saga m) {
 }
 
 task<result<std::vector<saga_record>>> orchestrator::handle(list_sagas m) {
-  auto t = opts_.store->list(m.state, m.limit);
+  auto t = opts_.store->list(m.state, m.limit, m.after);
   auto rows = co_await std::move(t);
   if (!rows) co_return failure<std::vector<saga_record>>(rows.error());
   std::vector<saga_record> out;

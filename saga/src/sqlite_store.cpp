@@ -3,6 +3,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <troupe/core/assert.hpp>
 #include <troupe/core/use_task.hpp>
@@ -201,7 +202,9 @@ sqlite_store::sqlite_store(sqlite_store_options opts) : opts_(std::move(opts)) {
     s.by_id = prepare_or_throw(db_, "SELECT id, key, state, record FROM sagas WHERE id = ?1");
     s.update = prepare_or_throw(db_, "UPDATE sagas SET state = ?2, record = ?3 WHERE id = ?1");
     s.list = prepare_or_throw(
-        db_, "SELECT id, key, state, record FROM sagas WHERE state = ?1 ORDER BY id LIMIT ?2");
+        db_,
+        "SELECT id, key, state, record FROM sagas WHERE state = ?1 AND id > ?3 ORDER BY id "
+        "LIMIT ?2");
     s.unfinished = prepare_or_throw(
         db_, "SELECT id, key, state, record FROM sagas WHERE state < 3 ORDER BY id");
     s.begin = prepare_or_throw(db_, "BEGIN IMMEDIATE");
@@ -366,6 +369,7 @@ void sqlite_store::run(op& o) {
       if (o.kind == op::list) {
         sqlite3_bind_int(st, 1, static_cast<int>(o.row.state));
         sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(o.limit));
+        sqlite3_bind_int64(st, 3, static_cast<sqlite3_int64>(o.row.id));
       }
       int rc;
       while ((rc = sqlite3_step(st)) == SQLITE_ROW) o.rows.push_back(read_row(st));
@@ -484,10 +488,15 @@ task<result<stored_saga>> sqlite_store::load(std::uint64_t id) {
   co_return std::move(o->rows.front());
 }
 
-task<result<std::vector<stored_saga>>> sqlite_store::list(saga_state state, std::size_t limit) {
+task<result<std::vector<stored_saga>>> sqlite_store::list(saga_state state, std::size_t limit,
+                                                          std::uint64_t after) {
+  // Ids are stored as SQLite integers (signed 64-bit): none is above this.
+  if (after >= static_cast<std::uint64_t>(std::numeric_limits<sqlite3_int64>::max()))
+    co_return std::vector<stored_saga>{};
   auto o = std::make_shared<op>();
   o->kind = op::list;
   o->row.state = state;
+  o->row.id = after;
   o->limit = limit;
   auto t = submit(o);
   co_await std::move(t);

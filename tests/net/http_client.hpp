@@ -96,4 +96,14 @@ inline std::string error_of(const reply& r) {
   return std::string(v.as_object().at("error").as_string());
 }
 
+// The "code" of a JSON error body.
+inline std::string code_of(const reply& r) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(r.body, ec);
+  if (ec || !v.is_object() || !v.as_object().contains("code") ||
+      !v.as_object().at("code").is_string())
+    return "<no code>";
+  return std::string(v.as_object().at("code").as_string());
+}
+
 }  // namespace troupe::test

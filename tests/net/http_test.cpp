@@ -17,7 +17,10 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
+#include <thread>
 #include <troupe/net/http.hpp>
+#include <troupe/net/prometheus.hpp>
 #include <troupe/version.hpp>
 
 #include "net/http_client.hpp"
@@ -117,40 +120,60 @@ TEST_CASE("bad requests get a 4xx with a JSON error, and the gateway keeps servi
     http::verb v;
     std::string target, body;
     unsigned status;
-    std::string says;
+    std::string says, code;
   };
   const std::vector<bad> table = {
-      {"malformed JSON", http::verb::post, "/api/v1/need", "{nope", 400, "malformed JSON"},
-      {"not an object", http::verb::post, "/api/v1/need", "[1,2]", 400, "must be an object"},
-      {"missing field", http::verb::post, "/api/v1/need", R"({"n":1})", 400,
-       "missing field 'name'"},
+      {"malformed JSON", http::verb::post, "/api/v1/need", "{nope", 400, "malformed JSON",
+       "bad_request"},
+      {"not an object", http::verb::post, "/api/v1/need", "[1,2]", 400, "must be an object",
+       "bad_request"},
+      {"missing field", http::verb::post, "/api/v1/need", R"({"n":1})", 400, "missing field 'name'",
+       "bad_field"},
       {"mistyped field", http::verb::post, "/api/v1/need", R"({"name":"x","n":"1"})", 400,
-       "'n' must be an integer"},
+       "'n' must be an integer", "bad_field"},
       {"body the actor cannot take", http::verb::post, "/api/v1/add", R"({"a":"x"})", 400,
-       "not a valid request"},
-      {"unknown route", http::verb::get, "/api/v1/nowhere", "", 404, "no route"},
-      {"wrong method", http::verb::delete_, "/api/v1/need", "", 405, "method not allowed"},
+       "not a valid request", "bad_request"},
+      {"unknown route", http::verb::get, "/api/v1/nowhere", "", 404, "no route", "no_route"},
+      {"wrong method", http::verb::delete_, "/api/v1/need", "", 405, "method not allowed",
+       "method_not_allowed"},
       {"oversized body", http::verb::post, "/api/v1/need", std::string(4096, 'x'), 413,
-       "bad request"},
+       "bad request", "body_too_large"},
+      {"non-canonical target", http::verb::get, "/api/v1/echo/a/../b", "", 400,
+       "bad request target", "bad_request_target"},
+      {"repeated query parameter", http::verb::get, "/api/v1/echo/a?q=1&q=2", "", 400,
+       "more than once", "bad_query"},
   };
+  std::set<std::string> codes;
+  for (const net::http_error_code& c : net::http_error_codes()) codes.insert(c.code);
   for (const bad& b : table) {
     INFO(b.what);
     client c{port};
     reply r = c.call(b.v, b.target, b.body);
     CHECK(r.status == b.status);
     CHECK(error_of(r).find(b.says) != std::string::npos);
+    CHECK(troupe::test::code_of(r) == b.code);
+    CHECK(codes.count(troupe::test::code_of(r)) == 1);
+  }
+  {
+    INFO("a 405 lists the methods the path takes");
+    client c{port};
+    reply r = c.call(http::verb::get, "/api/v1/need");
+    CHECK(r.status == 405);
+    CHECK(r.header("allow") == "POST");
   }
   {
     INFO("oversized header");
     client c{port};
     reply r = c.call(http::verb::get, "/healthz", {}, {{"X-Big", std::string(4096, 'h')}});
     CHECK(r.status == 431);
+    CHECK(troupe::test::code_of(r) == "headers_too_large");
   }
   {
     INFO("garbage instead of a request line");
     client c{port};
     reply r = c.send_raw("\x01\x02 not http at all\r\n\r\n");
     CHECK(r.status == 400);
+    CHECK(troupe::test::code_of(r) == "bad_request");
     CHECK(r.closed);
   }
   client ok{port};
@@ -510,6 +533,11 @@ TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP
   CHECK(m.status == 200);
   CHECK(m.body.find("troupe_messages_total{shard=\"0\"}") != std::string::npos);
   CHECK(m.body.find("troupe_lock_grants_total") != std::string::npos);
+  // The OpenAPI document needs no token (docs/security.md).
+  reply doc = c.call(http::verb::get, "/openapi.json");
+  CHECK(doc.status == 200);
+  CHECK(doc.header("content-type") == "application/json");
+  CHECK(json::parse(doc.body).at("openapi").as_string().starts_with("3."));
 
   CHECK(c.call(http::verb::get, "/api/v1/cluster").status == 401);
   reply cl = c.call(http::verb::get, "/api/v1/cluster", {}, auth);
@@ -528,6 +556,7 @@ TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP
   reply busy = c.call(http::verb::post, "/api/v1/locks/orders%2F42/acquire",
                       R"({"owner":"bob","ttl_ms":250})", auth);
   CHECK(busy.status == 409);
+  CHECK(troupe::test::code_of(busy) == "lock_held");
   reply wrong = c.call(http::verb::post, "/api/v1/locks/orders%2F42/release",
                        R"({"owner":"alice","token":"12345"})", auth);
   CHECK(wrong.status == 409);
@@ -540,7 +569,8 @@ TEST_CASE("troupe-node serves health, metrics, cluster, ring and locks over HTTP
   CHECK(bad_ttl.status == 400);
   reply timeout = c.call(http::verb::post, "/api/v1/locks/orders%2F42/acquire",
                          R"({"owner":"bob","ttl_ms":250,"wait_ms":1})", auth);
-  CHECK(timeout.status == 408);
+  CHECK(timeout.status == 409);  // the wait ran out, not the request
+  CHECK(troupe::test::code_of(timeout) == "lock_wait_expired");
   reply rel = c.call(http::verb::post, "/api/v1/locks/orders%2F42/release",
                      R"({"owner":"alice","token":")" + token + "\"}", auth);
   CHECK(rel.status == 200);
@@ -813,6 +843,8 @@ TEST_CASE("troupe-node says when it is ready: /readyz and sd_notify", "[http][no
     CHECK(c3.call(http::verb::get, "/healthz").status == 200);
     reply no = c3.call(http::verb::get, "/readyz");
     CHECK(no.status == 503);
+    CHECK(troupe::test::code_of(no) == "not_ready");
+    CHECK(no.header("retry-after") == "1");
     const json::value v = json::parse(no.body);
     CHECK_FALSE(v.at("ready").as_bool());
     CHECK(std::string(v.at("checks").at("cluster").as_string()).find("waiting") == 0);
@@ -1007,4 +1039,123 @@ TEST_CASE("troupe-node's /metrics passes promtool and has the histograms and pro
   CHECK(value("process_cpu_seconds_total") >= 0);
   CHECK(m.body.find("troupe_build_info{version=\"" + std::string(troupe::library_version())) !=
         std::string::npos);
+
+  // The Grafana dashboard in docs/ asks only for metrics the node has.
+  std::ifstream d(std::string(TROUPE_SOURCE_DIR) + "/docs/grafana/troupe-dashboard.json");
+  REQUIRE(d);
+  const std::string dashboard((std::istreambuf_iterator<char>(d)), {});
+  const std::regex metric(R"(\b((troupe|process)_[a-z_]+))");
+  std::size_t asked = 0;
+  for (std::sregex_iterator it(dashboard.begin(), dashboard.end(), metric), end; it != end; ++it) {
+    std::string name = (*it)[1];
+    for (const std::string suffix : {"_bucket", "_sum", "_count"})
+      if (name.ends_with(suffix) && name.find("_seconds") != std::string::npos)
+        name.resize(name.size() - suffix.size());
+    INFO("the dashboard asks for " << name);
+    CHECK(m.body.find("# TYPE " + name + " ") != std::string::npos);
+    ++asked;
+  }
+  CHECK(asked >= 12);
+}
+
+TEST_CASE("the gateway lists its routes, in the order added", "[http]") {
+  gateway_fixture f;
+  std::vector<std::pair<http::verb, std::string>> got;
+  for (const net::http_route_info& r : f.gw->routes()) got.emplace_back(r.method, r.pattern);
+  const std::vector<std::pair<http::verb, std::string>> want = {
+      {http::verb::post, "/api/v1/add"},
+      {http::verb::get, "/api/v1/echo/{word}"},
+      {http::verb::post, "/api/v1/need"},
+      {http::verb::get, "/healthz"}};
+  CHECK(got == want);
+}
+
+namespace {
+const net::http_route_stats* stats_of(const std::vector<net::http_route_stats>& all,
+                                      const std::string& route, const std::string& method) {
+  for (const auto& r : all)
+    if (r.route == route && r.method == method) return &r;
+  return nullptr;
+}
+}  // namespace
+
+TEST_CASE("the gateway counts requests by route pattern, method and status, and times them",
+          "[http][metrics]") {
+  gateway_fixture f;
+  client c{f.gw->port()};
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(c.call(http::verb::post, "/api/v1/add", R"({"a":1,"b":2})").status == 200);
+  REQUIRE(c.call(http::verb::post, "/api/v1/add", "{nope").status == 400);
+  REQUIRE(c.call(http::verb::get, "/api/v1/echo/one").status == 200);
+  REQUIRE(c.call(http::verb::get, "/api/v1/echo/two").status == 200);
+  REQUIRE(c.call(http::verb::get, "/nowhere/1").status == 404);
+  REQUIRE(c.call(http::verb::get, "/nowhere/2").status == 404);
+  REQUIRE(c.call(http::verb::delete_, "/api/v1/add").status == 405);
+
+  const auto all = f.gw->route_stats();
+  const auto* add = stats_of(all, "/api/v1/add", "POST");
+  REQUIRE(add != nullptr);
+  CHECK(add->responses == std::map<unsigned, std::uint64_t>{{200, 3}, {400, 1}});
+  CHECK(add->latency.count() == 4);
+  // Two paths, one route: counted under its pattern, not the paths.
+  const auto* echo = stats_of(all, "/api/v1/echo/{word}", "GET");
+  REQUIRE(echo != nullptr);
+  CHECK(echo->responses == std::map<unsigned, std::uint64_t>{{200, 2}});
+  const auto* unmatched = stats_of(all, "unmatched", "GET");
+  REQUIRE(unmatched != nullptr);
+  CHECK(unmatched->responses == std::map<unsigned, std::uint64_t>{{404, 2}});
+  const auto* wrong = stats_of(all, "/api/v1/add", "DELETE");
+  REQUIRE(wrong != nullptr);
+  CHECK(wrong->responses == std::map<unsigned, std::uint64_t>{{405, 1}});
+  CHECK(stats_of(all, "/healthz", "GET") == nullptr);  // never requested
+  for (const auto& r : all) {
+    INFO(r.route << " " << r.method);
+    std::uint64_t answered = 0;
+    for (const auto& [status, n] : r.responses) answered += n;
+    CHECK(answered == r.latency.count());
+    // Cumulative buckets, none above the count; the latencies add up.
+    for (std::size_t i = 1; i <= troupe::latency_histogram::bounds.size(); ++i)
+      CHECK(r.latency.cumulative(i - 1) <= r.latency.cumulative(i));
+    CHECK(r.latency.sum_seconds >= 0);
+    CHECK(r.latency.sum_seconds < 10.0 * static_cast<double>(r.latency.count()));
+  }
+  // Sorted by route, then method.
+  for (std::size_t i = 1; i < all.size(); ++i)
+    CHECK(std::tie(all[i - 1].route, all[i - 1].method) < std::tie(all[i].route, all[i].method));
+}
+
+TEST_CASE("route stats are read from another thread while connections count requests",
+          "[http][metrics]") {
+  gateway_fixture f;
+  std::atomic<bool> done{false};
+  std::uint64_t reads = 0, seen = 0;
+  std::thread reader([&] {
+    while (!done.load()) {
+      for (const auto& r : f.gw->route_stats()) seen = std::max(seen, r.latency.count());
+      ++reads;
+    }
+  });
+  {
+    client c{f.gw->port()};
+    for (int i = 0; i < 200; ++i) REQUIRE(c.call(http::verb::get, "/api/v1/echo/x").status == 200);
+  }
+  done = true;
+  reader.join();
+  CHECK(reads > 0);
+  CHECK(seen <= 200);
+  const auto after = f.gw->route_stats();
+  const auto* echo = stats_of(after, "/api/v1/echo/{word}", "GET");
+  REQUIRE(echo != nullptr);
+  CHECK(echo->latency.count() == 200);
+}
+
+TEST_CASE("a Prometheus label value escapes backslash, double quote and line feed only",
+          "[http][metrics]") {
+  CHECK(net::prometheus_label_value("plain /api/v1/x{y}") == "plain /api/v1/x{y}");
+  CHECK(net::prometheus_label_value(R"(a\b)") == R"(a\\b)");
+  CHECK(net::prometheus_label_value(R"(say "hi")") == R"(say \"hi\")");
+  CHECK(net::prometheus_label_value("two\nlines") == R"(two\nlines)");
+  CHECK(net::prometheus_label_value("\\\"\n") == R"(\\\"\n)");
+  CHECK(net::prometheus_label_value("") == "");
+  CHECK(net::prometheus_label_value("tab\tand \xc3\xa9") == "tab\tand \xc3\xa9");
 }

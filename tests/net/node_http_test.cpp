@@ -89,6 +89,7 @@ TEST_CASE("the field table lists every field of every route", "[http][node][fiel
                                       "GET /api/v1/sagas/{id} wait_ms",
                                       "GET /api/v1/sagas state",
                                       "GET /api/v1/sagas limit",
+                                      "GET /api/v1/sagas after",
                                       "POST /api/v1/sagas/{id}/cancel id",
                                       "GET /api/v1/ring/owner key"};
   CHECK(got == want);
@@ -156,6 +157,7 @@ TEST_CASE("every field of every route is checked against its range", "[http][nod
       INFO(route << " " << field << " = " << what);
       reply r = request(v);
       CHECK(r.status == 400);
+      CHECK(troupe::test::code_of(r) == "bad_field");
       const std::string e = error_of(r);
       CHECK(e.find(label) != std::string::npos);
       if (type == "integer" || type == "token")
@@ -289,7 +291,8 @@ TEST_CASE("naming a holder's owner without its token gets no hold, no renewal, n
   CHECK(field_of(m, "token").empty());
   m = mallory.call(http::verb::post, L + "acquire",
                    R"({"owner":"alice","ttl_ms":1000,"wait_ms":100})");
-  CHECK(m.status == 408);
+  CHECK(m.status == 409);
+  CHECK(troupe::test::code_of(m) == "lock_wait_expired");
   CHECK(field_of(m, "token").empty());
   // A guessed token: refused, no hold.
   const std::string guess = std::to_string(std::stoull(token) + 1);
@@ -355,6 +358,7 @@ TEST_CASE("a lock's waiters are capped over HTTP: 429 with Retry-After, and the 
   reply r =
       over.call(http::verb::post, L + "acquire", R"({"owner":"x","ttl_ms":1000,"wait_ms":3000})");
   CHECK(r.status == 429);
+  CHECK(troupe::test::code_of(r) == "too_many_waiters");
   CHECK(r.header("retry-after") == "1");
   CHECK(error_of(r).find("--lock-max-waiters-per-lock 1") != std::string::npos);
   reply metrics = over.call(http::verb::get, "/metrics");
@@ -410,6 +414,7 @@ TEST_CASE("saga starts past the queue cap get 503 with Retry-After, and the node
   REQUIRE(second.status == 201);
   reply third = c.call(http::verb::post, start, R"({"input":{"n":3}})");
   CHECK(third.status == 503);
+  CHECK(troupe::test::code_of(third) == "overloaded");
   CHECK(third.header("retry-after") == "1");
   CHECK(error_of(third).find("--saga-max-queued 1") != std::string::npos);
   reply metrics = c.call(http::verb::get, "/metrics");
@@ -446,7 +451,10 @@ TEST_CASE("troupe-node's gateway caps are flags, and a bad value is refused at s
   client c{node.http_port()};
   CHECK(c.call(http::verb::get, "/healthz").status == 200);
   client over{node.http_port()};
-  CHECK(over.read_only().status == 503);
+  reply refused = over.read_only();
+  CHECK(refused.status == 503);
+  CHECK(troupe::test::code_of(refused) == "overloaded");
+  CHECK(refused.header("retry-after") == "1");
   reply m = c.call(http::verb::get, "/metrics");
   CHECK(m.body.find("troupe_http_connections_refused_total 1\n") != std::string::npos);
 }
@@ -465,10 +473,255 @@ TEST_CASE("troupe-node cuts a request off at --http-handler-timeout-ms with a 50
   reply r =
       w.call(http::verb::post, L + "acquire", R"({"owner":"w","ttl_ms":1000,"wait_ms":5000})");
   CHECK(r.status == 504);
+  CHECK(troupe::test::code_of(r) == "timeout");
   CHECK(error_of(r).find("--http-handler-timeout-ms") != std::string::npos);
   CHECK(r.closed);
   client after{port};
   reply m = after.call(http::verb::get, "/metrics");
   CHECK(m.body.find("troupe_http_handler_timeouts_total 1\n") != std::string::npos);
   CHECK(after.call(http::verb::get, "/healthz").status == 200);
+}
+
+namespace {
+// The reply is an error body whose code is in the node's table, with the
+// status the table gives it; returns the code.
+std::string coded(const reply& r) {
+  const std::string code = troupe::test::code_of(r);
+  INFO(r.status << " " << r.body);
+  CHECK(!error_of(r).empty());
+  bool listed = false;
+  for (const net::http_error_code& c : net::node_http_error_codes())
+    if (code == c.code) {
+      listed = true;
+      CHECK(r.status == c.status);
+    }
+  CHECK(listed);
+  return code;
+}
+}  // namespace
+
+TEST_CASE("the error codes are unique, snake_case, each with one status", "[http][node][errors]") {
+  std::set<std::string> seen;
+  for (const net::http_error_code& c : net::node_http_error_codes()) {
+    INFO(c.code);
+    CHECK(seen.insert(c.code).second);
+    CHECK(c.status >= 400);
+    CHECK(c.status <= 599);
+    CHECK(std::string_view(c.meaning).size() > 10);
+    for (char ch : std::string_view(c.code)) CHECK(((ch >= 'a' && ch <= 'z') || ch == '_'));
+  }
+  for (const net::http_error_code& c : net::http_error_codes()) CHECK(seen.count(c.code) == 1);
+}
+
+TEST_CASE("every error troupe-node's routes answer carries a code from the table",
+          "[http][node][errors]") {
+  net::node_instance node{node_args({"--lock-max-waiters-per-lock", "1"})};
+  const unsigned short port = node.http_port();
+  wait_for_locks(port);
+  client c{port};
+  auto post = [&](const std::string& target, const std::string& body) {
+    return c.call(http::verb::post, target, body);
+  };
+  // Before routing, and routing.
+  CHECK(coded(c.call(http::verb::get, "/api/v1/cluster/./x")) == "bad_request_target");
+  CHECK(coded(c.call(http::verb::get, "/api/v1/ring/owner?key=a&key=b")) == "bad_query");
+  CHECK(coded(c.call(http::verb::get, "/api/v1/nothing")) == "no_route");
+  reply wrong_method = c.call(http::verb::delete_, "/api/v1/sagas/1");
+  CHECK(coded(wrong_method) == "method_not_allowed");
+  CHECK(wrong_method.header("allow") == "POST, GET");
+  CHECK(c.call(http::verb::put, "/metrics").header("allow") == "GET");
+  // Bodies and fields.
+  CHECK(coded(post("/api/v1/locks/a/acquire", "{nope")) == "bad_request");
+  CHECK(coded(post("/api/v1/locks/a/acquire", "[]")) == "bad_request");
+  CHECK(coded(post("/api/v1/locks/a/acquire", R"({"owner":"o"})")) == "bad_field");
+  CHECK(coded(c.call(http::verb::get, "/api/v1/ring/owner")) == "bad_field");
+  // Locks.
+  const std::string L = "/api/v1/locks/coded/";
+  reply h = post(L + "acquire", R"({"owner":"h","ttl_ms":1000})");
+  REQUIRE(h.status == 200);
+  const std::string token = field_of(h, "token");
+  // Within the lease (at most 1 s here) first; not_holder holds after it too.
+  CHECK(coded(post(L + "acquire", R"({"owner":"h","ttl_ms":1000,"mode":"shared","token":")" +
+                                      token + "\"}")) == "lock_mode_mismatch");
+  CHECK(coded(post(L + "acquire", R"({"owner":"x","ttl_ms":1000})")) == "lock_held");
+  CHECK(coded(post(L + "acquire", R"({"owner":"x","ttl_ms":1000,"wait_ms":20})")) ==
+        "lock_wait_expired");
+  CHECK(coded(post(L + "renew", R"({"owner":"x","token":")" + token + R"(","ttl_ms":100})")) ==
+        "not_holder");
+  CHECK(coded(post(L + "release", R"({"owner":"h","token":"12345"})")) == "not_holder");
+  // Sagas.
+  CHECK(coded(post("/api/v1/sagas/no.such.saga", R"({"input":{}})")) == "not_found");
+  CHECK(coded(c.call(http::verb::get, "/api/v1/sagas/999999")) == "not_found");
+  CHECK(coded(post("/api/v1/sagas/999999/cancel", "")) == "not_found");
+  CHECK(coded(post("/api/v1/sagas/troupe.selftest", R"({"input":{"note":5}})")) == "bad_field");
+  reply k1 = post("/api/v1/sagas/troupe.selftest", R"({"input":{},"idempotency_key":"k"})");
+  REQUIRE(k1.status == 201);
+  CHECK(coded(post("/api/v1/sagas/troupe.selftest",
+                   R"({"input":{"note":"other"},"idempotency_key":"k"})")) ==
+        "idempotency_conflict");
+  const std::string done = std::to_string(finished_saga(c));
+  CHECK(coded(post("/api/v1/sagas/" + done + "/cancel", "")) == "saga_finished");
+}
+
+TEST_CASE("a started saga's 201 says where it is (Location); the same key again is a 200",
+          "[http][node][sagas]") {
+  net::node_instance node{node_args()};
+  client c{node.http_port()};
+  reply s = c.call(http::verb::post, "/api/v1/sagas/troupe.selftest",
+                   R"({"input":{},"idempotency_key":"loc"})");
+  REQUIRE(s.status == 201);
+  const std::string id = field_of(s, "id");
+  CHECK(s.header("location") == "/api/v1/sagas/" + id);
+  reply at = c.call(http::verb::get, s.header("location"));
+  CHECK(at.status == 200);
+  CHECK(field_of(at, "id") == id);
+  reply again = c.call(http::verb::post, "/api/v1/sagas/troupe.selftest",
+                       R"({"input":{},"idempotency_key":"loc"})");
+  CHECK(again.status == 200);
+  CHECK(field_of(again, "id") == id);
+}
+
+TEST_CASE("saga lists page by cursor: every saga once, in id order, next until the last page",
+          "[http][node][sagas]") {
+  net::node_instance node{node_args()};
+  client c{node.http_port()};
+  std::set<std::uint64_t> started;
+  for (int i = 0; i < 7; ++i) started.insert(finished_saga(c));
+  for (const std::string limit : {"1", "2", "3", "7", "100"}) {
+    INFO("limit " << limit);
+    std::vector<std::uint64_t> listed;
+    std::string after;
+    int pages = 0;
+    for (;;) {
+      REQUIRE(++pages <= 8);
+      std::string target = "/api/v1/sagas?state=completed&limit=" + limit;
+      if (!after.empty()) target += "&after=" + after;
+      reply r = c.call(http::verb::get, target);
+      REQUIRE(r.status == 200);
+      const json::object page = json::parse(r.body).as_object();
+      const json::array& sagas = page.at("sagas").as_array();
+      CHECK(sagas.size() <= std::stoull(limit));
+      for (const auto& s : sagas)
+        listed.push_back(std::stoull(std::string(s.at("id").as_string())));
+      if (!page.contains("next")) break;
+      CHECK(sagas.size() == std::stoull(limit));  // only full pages have a next
+      after = std::string(page.at("next").as_string());
+      CHECK(after == std::to_string(listed.back()));
+    }
+    CHECK(std::is_sorted(listed.begin(), listed.end()));
+    CHECK(std::set<std::uint64_t>(listed.begin(), listed.end()).size() == listed.size());
+    CHECK(std::set<std::uint64_t>(listed.begin(), listed.end()) == started);
+  }
+  // Past the last saga: an empty page, no next.
+  reply past = c.call(http::verb::get,
+                      "/api/v1/sagas?state=completed&after=" + std::to_string(*started.rbegin()));
+  REQUIRE(past.status == 200);
+  CHECK(json::parse(past.body).at("sagas").as_array().empty());
+  CHECK_FALSE(json::parse(past.body).as_object().contains("next"));
+}
+
+namespace {
+// "/api/v1/locks/{name}/acquire" -> "/api/v1/locks/{}/acquire": OpenAPI
+// allows one path item per shape, the gateway's patterns may name one
+// segment differently by method (/api/v1/sagas/{definition} and {id}).
+std::string shape(std::string p) {
+  for (std::size_t a = p.find('{'); a != std::string::npos; a = p.find('{', a + 2))
+    p.erase(a + 1, p.find('}', a) - a - 1);
+  return p;
+}
+}  // namespace
+
+TEST_CASE("the served OpenAPI document describes exactly the node's routes",
+          "[http][node][openapi]") {
+  net::node_instance node{node_args()};
+  client c{node.http_port()};
+  reply r = c.call(http::verb::get, "/openapi.json");
+  REQUIRE(r.status == 200);
+  CHECK(r.body == net::node_openapi_json());
+  boost::system::error_code ec;
+  json::value doc = json::parse(r.body, ec);
+  REQUIRE_FALSE(ec);
+  REQUIRE(doc.is_object());
+  CHECK(std::string(doc.at("openapi").as_string()).starts_with("3.0."));
+  REQUIRE(doc.at("info").at("title").is_string());
+
+  std::set<std::string> served, documented;
+  for (const net::http_route_info& route : node.http().routes())
+    served.insert(std::string(http::to_string(route.method)) + " " + shape(route.pattern));
+  static const std::set<std::string> methods = {"get",     "put",  "post",  "delete",
+                                                "options", "head", "patch", "trace"};
+  for (const auto& [path, item] : doc.at("paths").as_object()) {
+    for (const auto& [method, op] : item.as_object()) {
+      if (!methods.count(std::string(method))) continue;
+      std::string m(method);
+      for (char& ch : m) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      documented.insert(m + " " + shape(std::string(path)));
+      INFO(m << " " << std::string(path));
+      // Every {name} of the path is a declared path parameter.
+      std::set<std::string> declared;
+      if (op.as_object().contains("parameters"))
+        for (const auto& p : op.at("parameters").as_array())
+          if (p.at("in").as_string() == "path")
+            declared.insert(std::string(p.at("name").as_string()));
+      std::set<std::string> in_path;
+      const std::string ps(path);
+      for (std::size_t a = ps.find('{'); a != std::string::npos; a = ps.find('{', a + 1))
+        in_path.insert(ps.substr(a + 1, ps.find('}', a) - a - 1));
+      CHECK(declared == in_path);
+      // Responses: a success and errors with the error schema.
+      const json::object& responses = op.at("responses").as_object();
+      CHECK(responses.contains("200"));
+      CHECK(responses.contains("405"));
+    }
+  }
+  CHECK(served == documented);  // every route documented, every documented route served
+
+  // The error schema's codes are the node's table.
+  std::set<std::string> enum_codes, table;
+  for (const auto& v : doc.at("components")
+                           .at("schemas")
+                           .at("Error")
+                           .at("properties")
+                           .at("code")
+                           .at("enum")
+                           .as_array())
+    enum_codes.insert(std::string(v.as_string()));
+  for (const net::http_error_code& e : net::node_http_error_codes()) table.insert(e.code);
+  CHECK(enum_codes == table);
+}
+
+TEST_CASE("troupe-node's /metrics counts requests by route, method and status with latencies",
+          "[http][node][metrics]") {
+  net::node_instance node{node_args()};
+  const unsigned short port = node.http_port();
+  wait_for_locks(port);
+  client c{port};
+  REQUIRE(c.call(http::verb::post, "/api/v1/locks/m1/acquire", R"({"owner":"o","ttl_ms":100})")
+              .status == 200);
+  REQUIRE(c.call(http::verb::get, "/nowhere").status == 404);
+  REQUIRE(c.call(http::verb::get, "/healthz").status == 200);
+  const std::string m = c.call(http::verb::get, "/metrics").body;
+  for (const char* line :
+       {"# TYPE troupe_http_requests_total counter\n",
+        "troupe_http_requests_total{route=\"/api/v1/locks/{name}/acquire\",method=\"POST\","
+        "status=\"200\"} ",
+        "troupe_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1\n",
+        "troupe_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1\n",
+        "# TYPE troupe_http_request_duration_seconds histogram\n",
+        "troupe_http_request_duration_seconds_bucket{route=\"/"
+        "healthz\",method=\"GET\",le=\"0.0005\"} ",
+        "troupe_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\",le=\"10\"} "
+        "1\n",
+        "troupe_http_request_duration_seconds_bucket{route=\"/"
+        "healthz\",method=\"GET\",le=\"+Inf\"} 1\n",
+        "troupe_http_request_duration_seconds_count{route=\"/healthz\",method=\"GET\"} 1\n",
+        "troupe_http_request_duration_seconds_sum{route=\"/healthz\",method=\"GET\"} ",
+        "troupe_http_client_errors_total ", "troupe_lock_grants_total "}) {
+    INFO(line);
+    CHECK(m.find(line) != std::string::npos);
+  }
+  // One family each: no sample of a family outside its block.
+  CHECK(m.find("# TYPE troupe_http_requests_total") ==
+        m.rfind("# TYPE troupe_http_requests_total"));
+  CHECK(m.find("\ntroupe_http_requests_total ") == std::string::npos);  // no unlabelled total
 }

@@ -41,6 +41,7 @@ struct do_load {
 struct do_list {
   saga_state state;
   std::size_t limit;
+  std::uint64_t after = 0;
 };
 struct do_unfinished {};
 
@@ -63,7 +64,7 @@ class driver : public troupe::actor {
     co_return co_await std::move(t);
   }
   task<troupe::result<std::vector<stored_saga>>> handle(do_list m) {
-    auto t = store_->list(m.state, m.limit);
+    auto t = store_->list(m.state, m.limit, m.after);
     co_return co_await std::move(t);
   }
   task<troupe::result<std::vector<stored_saga>>> handle(do_unfinished) {
@@ -122,6 +123,22 @@ void exercise(std::shared_ptr<saga_store> store) {
   auto limited = run(rt, d, do_list{saga_state::pending, 0});
   REQUIRE(limited);
   CHECK(limited->empty());
+  // Pages: the sagas above an id, by id.
+  CHECK(run(rt, d, do_save{e, saga_state::running, "rec-e2"}));
+  auto first = run(rt, d, do_list{saga_state::running, 1});
+  REQUIRE(first);
+  REQUIRE(first->size() == 1);
+  CHECK(first->front().id == c);
+  auto second = run(rt, d, do_list{saga_state::running, 1, c});
+  REQUIRE(second);
+  REQUIRE(second->size() == 1);
+  CHECK(second->front().id == e);
+  auto past = run(rt, d, do_list{saga_state::running, 10, e});
+  REQUIRE(past);
+  CHECK(past->empty());
+  auto beyond = run(rt, d, do_list{saga_state::running, 10, ~std::uint64_t{0}});
+  REQUIRE(beyond);
+  CHECK(beyond->empty());
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ class [[nodiscard]] ask_awaiter {
     s->timers().add(st);
     if (cell_) cell_->add_wait(st);
     state_ = st;
-    remote_ = !Dispatch::direct || proxy_sink(target_.cell()) != nullptr;
+    remote_ = !Dispatch::direct || target_.cell()->remote_ != 0;
     auto* e = new envelope<A, M>(Dispatch::direct ? target_.cell() : nullptr, std::move(msg_));
     e->ask_base_ = st;
     dispatch_(e);  // a refused send has already failed the ask and queued the resumption

@@ -50,11 +50,18 @@ struct shard_histogram {
   std::array<std::atomic<std::uint64_t>, latency_histogram::bounds.size() + 1> counts{};
   std::atomic<std::uint64_t> sum_ns{0};
 
+  /// latency_histogram::bounds in nanoseconds (on the ask path: no floating point).
+  static constexpr auto bounds_ns = [] {
+    std::array<std::int64_t, latency_histogram::bounds.size()> b{};
+    for (std::size_t i = 0; i < b.size(); ++i)
+      b[i] = static_cast<std::int64_t>(latency_histogram::bounds[i] * 1e9 + 0.5);
+    return b;
+  }();
+
   void observe(std::int64_t ns) noexcept {
     if (ns < 0) ns = 0;
-    const double s = static_cast<double>(ns) * 1e-9;
     std::size_t i = 0;
-    while (i < latency_histogram::bounds.size() && s > latency_histogram::bounds[i]) ++i;
+    while (i < bounds_ns.size() && ns > bounds_ns[i]) ++i;
     counts[i].store(counts[i].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     sum_ns.store(sum_ns.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(ns),
                  std::memory_order_relaxed);

@@ -13,7 +13,13 @@
 /// Every connection is an actor: keep-alive, one request at a time, a read
 /// timeout for a request's headers and body, an idle timeout between
 /// requests, and a size limit on both. Anything malformed gets a 4xx with a
-/// JSON body {"error": "..."} and never more than that connection is touched.
+/// JSON body {"error": "...", "code": "..."} (a message, and a stable code
+/// from http_error_codes()) and never more than that connection is touched.
+/// A 405 says which methods the path takes (Allow); a 503 or 429 says when
+/// to come back (Retry-After, 1 s unless the handler said otherwise).
+///
+/// The gateway counts requests by route pattern, method and status, and
+/// times them (route_stats(); troupe-node's /metrics renders them).
 ///
 /// Request targets must be canonical (docs/security.md, "HTTP gateway:
 /// authentication and request paths"): origin-form ("/..." only), no empty,
@@ -27,6 +33,7 @@
 /// With http_options::tls it serves HTTPS only: a plain-HTTP client's
 /// connection fails its TLS handshake and is closed (one log line).
 
+#include <array>
 #include <boost/beast/http/verb.hpp>
 #include <boost/json.hpp>
 #include <chrono>
@@ -34,6 +41,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <troupe/core.hpp>
 #include <troupe/net/endpoint.hpp>
@@ -90,14 +98,31 @@ struct http_response {
 
 /// A JSON response (status 200 unless given).
 http_response json_reply(const json::value& v, unsigned status = 200);
-/// {"error": message} with a 4xx / 5xx status.
+
+/// A machine-readable error code: what the "code" of an error body says,
+/// the status it comes with, and what it means (docs/node.md, "Errors").
+struct http_error_code {
+  const char* code;  ///< snake_case, stable
+  unsigned status;
+  const char* meaning;
+};
+/// The codes the gateway itself answers with, and the default code of each
+/// status (http_default_code). Stable: codes are added, never renamed.
+std::span<const http_error_code> http_error_codes() noexcept;
+/// The code of an error of `status` that names none: the table's first code
+/// of that status, else "bad_request" (4xx) or "internal" (5xx).
+std::string_view http_default_code(unsigned status) noexcept;
+
+/// {"error": message, "code": http_default_code(status)} with a 4xx / 5xx status.
 http_response json_error(unsigned status, std::string_view message);
+/// {"error": message, "code": code} with a 4xx / 5xx status.
+http_response json_error(unsigned status, std::string_view code, std::string_view message);
 
 /// The body parsed as a JSON object, or a 400 response saying why.
 result<json::object> json_object_body(const http_request& r, http_response& error_out);
 
 /// Typed fields of a JSON object: a missing field or a field of another type
-/// fills `error_out` (400, naming the field) and returns nothing.
+/// fills `error_out` (400 bad_field, naming the field) and returns nothing.
 std::optional<std::string> json_string(const json::object& o, std::string_view field,
                                        http_response& error_out, bool required = true);
 std::optional<std::int64_t> json_int(const json::object& o, std::string_view field,
@@ -114,6 +139,21 @@ struct http_stats {
   std::uint64_t unauthorized = 0;         ///< 401s
   std::uint64_t bad_targets = 0;          ///< non-canonical request targets (400)
   std::uint64_t tls_refused = 0;          ///< HTTPS connections whose TLS handshake failed
+};
+
+/// Requests of one route and method: how they were answered, and how long
+/// they took (from the request read to its response ready to send).
+struct http_route_stats {
+  std::string route;   ///< the route's pattern ("/api/v1/locks/{name}/acquire"), or "unmatched"
+  std::string method;  ///< "GET", "POST", ... ("other" for a method Beast does not know)
+  std::map<unsigned, std::uint64_t> responses;  ///< by status
+  latency_histogram latency;  ///< count() is every request of the route and method
+};
+
+/// A route as added: its method and pattern.
+struct http_route_info {
+  http::verb method = http::verb::get;
+  std::string pattern;
 };
 
 /// Why a request target is not canonical, or nothing when it is (the rule
@@ -149,7 +189,17 @@ class http_gateway {
   /// Starts accepting connections.
   void start();
   unsigned short port() const noexcept { return port_; }
+  /// Totals. Safe to call from any thread.
   http_stats stats() const;
+  /// Requests by route, method and status, with their latency histograms,
+  /// ordered by route then method. Routes not yet requested are absent;
+  /// requests that matched no route (404s, and refusals before routing:
+  /// bad targets, 401s on unknown /api/ paths) are under "unmatched".
+  /// Requests that could not be parsed are not counted here (see
+  /// http_stats::client_errors). Safe to call from any thread.
+  std::vector<http_route_stats> route_stats() const;
+  /// Every route, in the order added.
+  std::vector<http_route_info> routes() const;
 
   struct shared;  ///< internal: routes, options and counters, shared with the connections
 

@@ -30,6 +30,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace CLI {
@@ -95,6 +96,8 @@ class node_instance {
   node_instance& operator=(const node_instance&) = delete;
   unsigned short http_port() const noexcept;
   unsigned short cluster_port() const noexcept;
+  /// The node's gateway: its routes and counters.
+  const http_gateway& http() const noexcept;
 
   struct impl;
 
@@ -121,5 +124,15 @@ struct http_field_rule {
 /// The table for a node whose longest lock lease is `lock_max_ttl_ms`
 /// (--lock-max-ttl-ms; ttl_ms fields go up to it).
 std::vector<http_field_rule> node_http_fields(std::int64_t lock_max_ttl_ms = 60'000);
+
+struct http_error_code;
+/// Every error code troupe-node's routes answer with, and its status: the
+/// gateway's (http_error_codes()) and the node's own (locks, sagas,
+/// readiness). docs/node.md, "Errors", mirrors it.
+std::vector<http_error_code> node_http_error_codes();
+
+/// The OpenAPI 3.0 document of troupe-node's routes (docs/openapi.json,
+/// built in), as served at GET /openapi.json.
+std::string_view node_openapi_json() noexcept;
 
 }  // namespace troupe::net

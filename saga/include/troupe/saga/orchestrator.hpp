@@ -83,10 +83,12 @@ struct cancel_saga {
 struct get_saga {
   std::uint64_t id = 0;
 };
-/// Sagas in a state, by id, at most `limit`.
+/// Sagas in a state, by id, at most `limit`, those with an id above `after`
+/// only (a page after the one that ended with saga `after`).
 struct list_sagas {
   saga_state state = saga_state::running;
   std::size_t limit = 100;
+  std::uint64_t after = 0;
 };
 /// Completes when the saga has finished (its final record) or after `timeout`
 /// (saga_errc::wait_timeout). Ask with a longer timeout than this one.

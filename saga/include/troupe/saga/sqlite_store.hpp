@@ -56,7 +56,8 @@ class sqlite_store final : public saga_store {
   task<boost::system::error_code> save(std::uint64_t id, saga_state state,
                                        std::string record) override;
   task<result<stored_saga>> load(std::uint64_t id) override;
-  task<result<std::vector<stored_saga>>> list(saga_state state, std::size_t limit) override;
+  task<result<std::vector<stored_saga>>> list(saga_state state, std::size_t limit,
+                                              std::uint64_t after) override;
   task<result<std::vector<stored_saga>>> unfinished() override;
   store_stats stats() const override;
 

@@ -53,8 +53,9 @@ class saga_store {
                                                std::string record) = 0;
   /// One saga, or saga_errc::not_found.
   virtual task<result<stored_saga>> load(std::uint64_t id) = 0;
-  /// Sagas in `state`, by id, at most `limit`.
-  virtual task<result<std::vector<stored_saga>>> list(saga_state state, std::size_t limit) = 0;
+  /// Sagas in `state` whose id is above `after`, by id, at most `limit`.
+  virtual task<result<std::vector<stored_saga>>> list(saga_state state, std::size_t limit,
+                                                      std::uint64_t after) = 0;
   /// Every pending, running or compensating saga, by id (what recovery resumes).
   virtual task<result<std::vector<stored_saga>>> unfinished() = 0;
 
