@@ -696,12 +696,14 @@ class http_acceptor : public actor {
 
 http_gateway::http_gateway(runtime& rt, http_options o) : rt_(&rt), s_(std::make_shared<shared>()) {
   if (o.shard >= rt.shard_count()) throw std::invalid_argument("troupe: http shard out of range");
+  // A bind needs an address: a host name is resolved once, here.
+  result<asio::ip::tcp::endpoint> bind_to = resolve_bind(rt.io(o.shard), o.listen);
+  if (!bind_to)
+    throw std::invalid_argument("troupe: --http host '" + o.listen.host +
+                                "' cannot be resolved: " + bind_to.error().message());
+  const asio::ip::tcp::endpoint ep = *bind_to;
   boost::system::error_code ec;
-  auto addr = asio::ip::make_address(o.listen.host, ec);
-  if (ec)
-    throw std::invalid_argument("troupe: --http host '" + o.listen.host + "' is not an IP address");
   asio::ip::tcp::acceptor acceptor{rt.io(o.shard)};
-  asio::ip::tcp::endpoint ep{addr, o.listen.port};
   acceptor.open(ep.protocol(), ec);
   if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(ep, ec);

@@ -2,6 +2,7 @@
 // The node actor: links, published actors, proxies, remote asks, membership.
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <random>
 #include <set>
 #include <sstream>
@@ -237,36 +238,132 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       co_await sleep_for(std::chrono::milliseconds(jitter(rng_)));
       if (stopping_) co_return;
     }
-    asio::ip::tcp::socket s{runtime::this_io()};
+    const std::string seed = d.to.host + ":" + std::to_string(d.to.port);
     boost::system::error_code ec;
-    auto addr = asio::ip::make_address(d.to.host, ec);
-    if (ec) {
-      system().log("troupe: node " + opts_.name + ": seed " + d.to.host + ":" +
-                   std::to_string(d.to.port) + " is not an IP address; not dialing it");
-      co_return;
+    const asio::ip::address literal = asio::ip::make_address(d.to.host, ec);
+    const bool named = static_cast<bool>(ec);
+    std::vector<asio::ip::tcp::endpoint> targets;
+    if (!named) {
+      if (!opts_.secret && !literal.is_loopback()) {
+        // Without a secret the handshake proves nothing: keep to this host.
+        // An address does not change: it is not redialed.
+        ++limits_.dials_refused;
+        system().log(log_level::warn, "node",
+                     opts_.name + ": not dialing " + seed +
+                         ": without a cluster secret a node links to loopback peers only (set one "
+                         "with --secret-file)");
+        co_return;
+      }
+      targets.emplace_back(literal, d.to.port);
+    } else {
+      // A name is resolved on every attempt: the peer behind it may have moved.
+      task<result<std::vector<asio::ip::tcp::endpoint>>> lookup = resolve_seed(d.to);
+      result<std::vector<asio::ip::tcp::endpoint>> found = co_await std::move(lookup);
+      if (stopping_) co_return;
+      if (!found || found->empty()) {
+        note_seed(seed,
+                  opts_.name + ": seed " + seed + " cannot be resolved (" +
+                      (found ? std::string("no address") : found.error().message()) +
+                      "); retrying with backoff",
+                  false);
+        redial(d);
+        co_return;
+      }
+      std::string refused;
+      for (const asio::ip::tcp::endpoint& ep : *found) {
+        if (!opts_.secret && !ep.address().is_loopback())
+          refused += (refused.empty() ? "" : ", ") + to_text(ep);
+        else
+          targets.push_back(ep);
+      }
+      if (!refused.empty())
+        note_seed(seed,
+                  opts_.name + ": not dialing " + seed + " at " + refused +
+                      ": without a cluster secret a node links to loopback peers only (set one "
+                      "with --secret-file)",
+                  true);
+      else
+        seed_notes_.erase(seed);  // resolved cleanly: a later failure is news again
+      if (targets.empty()) {
+        redial(d);
+        co_return;
+      }
     }
-    if (!opts_.secret && !addr.is_loopback()) {
-      // Without a secret the handshake proves nothing: keep to this host.
-      ++limits_.dials_refused;
-      system().log("troupe: node " + opts_.name + ": not dialing " + d.to.host + ":" +
-                   std::to_string(d.to.port) +
-                   ": without a cluster secret a node links to loopback peers only (set one "
-                   "with --secret-file)");
-      co_return;
+    // Each address in order; the first that connects carries the link.
+    for (const asio::ip::tcp::endpoint& ep : targets) {
+      asio::ip::tcp::socket s{runtime::this_io()};
+      ec = co_await s.async_connect(ep, use_task);
+      if (stopping_) co_return;
+      if (!ec) {
+        auto l = spawn<peer_link>(cfg_, std::move(s), peer_link::role::dialer,
+                                  static_cast<link_listener*>(this), self());
+        dialed_.emplace(l.addr().cell(), d.to);
+        (void)l.tell(link_start{});
+        co_return;
+      }
     }
-    ec = co_await s.async_connect(asio::ip::tcp::endpoint{addr, d.to.port}, use_task);
-    if (ec) {
-      if (d.attempt == 0 || d.attempt % 10 == 0)
-        system().log("troupe: node " + opts_.name + ": dialing " + d.to.host + ":" +
-                     std::to_string(d.to.port) + " failed (" + ec.message() +
-                     "), retrying with backoff");
-      (void)ref_of(this).tell(dial_q{d.to, d.attempt + 1});
-      co_return;
+    if (d.attempt == 0 || d.attempt % 10 == 0)
+      system().log(log_level::warn, "node",
+                   opts_.name + ": dialing " + seed +
+                       (named ? " at " + to_text(targets.back()) : std::string()) + " failed (" +
+                       ec.message() + "), retrying with backoff");
+    redial(d);
+  }
+
+  void redial(const dial_q& d) { (void)ref_of(this).tell(dial_q{d.to, d.attempt + 1}); }
+
+  static std::string to_text(const asio::ip::tcp::endpoint& ep) {
+    std::ostringstream os;
+    os << ep;
+    return os.str();
+  }
+
+  /// Logs a seed's resolution problem once: again only when it changes, or
+  /// after the seed has resolved cleanly in between (a quiet cluster whose
+  /// seed stays unresolvable logs one line, not one per redial).
+  void note_seed(const std::string& seed, std::string line, bool refused) {
+    std::string& last = seed_notes_[seed];
+    if (last == line) return;
+    if (refused) ++limits_.dials_refused;
+    system().log(log_level::warn, "node", line);
+    last = std::move(line);
+  }
+
+  /// A seed's host name as endpoints: node_options::resolve, or Asio's
+  /// resolver on this shard. The resolver cannot be cancelled once
+  /// getaddrinfo runs, so the handler awaits a timer instead (cancelled when
+  /// the node stops, or by the resolution when it completes) and the
+  /// resolution's state outlives the handler if it must.
+  task<result<std::vector<asio::ip::tcp::endpoint>>> resolve_seed(endpoint to) {
+    using endpoints = std::vector<asio::ip::tcp::endpoint>;
+    if (opts_.resolve) co_return opts_.resolve(to);
+    struct pending {
+      explicit pending(asio::io_context& io) : resolver(io), timer(io) {}
+      asio::ip::tcp::resolver resolver;
+      asio::steady_timer timer;
+      bool done = false;
+      boost::system::error_code ec;
+      endpoints found;
+    };
+    auto p = std::make_shared<pending>(runtime::this_io());
+    p->timer.expires_after(opts_.seed_resolve_timeout);
+    // No address_configured: "localhost" resolves on a host with loopback only.
+    p->resolver.async_resolve(
+        to.host, std::to_string(to.port), asio::ip::tcp::resolver::numeric_service,
+        [p](const boost::system::error_code& ec, const asio::ip::tcp::resolver::results_type& rs) {
+          p->done = true;
+          p->ec = ec;
+          for (const auto& e : rs) p->found.push_back(e.endpoint());
+          p->timer.cancel();
+        });
+    boost::system::error_code waited = co_await p->timer.async_wait(use_task);
+    (void)waited;  // expired or cancelled: `done` says which
+    if (!p->done) {
+      p->resolver.cancel();
+      co_return failure<endpoints>(asio::error::timed_out);
     }
-    auto l = spawn<peer_link>(cfg_, std::move(s), peer_link::role::dialer,
-                              static_cast<link_listener*>(this), self());
-    dialed_.emplace(l.addr().cell(), d.to);
-    (void)l.tell(link_start{});
+    if (p->ec) co_return failure<endpoints>(p->ec);
+    co_return std::move(p->found);
   }
 
   void handle(detail::publish_q q) {
@@ -1084,6 +1181,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     peer_state* peer = nullptr;
   } frame_peer_cache_;
   std::unordered_map<actor_cell*, endpoint> dialed_;
+  std::map<std::string, std::string> seed_notes_;  // seed -> its last logged resolution problem
   std::unordered_map<actor_cell*, proxy_target> proxies_;
   struct {
     actor_cell* proxy = nullptr;
@@ -1111,13 +1209,14 @@ node::node(runtime& rt, node_options opts) : rt_(rt), name_(opts.name), shard_(o
   if (opts.name.empty()) throw std::invalid_argument("troupe: a node needs a name");
   if (opts.shard >= rt.shard_count())
     throw std::invalid_argument("troupe: node shard out of range");
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(opts.listen.host, ec);
-  if (ec)
+  // A bind needs an address: a host name is resolved once, here.
+  result<asio::ip::tcp::endpoint> bind_to = resolve_bind(rt.io(opts.shard), opts.listen);
+  if (!bind_to)
     throw std::invalid_argument("troupe: --listen host '" + opts.listen.host +
-                                "' is not an IP address");
+                                "' cannot be resolved: " + bind_to.error().message());
+  const asio::ip::tcp::endpoint ep = *bind_to;
+  boost::system::error_code ec;
   asio::ip::tcp::acceptor acceptor{rt.io(opts.shard)};
-  asio::ip::tcp::endpoint ep{addr, opts.listen.port};
   acceptor.open(ep.protocol(), ec);
   if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(ep, ec);

@@ -459,6 +459,32 @@ TEST_CASE("troupe-node's gateway caps are flags, and a bad value is refused at s
   CHECK(m.body.find("troupe_http_connections_refused_total 1\n") != std::string::npos);
 }
 
+TEST_CASE(
+    "troupe-node takes host names in --listen and --http, and one that does not resolve "
+    "fails the start naming the flag and the name",
+    "[http][node][resolve]") {
+  {
+    net::node_instance node{{"--name", "n1", "--listen", "localhost:0", "--http", "localhost:0"}};
+    client c{node.http_port()};  // localhost is bound to 127.0.0.1
+    CHECK(c.call(http::verb::get, "/healthz").status == 200);
+  }
+  for (const std::string flag : {"--listen", "--http"}) {
+    INFO(flag);
+    std::vector<std::string> args{"--name",      "n1",     "--listen",
+                                  "127.0.0.1:0", "--http", "127.0.0.1:0"};
+    args[flag == "--listen" ? 3 : 5] = "nosuch.invalid:0";  // .invalid never resolves (RFC 6761)
+    try {
+      net::node_instance node{args};
+      FAIL("started");
+    } catch (const net::node_start_error& e) {
+      const std::string line = e.what();
+      CHECK(e.exit_code == 1);
+      CHECK(line.find(flag + " host 'nosuch.invalid' cannot be resolved") != std::string::npos);
+      CHECK(line.find('\n') == std::string::npos);
+    }
+  }
+}
+
 TEST_CASE("troupe-node cuts a request off at --http-handler-timeout-ms with a 504",
           "[http][node][caps]") {
   net::node_instance node{node_args({"--http-handler-timeout-ms", "300"})};

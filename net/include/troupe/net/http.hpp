@@ -54,7 +54,9 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 
 struct http_options {
-  endpoint listen{"127.0.0.1", 8080};    ///< port 0: an ephemeral port (see port())
+  /// port 0: an ephemeral port (see port()); a host name is resolved once,
+  /// in the constructor (resolve_bind: its first IPv4 address, else its first)
+  endpoint listen{"127.0.0.1", 8080};
   std::optional<std::string> token;      ///< bearer token required on /api/ routes
   std::size_t header_limit = 8 * 1024;   ///< bytes of a request's start line and headers (431)
   std::size_t body_limit = 1024 * 1024;  ///< bytes of a request's body (413)

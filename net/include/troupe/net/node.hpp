@@ -64,10 +64,15 @@ template <class... Ms>
 struct message_list {};
 
 struct node_options {
-  std::string name;                   ///< this node's name, unique in the cluster
-  std::string cluster = "troupe";     ///< peers must use the same cluster name
-  endpoint listen{"127.0.0.1", 0};    ///< port 0: an ephemeral port (see node::port())
-  std::vector<endpoint> seeds;        ///< nodes to dial at start, and to redial
+  std::string name;                ///< this node's name, unique in the cluster
+  std::string cluster = "troupe";  ///< peers must use the same cluster name
+  /// port 0: an ephemeral port (see node::port()); a host name is resolved
+  /// once, in the constructor (resolve_bind: its first IPv4 address, else its first)
+  endpoint listen{"127.0.0.1", 0};
+  /// Nodes to dial at start, and to redial. A seed named by a host name is
+  /// resolved again on every dial attempt, so a peer whose address changed
+  /// (a restarted container) is found at the next redial.
+  std::vector<endpoint> seeds;
   std::optional<std::string> secret;  ///< shared cluster secret; none = loopback peers only
   std::chrono::milliseconds heartbeat{250};
   std::chrono::milliseconds down_after{1500};  ///< a silent peer is down after this
@@ -75,6 +80,13 @@ struct node_options {
   std::chrono::milliseconds redial_max{5000};
   std::uint32_t max_frame = default_max_frame;
   unsigned shard = 0;
+  /// Turns a seed's host name (not an IP address, which is dialed as it is)
+  /// into the endpoints to dial, in the order they are tried; called on the
+  /// node's shard on every dial attempt, and must not block. Empty (the
+  /// default): Asio's resolver (getaddrinfo), asynchronously, bounded by
+  /// seed_resolve_timeout. Tests put a fake here.
+  std::function<result<std::vector<boost::asio::ip::tcp::endpoint>>(const endpoint& seed)> resolve;
+  std::chrono::milliseconds seed_resolve_timeout{10'000};  ///< one resolution, at most
 
   // Caps on what a peer, or a connection that has not authenticated, can
   // make this node hold (docs/security.md).
