@@ -105,24 +105,31 @@ std::string exchange(const std::uint8_t* data, std::size_t size) {
   return out;
 }
 
-// Every "HTTP/1.1 NNN" status line of a response stream (bodies are JSON or
-// text and do not start lines with it).
+// Walks the response stream one response at a time (status line, headers,
+// then Content-Length bytes of body: a body may echo "HTTP/1.1" from the
+// request) and checks every status: no 5xx but 503/504. Bytes that are not
+// a response where one must start abort.
 void check_responses(const std::string& out) {
   std::size_t at = 0;
-  bool first = true;
-  while ((at = out.find("HTTP/1.", at)) != std::string::npos) {
-    if (first && at != 0) {
-      std::fprintf(stderr, "http_fuzz: bytes before the first status line\n");
+  while (at < out.size()) {
+    if (out.compare(at, 7, "HTTP/1.") != 0) {
+      std::fprintf(stderr, "http_fuzz: bytes where a response must start:\n%s\n",
+                   out.substr(at, 200).c_str());
       std::abort();
     }
-    first = false;
-    if (at + 12 > out.size()) break;
+    if (at + 12 > out.size()) break;  // cut off mid status line: the node closed
     const int status = std::atoi(out.c_str() + at + 9);
     if (status < 100 || (status >= 500 && status != 503 && status != 504)) {
       std::fprintf(stderr, "http_fuzz: status %d:\n%s\n", status, out.substr(at, 400).c_str());
       std::abort();
     }
-    at += 12;
+    const std::size_t end = out.find("\r\n\r\n", at);
+    if (end == std::string::npos) break;  // cut off in the headers
+    std::size_t length = 0;
+    const std::string headers = out.substr(at, end - at);
+    if (const std::size_t cl = headers.find("\r\nContent-Length: "); cl != std::string::npos)
+      length = static_cast<std::size_t>(std::strtoull(headers.c_str() + cl + 18, nullptr, 10));
+    at = end + 4 + length;
   }
 }
 
