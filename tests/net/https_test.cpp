@@ -14,6 +14,7 @@
 #include <troupe/net/http.hpp>
 
 #include "net/net_support.hpp"
+#include "net/node_process.hpp"
 #include "net/tls_certs.hpp"
 #include "support.hpp"
 
@@ -122,52 +123,7 @@ TEST_CASE("the gateway serves HTTPS with the node's certificate and refuses plai
 
 // --- troupe-node's TLS flags ------------------------------------------------------------
 
-namespace {
-// troupe-node in a child process, stdout and stderr read line by line.
-class node_process {
- public:
-  explicit node_process(std::vector<std::string> args) {
-    int out[2];
-    REQUIRE(::pipe(out) == 0);
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::dup2(out[1], 2);
-      ::close(out[0]);
-      std::vector<char*> argv{const_cast<char*>(TROUPE_NODE_BIN)};
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(TROUPE_NODE_BIN, argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    out_ = out[0];
-  }
-  ~node_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    ::close(out_);
-  }
-  std::string line() {
-    std::string l;
-    for (char c; ::read(out_, &c, 1) == 1 && c != '\n';) l += c;
-    return l;
-  }
-  int wait_exit() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-};
-}  // namespace
+using troupe::test::node_process;
 
 TEST_CASE("troupe-node refuses a partial or unusable TLS set with one line", "[http][tls][node]") {
   troupe::test::test_ca ca;

@@ -16,9 +16,9 @@
 #include <string>
 #include <thread>
 #include <troupe/core/detail/cell.hpp>
-#include <troupe/core/histogram.hpp>
 #include <troupe/core/detail/timer_wheel.hpp>
 #include <troupe/core/detail/work_item.hpp>
+#include <troupe/core/histogram.hpp>
 #include <vector>
 
 namespace boost::asio {
