@@ -109,6 +109,8 @@ std::string_view frame_kind_name(frame_kind kind) noexcept {
       return "routed_ask";
     case frame_kind::route_context:
       return "route_context";
+    case frame_kind::members:
+      return "members";
   }
   return "unknown";
 }

@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 #include <troupe/net/handshake.hpp>
+#include <troupe/net/wire.hpp>
 
 namespace troupe::net {
 
@@ -24,9 +25,15 @@ class category final : public boost::system::error_category {
       case handshake_errc::bad_proof:
         return "cluster secret mismatch (bad proof)";
       case handshake_errc::duplicate_name:
-        return "a node with this name is already linked";
+        return "another process with this node name is already linked";
       case handshake_errc::not_loopback:
         return "no cluster secret configured: only loopback peers may link";
+      case handshake_errc::self_link:
+        return "this is the node itself (its own address is among its seeds)";
+      case handshake_errc::duplicate_link:
+        return "these nodes are linked by another connection";
+      case handshake_errc::leaving:
+        return "the node is shutting down";
     }
     return "unknown handshake error";
   }
@@ -84,6 +91,37 @@ std::string welcome_mac(std::string_view secret, std::string_view cluster,
 
 bool mac_equal(std::string_view a, std::string_view b) noexcept {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+result<hello_msg> decode_hello(std::string_view payload) {
+  result<hello_msg> h = decode<hello_msg>(payload);
+  if (h) return h;
+  // Another version's hello: its magic and version are where they always are.
+  hello_msg head;
+  head.version = 0;
+  try {
+    bounded_input_archive ar(payload);
+    ar(head.magic, head.version);
+  } catch (const std::exception&) {
+    return h;
+  }
+  if (head.magic == handshake_magic && head.version == protocol_version) return h;  // malformed
+  return head;
+}
+
+boost::system::error_code refusal_code(std::string_view reason) noexcept {
+  constexpr std::string_view prefix = "handshake refused: ";
+  if (reason.starts_with(prefix)) reason.remove_prefix(prefix.size());
+  for (int e = static_cast<int>(handshake_errc::bad_magic);
+       e <= static_cast<int>(handshake_errc::leaving); ++e) {
+    try {
+      const std::string m = handshake_category().message(e);
+      if (reason.starts_with(m)) return {e, handshake_category()};
+    } catch (...) {  // out of memory: no code
+      return {};
+    }
+  }
+  return {};
 }
 
 boost::system::error_code check_hello(const hello_msg& h, std::string_view cluster) noexcept {

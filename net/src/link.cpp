@@ -140,13 +140,36 @@ task<void> peer_link::handle(flush) {
   writing_ = false;
 }
 
-void peer_link::handle(link_close c) { close(std::move(c.reason)); }
+void peer_link::handle(link_close c) { close(std::move(c.reason), c.code); }
 
-void peer_link::close(std::string reason) {
+namespace {
+// Closes membership itself asks for, and logs in its own words (once): a
+// link to the node itself, a second connection between two linked nodes, a
+// name already taken. The link's own line is then debug.
+bool membership_close(const boost::system::error_code& code) noexcept {
+  return code == handshake_errc::self_link || code == handshake_errc::duplicate_link ||
+         code == handshake_errc::duplicate_name;
+}
+}  // namespace
+
+peer_identity peer_link::identity_of(std::string name, std::uint64_t incarnation, std::string host,
+                                     std::uint16_t port) const {
+  boost::system::error_code ec;
+  const asio::ip::address a = asio::ip::make_address(host, ec);
+  if (host.empty() || (!ec && a.is_unspecified())) {
+    // The peer listens on every address: dial it where its connection came from.
+    const asio::ip::tcp::endpoint remote = socket_.remote_endpoint(ec);
+    host = ec ? std::string() : remote.address().to_string();
+  }
+  return peer_identity{std::move(name), incarnation, endpoint{std::move(host), port}};
+}
+
+void peer_link::close(std::string reason, boost::system::error_code code) {
   if (closed_) return;
   closed_ = true;
   close_reason_ = std::move(reason);
-  system().log(troupe::log_level::info, "link",
+  close_code_ = code;
+  system().log(membership_close(code) ? troupe::log_level::debug : troupe::log_level::info, "link",
                cfg_.node + " <-> " + (stats_.peer.empty() ? "?" : stats_.peer) +
                    " closed: " + close_reason_);
   // Best effort: tell the peer why, without waiting for it.
@@ -219,8 +242,8 @@ task<bool> peer_link::handshake() {
   if (tls_ && !co_await tls_handshake()) co_return false;
   const std::string secret = cfg_.secret.value_or(std::string{});
   // Each returns false, so a failed step reads `co_return refuse(...)`.
-  auto refuse = [this](const std::string& why) {
-    close("handshake refused: " + why);
+  auto refuse = [this](const std::string& why, boost::system::error_code code = {}) {
+    close("handshake refused: " + why, code);
     return false;
   };
   // A read that failed: a frame over the pre-authentication limit is named and counted.
@@ -231,14 +254,20 @@ task<bool> peer_link::handshake() {
                   " bytes allowed before authentication");
   };
   auto peer_goodbye = [this](const frame_view& f) {
-    close("peer refused the handshake: " + std::string(f.payload));
+    close("peer refused the handshake: " + std::string(f.payload), refusal_code(f.payload));
     return false;
+  };
+  // Membership's say, once the peer's identity is known.
+  auto admitted = [this](bool dialer) {
+    if (!listening()) return boost::system::error_code{};
+    return listener_->admit(ref_of(this), peer_, dialer);
   };
   if (!cfg_.secret && !is_loopback(socket_))  // either side: no secret, this host only
     co_return refuse(make_error_code(handshake_errc::not_loopback).message());
   if (role_ == role::dialer) {
     queue({frame_kind::hello, 0, 0, 0, 0},
-          encoded(hello_msg{handshake_magic, protocol_version, cfg_.cluster, cfg_.node}));
+          encoded(hello_msg{handshake_magic, protocol_version, cfg_.cluster, cfg_.node,
+                            cfg_.incarnation, cfg_.listen.host, cfg_.listen.port}));
     result<frame_view> f = co_await read_frame();
     if (!f) co_return refuse_read(f.error());
     if (f->header.kind == frame_kind::goodbye) co_return peer_goodbye(*f);
@@ -248,6 +277,8 @@ task<bool> peer_link::handshake() {
     stats_.peer = c->node;
     if (tls_ && !peer_certificate_names(c->node))
       co_return refuse("the peer's TLS certificate does not name node " + c->node);
+    peer_ = identity_of(c->node, c->incarnation, c->listen_host, c->listen_port);
+    if (auto ec = admitted(true)) co_return refuse(ec.message(), ec);
     const std::string my_nonce = make_nonce();
     queue({frame_kind::proof, 0, 0, 0, 0},
           encoded(
@@ -265,20 +296,25 @@ task<bool> peer_link::handshake() {
   result<frame_view> f = co_await read_frame();
   if (!f) co_return refuse_read(f.error());
   if (f->header.kind != frame_kind::hello) co_return refuse("expected a hello");
-  result<hello_msg> h = decode<hello_msg>(f->payload);
+  result<hello_msg> h = decode_hello(f->payload);
   if (!h) co_return refuse("malformed hello");
   if (auto ec = check_hello(*h, cfg_.cluster)) co_return refuse(ec.message());
   stats_.peer = h->node;
   if (tls_ && !peer_certificate_names(h->node))
     co_return refuse("the peer's TLS certificate does not name node " + h->node);
   const std::string my_nonce = make_nonce();
-  queue({frame_kind::challenge, 0, 0, 0, 0}, encoded(challenge_msg{cfg_.node, my_nonce}));
+  queue({frame_kind::challenge, 0, 0, 0, 0},
+        encoded(challenge_msg{cfg_.node, my_nonce, cfg_.incarnation, cfg_.listen.host,
+                              cfg_.listen.port}));
   result<frame_view> p = co_await read_frame();
   if (!p) co_return refuse_read(p.error());
+  if (p->header.kind == frame_kind::goodbye) co_return peer_goodbye(*p);  // the dialer refused us
   if (p->header.kind != frame_kind::proof) co_return refuse("expected a proof");
   result<proof_msg> pr = decode<proof_msg>(p->payload);
   if (!pr || !mac_equal(pr->mac, proof_mac(secret, cfg_.cluster, h->node, cfg_.node, my_nonce)))
     co_return refuse(make_error_code(handshake_errc::bad_proof).message());
+  peer_ = identity_of(h->node, h->incarnation, h->listen_host, h->listen_port);
+  if (auto ec = admitted(false)) co_return refuse(ec.message(), ec);
   queue({frame_kind::welcome, 0, 0, 0, 0},
         encoded(welcome_msg{welcome_mac(secret, cfg_.cluster, cfg_.node, h->node, pr->nonce)}));
   co_return true;
@@ -292,7 +328,7 @@ task<void> peer_link::handle(link_start) {
     reader_.set_max_frame(cfg_.max_frame);  // authenticated: full-size frames from here on
     stats_.up = true;
     const actor_ref<peer_link> me = ref_of(this);
-    if (listening()) listener_->on_up(me, stats_.peer);
+    if (listening()) listener_->on_up(me, peer_);
     // Complete frames in the buffer are handled in slices of deliver_slice,
     // in order, with a yield to the shard's other work between slices; the
     // socket is read (straight into the reader's buffer) only when none is left.
@@ -327,7 +363,7 @@ task<void> peer_link::handle(link_start) {
         case frame_kind::heartbeat:
           break;
         case frame_kind::goodbye:
-          close("peer said goodbye: " + std::string(f.payload));
+          close("peer said goodbye: " + std::string(f.payload), refusal_code(f.payload));
           break;
         case frame_kind::hello:
         case frame_kind::challenge:
@@ -347,7 +383,7 @@ task<void> peer_link::handle(link_start) {
     }
   }
   stats_.up = false;
-  if (listening()) listener_->on_down(ref_of(this), stats_.peer, close_reason_);
+  if (listening()) listener_->on_down(ref_of(this), stats_.peer, close_reason_, close_code_);
   stop();
 }
 

@@ -9,6 +9,8 @@
 #include <troupe/net/node.hpp>
 #include <unordered_set>
 
+#include "membership.hpp"
+
 namespace troupe::net {
 
 namespace asio = boost::asio;
@@ -85,9 +87,14 @@ struct frame_item final : troupe::detail::work_item {
 struct start_q {};
 struct shutdown_q {};
 struct sweep_tick {};
+/// One dial: a seed (member empty) or a known member (one link of its dial
+/// chain: chain names the chain, so a chain that was replaced ends).
 struct dial_q {
   endpoint to;
   unsigned attempt = 0;
+  std::string member;
+  std::uint64_t chain = 0;
+  std::chrono::milliseconds delay{0};  ///< waited before the first attempt
 };
 }  // namespace
 
@@ -127,6 +134,12 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     cfg_.tls = std::move(tls);
     cfg_.node = opts_.name;
     cfg_.cluster = opts_.cluster;
+    // A fresh, random incarnation per process: a restarted node is told apart
+    // from its past life, and from a second process given the same name.
+    do cfg_.incarnation = rng_();
+    while (cfg_.incarnation == 0);
+    boost::system::error_code ec;
+    cfg_.listen = endpoint{opts_.listen.host, acceptor_.local_endpoint(ec).port()};
     cfg_.secret = opts_.secret;
     cfg_.heartbeat = opts_.heartbeat;
     cfg_.down_after = opts_.down_after;
@@ -162,7 +175,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
                    opts_.name +
                        " has no cluster secret: it accepts loopback peers only (set one with "
                        "--secret-file)");
-    for (const endpoint& s : opts_.seeds) (void)ref_of(this).tell(dial_q{s, 0});
+    for (const endpoint& s : opts_.seeds) (void)ref_of(this).tell(dial_q{s, 0, {}, 0, {}});
     (void)ref_of(this).tell(sweep_tick{});
     for (;;) {
       result<asio::ip::tcp::socket> s = co_await acceptor_.async_accept(use_task);
@@ -229,14 +242,18 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   }
 
   task<void> handle(dial_q d) {
-    if (stopping_) co_return;
+    if (stopping_ || !dial_wanted(d)) co_return;
+    if (d.delay.count() > 0) {
+      co_await sleep_for(d.delay);
+      if (stopping_ || !dial_wanted(d)) co_return;
+    }
     if (d.attempt > 0) {
       // Exponential backoff with full jitter, capped.
       const auto base = std::min<std::int64_t>(
           opts_.redial_max.count(), opts_.redial_min.count() << std::min(d.attempt - 1, 16u));
       std::uniform_int_distribution<std::int64_t> jitter(base / 2, base);
       co_await sleep_for(std::chrono::milliseconds(jitter(rng_)));
-      if (stopping_) co_return;
+      if (stopping_ || !dial_wanted(d)) co_return;
     }
     const std::string seed = d.to.host + ":" + std::to_string(d.to.port);
     boost::system::error_code ec;
@@ -294,10 +311,11 @@ class node_actor final : public actor, public link_listener, public troupe::deta
       asio::ip::tcp::socket s{runtime::this_io()};
       ec = co_await s.async_connect(ep, use_task);
       if (stopping_) co_return;
+      if (!dial_wanted(d)) co_return;  // linked meanwhile (it dialed us): the socket closes
       if (!ec) {
         auto l = spawn<peer_link>(cfg_, std::move(s), peer_link::role::dialer,
                                   static_cast<link_listener*>(this), self());
-        dialed_.emplace(l.addr().cell(), d.to);
+        dialed_.emplace(l.addr().cell(), dial_target{d.to, d.member, d.chain, d.attempt});
         (void)l.tell(link_start{});
         co_return;
       }
@@ -310,7 +328,53 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     redial(d);
   }
 
-  void redial(const dial_q& d) { (void)ref_of(this).tell(dial_q{d.to, d.attempt + 1}); }
+  void redial(const dial_q& d) {
+    (void)ref_of(this).tell(dial_q{d.to, d.attempt + 1, d.member, d.chain, {}});
+  }
+
+  /// A seed is always dialed (until it links, or turns out to be this node);
+  /// a member only by the newest chain for it, while it is not linked, and
+  /// until it has been down for forget_after (a member reached through a
+  /// seed is never forgotten).
+  bool dial_wanted(const dial_q& d) {
+    if (d.member.empty())
+      return std::find(self_seeds_.begin(), self_seeds_.end(), d.to) == self_seeds_.end();
+    auto m = members_.find(d.member);
+    if (m == members_.end() || m->second.chain != d.chain) return false;
+    member_rec& r = m->second;
+    if (linked_or_linking(d.member)) {
+      r.dialing = false;
+      return false;
+    }
+    if (!r.seed && r.down_since_ns != 0 &&
+        system().now_ns() - r.down_since_ns >
+            std::chrono::nanoseconds(opts_.forget_after).count()) {
+      system().log(log_level::info, "node",
+                   opts_.name + ": forgetting member " + d.member + ", down for " +
+                       std::to_string(opts_.forget_after.count() / 1000) + " s");
+      members_.erase(m);
+      return false;
+    }
+    return true;
+  }
+
+  bool linked_or_linking(const std::string& name) const {
+    auto p = peers_.find(name);
+    return (p != peers_.end() && p->second.link) || pending_out_.contains(name);
+  }
+
+  /// Starts a new dial chain for a known member (ending any older one).
+  /// `delay`: waited before the first attempt.
+  void dial_member(const std::string& name, unsigned attempt, std::chrono::milliseconds delay) {
+    auto m = members_.find(name);
+    if (stopping_ || m == members_.end()) return;
+    // A member first reached through a seed is dialed there (a name is
+    // resolved anew each time); any other where it said it listens.
+    const endpoint to = m->second.seed ? *m->second.seed : m->second.addr;
+    if (to.port == 0) return;
+    m->second.dialing = true;
+    (void)ref_of(this).tell(dial_q{to, attempt, name, ++m->second.chain, delay});
+  }
 
   static std::string to_text(const asio::ip::tcp::endpoint& ep) {
     std::ostringstream os;
@@ -412,18 +476,38 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   task<cluster_state> handle(detail::state_q) {
     cluster_state s;
     s.self = opts_.name;
+    // A snapshot first: the node is reentrant, so peers_ may change while
+    // a link's stats are awaited below.
+    std::vector<actor_ref<peer_link>> links;
     for (auto& [name, p] : peers_) {
       member_info m;
       m.name = name;
       m.up = static_cast<bool>(p.link);
-      if (p.link) {
-        actor_ref<peer_link> l = p.link;
-        auto call = l.ask(link_stats_q{}, std::chrono::seconds(1));
-        result<link_stats> st = co_await call;
-        if (st) m.stats = std::move(*st);
+      if (auto r = members_.find(name); r != members_.end()) {
+        m.incarnation = r->second.incarnation;
+        m.address = r->second.addr;
       }
       s.members.push_back(std::move(m));
+      links.push_back(p.link);
     }
+    // Members that are down and still dialed.
+    for (const auto& [name, r] : members_)
+      if (!peers_.contains(name)) {
+        s.members.push_back(member_info{name, false, r.incarnation, r.addr, {}});
+        links.emplace_back();
+      }
+    for (std::size_t i = 0; i < links.size(); ++i) {
+      if (!links[i]) continue;
+      if (peer_link* lk = link_here(links[i])) {  // the links live on this shard
+        s.members[i].stats = lk->handle(link_stats_q{});
+        continue;
+      }
+      auto call = links[i].ask(link_stats_q{}, std::chrono::seconds(1));
+      result<link_stats> st = co_await call;
+      if (st) s.members[i].stats = std::move(*st);
+    }
+    std::sort(s.members.begin(), s.members.end(),
+              [](const member_info& a, const member_info& b) { return a.name < b.name; });
     s.routing = route_stats_;
     s.routing.epoch = route_epoch_;
     s.limits = limit_stats_now();
@@ -483,8 +567,19 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     stopping_ = true;
     boost::system::error_code ec;
     acceptor_.close(ec);
-    for (auto& [name, p] : peers_)
-      if (p.link) (void)p.link.tell(link_close{"node " + opts_.name + " is shutting down"});
+    // Peers forget a member that leaves (one reached through a seed is
+    // dialed again, as a seed).
+    // Closed here and now (the links live on this shard), so the goodbye is
+    // written before the caller may stop the runtime.
+    const boost::system::error_code leaving = handshake_errc::leaving;
+    for (auto& [name, p] : peers_) {
+      if (!p.link) continue;
+      link_close bye{leaving.message() + " (" + opts_.name + ")", leaving};
+      if (peer_link* lk = link_here(p.link))
+        lk->handle(std::move(bye));
+      else
+        (void)p.link.tell(std::move(bye));
+    }
     stop();
   }
 
@@ -511,8 +606,44 @@ class node_actor final : public actor, public link_listener, public troupe::deta
 
   // --- link_listener: called on this shard by the links ---
 
-  void on_up(const actor_ref<peer_link>& l, const std::string& name) override {
-    handshaking_.erase(l.addr().cell());
+  boost::system::error_code admit(const actor_ref<peer_link>& l, const peer_identity& who,
+                                  bool dialer) override {
+    actor_cell* c = l.addr().cell();
+    detail::link_situation have;
+    if (auto p = peers_.find(who.name); p != peers_.end() && p->second.link) {
+      have.up = true;
+      if (auto m = members_.find(who.name); m != members_.end())
+        have.up_incarnation = m->second.incarnation;
+    }
+    auto po = pending_out_.find(who.name);
+    have.dialing = po != pending_out_.end() && po->second.addr().cell() != c;
+    bool take_over = false;
+    const boost::system::error_code ec =
+        detail::admission(opts_.name, cfg_.incarnation, who, dialer, have, take_over);
+    if (ec == handshake_errc::duplicate_name)
+      note_once("dup " + who.name + "/" + std::to_string(who.incarnation),
+                opts_.name + ": refused a link from a second process named " + who.name +
+                    (who.name == opts_.name ? " (this node's own name)"
+                                            : " while the first is linked; the first stays") +
+                    "; its address " + who.listen.host + ":" + std::to_string(who.listen.port));
+    if (ec) return ec;
+    if (take_over) {
+      // We both dialed: theirs wins (their name sorts first); ours ends quietly.
+      const boost::system::error_code dup = handshake_errc::duplicate_link;
+      (void)po->second.tell(link_close{dup.message() + " (" + who.name + ")", dup});
+      pending_out_.erase(po);
+    }
+    if (dialer) pending_out_.insert_or_assign(who.name, l);
+    return {};
+  }
+
+  void on_up(const actor_ref<peer_link>& l, const peer_identity& who) override {
+    const std::string& name = who.name;
+    actor_cell* c = l.addr().cell();
+    handshaking_.erase(c);
+    if (auto po = pending_out_.find(name);
+        po != pending_out_.end() && po->second.addr().cell() == c)
+      pending_out_.erase(po);
     if (peers_.size() >= opts_.max_peers && !peers_.contains(name)) {
       ++limits_.peers_refused;
       (void)l.tell(link_close{"too many peers: " + std::to_string(opts_.max_peers) +
@@ -522,22 +653,123 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     owner_cache_ = {};  // it may hold "no such peer" for this name
     peer_state& p = peers_[name];
     if (p.link && p.link.alive() && p.link != l) {
-      (void)l.tell(link_close{"duplicate link: " + name + " is already linked"});
+      const boost::system::error_code dup = handshake_errc::duplicate_link;
+      (void)l.tell(link_close{dup.message() + " (" + name + ")", dup});
       return;
     }
     p.link = l;
-    link_peer_[l.addr().cell()] = name;
+    link_peer_[c] = name;
+    member_rec& m = members_[name];
+    m.incarnation = who.incarnation;
+    if (who.listen.port != 0 && !who.listen.host.empty()) m.addr = who.listen;
+    m.down_since_ns = 0;
+    m.dialing = false;
+    ++m.chain;  // any dial chain for it ends
+    if (auto d = dialed_.find(c); d != dialed_.end() && d->second.member.empty())
+      m.seed = d->second.to;
     notify(member_event{name, true, {}});
+    share_members(l, name);
   }
 
-  void on_down(const actor_ref<peer_link>& l, const std::string& name,
-               const std::string& reason) override {
-    handshaking_.erase(l.addr().cell());
-    detail_down(l, name, reason);
-    if (auto d = dialed_.find(l.addr().cell()); d != dialed_.end()) {
-      endpoint to = d->second;
-      dialed_.erase(d);
-      if (!stopping_) (void)ref_of(this).tell(dial_q{to, 1});
+  void on_down(const actor_ref<peer_link>& l, const std::string& name, const std::string& reason,
+               boost::system::error_code code) override {
+    actor_cell* c = l.addr().cell();
+    handshaking_.erase(c);
+    if (auto po = pending_out_.find(name);
+        po != pending_out_.end() && po->second.addr().cell() == c)
+      pending_out_.erase(po);
+    const bool was_up = detail_down(l, name, reason, code);
+    auto d = dialed_.find(c);
+    if (d == dialed_.end()) return;  // accepted: the peer dials again if it wants to
+    dial_target t = std::move(d->second);
+    dialed_.erase(d);
+    if (stopping_ || was_up) return;  // a member that was up is dialed by its own chain
+    if (code == handshake_errc::self_link) {
+      // Never again: this node's own address is among its seeds.
+      if (t.member.empty()) {
+        self_seeds_.push_back(t.to);
+        system().log(log_level::info, "node",
+                     opts_.name + ": seed " + t.to.host + ":" + std::to_string(t.to.port) +
+                         " is this node itself; not dialing it");
+      }
+      return;
+    }
+    if (code == handshake_errc::duplicate_link) {  // linked (or about to be) another way
+      if (t.member.empty()) {
+        // The seed is that member: dialed there again should it go down.
+        if (!name.empty()) {
+          member_rec& m = members_[name];
+          if (!m.seed) m.seed = t.to;
+        }
+      } else if (auto m = members_.find(t.member);
+                 m != members_.end() && m->second.chain == t.chain) {
+        m->second.dialing = false;
+      }
+      return;
+    }
+    if (code == handshake_errc::duplicate_name)
+      note_once("dupname " + name,
+                opts_.name + ": " + (name.empty() ? std::string("a peer") : name) +
+                    " refused this node: another process named " + opts_.name +
+                    " is already linked to it; retrying with backoff until that one leaves");
+    // Never came up: the same target again, with backoff.
+    (void)ref_of(this).tell(dial_q{t.to, t.attempt + 1, t.member, t.chain, {}});
+  }
+
+  /// Logs a line once per key (a bounded set: cleared when it grows past 1024).
+  void note_once(std::string key, const std::string& line) {
+    if (notes_.size() > 1024) notes_.clear();
+    if (notes_.insert(std::move(key)).second) system().log(log_level::warn, "node", line);
+  }
+
+  /// Tells the member just linked the members this node is linked to, and
+  /// every other linked member about it: a node that joined through one seed
+  /// learns the whole cluster, and links to each member itself.
+  void share_members(const actor_ref<peer_link>& l, const std::string& name) {
+    std::vector<detail::member_wire> all;
+    const member_rec& joined = members_[name];
+    for (const auto& [n, p] : peers_) {
+      if (!p.link || n == name) continue;
+      auto m = members_.find(n);
+      if (m == members_.end() || m->second.addr.port == 0) continue;
+      all.push_back({n, m->second.incarnation, m->second.addr.host, m->second.addr.port});
+    }
+    if (!all.empty())
+      detail::send_frame(l, frame_header{frame_kind::members, 0, 0, 0, 0},
+                         detail::encode_members(all));
+    if (joined.addr.port == 0) return;
+    const std::string one =
+        detail::encode_members({{name, joined.incarnation, joined.addr.host, joined.addr.port}});
+    for (const auto& [n, p] : peers_)
+      if (p.link && n != name)
+        detail::send_frame(p.link, frame_header{frame_kind::members, 0, 0, 0, 0}, one);
+  }
+
+  /// Members a peer is linked to: each one this node is not linked to is
+  /// dialed — at once by the node whose name sorts first, after a grace by
+  /// the other (so two nodes that learn of each other do not both dial).
+  void on_members(const actor_ref<peer_link>& l, std::string_view payload) {
+    if (!link_peer_.contains(l.addr().cell())) return;
+    result<std::vector<detail::member_wire>> ms = detail::decode_members(payload, opts_.max_peers);
+    if (!ms) {
+      close_link(l, "malformed members frame (" + ms.error().message() + ")");
+      return;
+    }
+    const auto grace = std::clamp<std::chrono::milliseconds>(
+        opts_.heartbeat * 4, std::chrono::milliseconds(50), std::chrono::milliseconds(2000));
+    for (detail::member_wire& w : *ms) {
+      if (w.name == opts_.name || linked_or_linking(w.name)) continue;
+      auto it = members_.find(w.name);
+      if (it == members_.end()) {
+        if (members_.size() >= opts_.max_peers) continue;  // bounded, as the peer table
+        it = members_.emplace(w.name, member_rec{}).first;
+      }
+      member_rec& r = it->second;
+      endpoint addr{std::move(w.host), w.port};
+      if (r.dialing && r.incarnation == w.incarnation && r.addr == addr) continue;
+      r.incarnation = w.incarnation;
+      r.addr = std::move(addr);
+      dial_member(w.name, 0, opts_.name < w.name ? std::chrono::milliseconds(0) : grace);
     }
   }
 
@@ -588,6 +820,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         return;
       case frame_kind::route_context:
         on_route_context(l, payload);
+        return;
+      case frame_kind::members:
+        on_members(l, payload);
         return;
       case frame_kind::reply:
       case frame_kind::reply_error: {
@@ -1068,8 +1303,9 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     p.sweep_at = std::max<std::size_t>(1024, p.pending.size() * 2);
   }
 
-  void detail_down(const actor_ref<peer_link>& l, const std::string& name,
-                   const std::string& reason) {
+  /// A link went down; true if it was the peer's link (the member is down).
+  bool detail_down(const actor_ref<peer_link>& l, const std::string& name,
+                   const std::string& reason, boost::system::error_code code) {
     link_peer_.erase(l.addr().cell());
     frame_peer_cache_ = {};
     // Asks forwarded for this link's node: their replies have nowhere to go.
@@ -1078,7 +1314,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         relay_count_ -=
             std::erase_if(q.relays, [&](const auto& kv) { return kv.second.origin == l; });
     peer_state* p = peer(name);
-    if (!p || p->link != l) return;  // a refused duplicate, or never up
+    if (!p || p->link != l) return false;  // a refused duplicate, or never up
     p->link = actor_ref<peer_link>{};
     for (auto& [corr, m] : p->pending) m->ops_->discard(m, errc::node_down);
     p->pending.clear();
@@ -1095,6 +1331,16 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     p->node_proxy = actor_ref<node_actor>{};
     forget_peer(name);
     notify(member_event{name, false, reason});
+    if (auto m = members_.find(name); m != members_.end()) {
+      m->second.down_since_ns = system().now_ns();
+      if (!stopping_) {
+        if (code == handshake_errc::leaving && !m->second.seed)
+          members_.erase(m);  // it left: forgotten (it dials its seeds when it is back)
+        else
+          dial_member(name, 1, std::chrono::milliseconds(0));
+      }
+    }
+    return true;
   }
 
   /// Erases a peer's entry once its link is down, so names that come and go
@@ -1180,7 +1426,27 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     actor_cell* link = nullptr;  // cleared when a link goes down
     peer_state* peer = nullptr;
   } frame_peer_cache_;
-  std::unordered_map<actor_cell*, endpoint> dialed_;
+  /// What a dialed link was dialed for (the seed, or the member and chain).
+  struct dial_target {
+    endpoint to;
+    std::string member;
+    std::uint64_t chain = 0;
+    unsigned attempt = 0;
+  };
+  std::unordered_map<actor_cell*, dial_target> dialed_;
+  /// A member: where to dial it and which life of it this node knows.
+  struct member_rec {
+    std::uint64_t incarnation = 0;
+    endpoint addr;                 // where it listens (port 0: unknown)
+    std::optional<endpoint> seed;  // the seed it was first reached through
+    bool dialing = false;          // a dial chain runs for it
+    std::uint64_t chain = 0;       // the newest dial chain's number
+    std::int64_t down_since_ns = 0;
+  };
+  std::map<std::string, member_rec, std::less<>> members_;
+  std::unordered_map<std::string, actor_ref<peer_link>> pending_out_;  // dialed, mid-handshake
+  std::vector<endpoint> self_seeds_;                                   // seeds that are this node
+  std::set<std::string> notes_;                    // lines logged once (note_once)
   std::map<std::string, std::string> seed_notes_;  // seed -> its last logged resolution problem
   std::unordered_map<actor_cell*, proxy_target> proxies_;
   struct {

@@ -979,6 +979,13 @@ class node_app {
         json::object j;
         j["name"] = m.name;
         j["status"] = m.up ? "up" : "down";
+        if (m.address.port != 0)
+          j["address"] = m.address.host + ":" + std::to_string(m.address.port);
+        if (m.incarnation != 0) {
+          char inc[17];
+          std::snprintf(inc, sizeof inc, "%016llx", static_cast<unsigned long long>(m.incarnation));
+          j["incarnation"] = inc;
+        }
         j["frames_in"] = m.stats.frames_in;
         j["frames_out"] = m.stats.frames_out;
         j["bytes_in"] = m.stats.bytes_in;

@@ -268,7 +268,7 @@ TEST_CASE("a length below the header size fails with frame_too_short", "[net][fr
 }
 
 TEST_CASE("an unknown kind fails with bad_kind as soon as the kind byte arrives", "[net][frame]") {
-  for (int kind : {0, 17, 200, 255}) {
+  for (int kind : {0, 18, 200, 255}) {
     INFO(kind);
     std::string s = one_frame();
     s[4] = static_cast<char>(kind);
@@ -361,6 +361,7 @@ TEST_CASE("frame errors have clear messages in the troupe.frame category", "[net
   CHECK(messages.size() == static_cast<std::size_t>(frame_errc::unknown_type));
   CHECK(troupe::net::frame_kind_name(frame_kind::lookup_reply) == "lookup_reply");
   CHECK(troupe::net::frame_kind_name(frame_kind::route_context) == "route_context");
+  CHECK(troupe::net::frame_kind_name(frame_kind::members) == "members");
 }
 
 TEST_CASE("end_frame finishes a frame whose payload was appended in place", "[net][frame]") {

@@ -19,10 +19,10 @@ namespace {
 // Records a link's events; the test thread waits on them (never sleeps).
 class recorder final : public net::link_listener {
  public:
-  void on_up(const troupe::actor_ref<net::peer_link>& l, const std::string& peer) override {
+  void on_up(const troupe::actor_ref<net::peer_link>& l, const net::peer_identity& who) override {
     std::lock_guard lock(m_);
     link_ = l;
-    peer_ = peer;
+    peer_ = who.name;
     up_ = true;
     cv_.notify_all();
   }
@@ -39,7 +39,7 @@ class recorder final : public net::link_listener {
     cv_.notify_all();
   }
   void on_down(const troupe::actor_ref<net::peer_link>&, const std::string&,
-               const std::string& reason) override {
+               const std::string& reason, boost::system::error_code) override {
     std::lock_guard lock(m_);
     down_ = true;
     reason_ = reason;

@@ -38,7 +38,10 @@ class raw_peer {
       auto f = reader_.next();
       if (!f) return std::nullopt;
       if (*f) {
-        if ((*f)->header.kind == net::frame_kind::heartbeat) continue;
+        // Heartbeats and member lists are the node's own business.
+        if ((*f)->header.kind == net::frame_kind::heartbeat ||
+            (*f)->header.kind == net::frame_kind::members)
+          continue;
         return std::pair{(*f)->header, std::string((*f)->payload)};
       }
       char buf[4096];

@@ -59,12 +59,13 @@ enum class frame_kind : std::uint8_t {
   routed_tell = 14,  ///< a message routed by key (node.hpp: route_table)
   routed_ask = 15,
   route_context = 16,  ///< the sender's route epoch and table digest for this link's routed frames
+  members = 17,        ///< members the sender is linked to (docs/cluster.md)
 };
 
 /// True if `value` is the number of a frame_kind.
 constexpr bool is_frame_kind(std::uint8_t value) noexcept {
   return value >= static_cast<std::uint8_t>(frame_kind::hello) &&
-         value <= static_cast<std::uint8_t>(frame_kind::route_context);
+         value <= static_cast<std::uint8_t>(frame_kind::members);
 }
 
 /// The kind's name as written in this header ("tell"), or "unknown".

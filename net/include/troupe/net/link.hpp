@@ -32,6 +32,7 @@
 #include <optional>
 #include <string>
 #include <troupe/core.hpp>
+#include <troupe/net/endpoint.hpp>
 #include <troupe/net/frame.hpp>
 #include <troupe/net/handshake.hpp>
 #include <troupe/net/route_wire.hpp>
@@ -61,6 +62,8 @@ struct link_counters {
 struct link_config {
   std::string node;                   ///< this node's name
   std::string cluster;                ///< cluster name; peers must match
+  std::uint64_t incarnation = 0;      ///< this process's life of the node (see hello_msg)
+  endpoint listen;                    ///< where peers dial this node (host empty: as they see it)
   std::optional<std::string> secret;  ///< shared secret; none = loopback peers only
   std::chrono::milliseconds heartbeat{250};
   std::chrono::milliseconds down_after{1500};
@@ -85,15 +88,37 @@ struct link_stats {
 
 class peer_link;
 
+/// Who the peer at the other end of a link says it is (its hello or
+/// challenge). `listen.host` is already the address this side saw the
+/// connection come from when the peer listens on a wildcard address.
+struct peer_identity {
+  std::string name;
+  std::uint64_t incarnation = 0;
+  endpoint listen;
+};
+
 /// Receives a link's events, on the link's shard. Owned by the node.
 class link_listener {
  public:
   virtual ~link_listener() = default;
-  virtual void on_up(const actor_ref<peer_link>& l, const std::string& peer) = 0;
+  /// Called once the peer's identity is known and before the handshake
+  /// completes — a dialer when the challenge arrives, an acceptor when the
+  /// proof checks out — so a link membership does not want (to itself, a
+  /// name already taken, a second connection between two nodes) is refused
+  /// before either side counts it up. A code refuses the link with that
+  /// reason. No suspension may separate an acceptor's admission from its
+  /// on_up.
+  virtual boost::system::error_code admit(const actor_ref<peer_link>& /*l*/,
+                                          const peer_identity& /*who*/, bool /*dialer*/) {
+    return {};
+  }
+  virtual void on_up(const actor_ref<peer_link>& l, const peer_identity& who) = 0;
   virtual void on_frame(const actor_ref<peer_link>& l, const frame_header& h,
                         std::string_view payload) = 0;
+  /// `code`: a handshake_errc when the link was refused or ended for a
+  /// reason membership acts on (by either side), else empty.
   virtual void on_down(const actor_ref<peer_link>& l, const std::string& peer,
-                       const std::string& reason) = 0;
+                       const std::string& reason, boost::system::error_code code) = 0;
 };
 
 /// Messages a link handles.
@@ -103,7 +128,10 @@ struct link_send {
   std::string payload;
 };
 struct link_close {
+  explicit link_close(std::string why, boost::system::error_code c = {})
+      : reason(std::move(why)), code(c) {}
   std::string reason;
+  boost::system::error_code code;  ///< a handshake_errc membership acts on, if any
 };
 struct link_stats_q {};
 
@@ -174,7 +202,9 @@ class peer_link : public actor {
   void start_flush();
   void write_through();
   void send_now() noexcept;
-  void close(std::string reason);
+  void close(std::string reason, boost::system::error_code code = {});
+  peer_identity identity_of(std::string name, std::uint64_t incarnation, std::string host,
+                            std::uint16_t port) const;
   [[gnu::cold, gnu::noinline]] append_result refuse_congested() noexcept;
   bool listening() const noexcept { return !owner_ || owner_.alive(); }
 
@@ -196,6 +226,8 @@ class peer_link : public actor {
   bool full_ = false;       // the socket took less than offered; wait for the io_uring write
   bool closed_ = false;
   std::string close_reason_;
+  boost::system::error_code close_code_;
+  peer_identity peer_;
   std::int64_t last_in_ns_ = 0;
   std::int64_t last_out_ns_ = 0;
   std::int64_t started_ns_ = 0;

@@ -78,6 +78,9 @@ struct node_options {
   std::chrono::milliseconds down_after{1500};  ///< a silent peer is down after this
   std::chrono::milliseconds redial_min{100};   ///< first redial delay (then x2, with jitter)
   std::chrono::milliseconds redial_max{5000};
+  /// A member that is down this long is no longer dialed (one reached
+  /// through a seed always is: the seed is dialed again).
+  std::chrono::milliseconds forget_after{300'000};
   std::uint32_t max_frame = default_max_frame;
   unsigned shard = 0;
   /// Turns a seed's host name (not an IP address, which is dialed as it is)
@@ -113,6 +116,8 @@ struct member_event {
 struct member_info {
   std::string name;
   bool up = false;
+  std::uint64_t incarnation = 0;  ///< which life of the member (random per process start)
+  endpoint address;               ///< where it is dialed (port 0: not known)
   link_stats stats;
 };
 
