@@ -46,6 +46,9 @@ class lock_category_impl final : public boost::system::error_category {
       case lock_errc::too_many_waiters:
         return "too many requests are waiting for the lock (or for this node's locks); retry "
                "later";
+      case lock_errc::no_majority:
+        return "not in the majority: this node has not heard from more than half of the "
+               "cluster within its failure window, so it grants and renews no lock";
     }
     return "unknown lock error";
   }
@@ -90,8 +93,10 @@ struct lock_manager::waiter {
   std::list<waiter*>::iterator pos;
 };
 
-lock_manager::lock_manager(std::string node_name, lock_options o)
-    : node_(std::move(node_name)), opts_(std::move(o)) {
+lock_manager::lock_manager(std::string node_name, lock_options o,
+                           std::shared_ptr<const net::quorum_view> quorum)
+    : node_(std::move(node_name)), quorum_(std::move(quorum)), opts_(std::move(o)) {
+  if (quorum_) quorum_losses_ = quorum_->losses();
   if (opts_.slots == 0) throw std::invalid_argument("troupe: lock_options::slots must be > 0");
   if (opts_.max_ttl.count() <= 0)
     throw std::invalid_argument("troupe: lock_options::max_ttl must be positive");
@@ -156,9 +161,44 @@ void lock_manager::compact_held() {
   });
 }
 
-bool lock_manager::usable(const lock_state& l, std::int64_t now) const {
+bool lock_manager::usable(const lock_state& l, std::int64_t now) {
   const slot_state& s = slots_[l.slot];
-  return s.owned && now >= s.usable_ns;
+  return s.owned && now >= s.usable_ns && quorate(now);
+}
+
+bool lock_manager::quorate(std::int64_t now) {
+  if (!quorum_) return true;
+  if (!quorum_->in_majority(now)) return false;
+  if (quorum_->losses() != quorum_losses_) {
+    // Back in the majority after being out of it: the others may have taken
+    // these slots over and granted in them meanwhile.
+    quorum_losses_ = quorum_->losses();
+    regain_slots(now);
+  }
+  return true;
+}
+
+// Every slot this manager serves starts again as if just gained: no grant
+// for lock_delay, a new token epoch. Holders it granted before keep their
+// leases (they could not be renewed while it was out of the majority, so
+// they end before the others could have granted the lock).
+void lock_manager::regain_slots(std::int64_t now) {
+  const std::int64_t usable_at = now + std::chrono::nanoseconds(opts_.lock_delay).count();
+  const std::uint64_t epoch = wall_epoch_ms(opts_.lock_delay);
+  bool any = false;
+  for (slot_state& s : slots_) {
+    if (!s.owned) continue;
+    s.usable_ns = std::max(s.usable_ns, usable_at);
+    s.epoch_ms = std::max(epoch, s.epoch_ms + 1);
+    s.seq = 0;
+    any = true;
+  }
+  if (any) (void)ref_of(this).tell(delay_over{usable_at});
+}
+
+void lock_manager::fail_all_waiters(lock_errc why) {
+  for (auto& [name, l] : locks_)
+    if (!l.queue.empty()) fail_waiters(l, why);
 }
 
 bool lock_manager::free_for(const lock_state& l, lock_mode m) const {
@@ -325,6 +365,8 @@ void lock_manager::handle(ring_changed c) {
 
 void lock_manager::handle(net::member_event e) {
   if (e.up) return;
+  // Out of the majority: nobody waiting here can be granted.
+  if (!quorate(now_ns())) fail_all_waiters(lock_errc::no_majority);
   // The node went down: its holders are gone, its waiters cannot take a grant.
   const std::int64_t now = now_ns();
   std::vector<std::string> names;
@@ -359,6 +401,10 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
   if (q.wait_ms < 0 || q.wait_ms > opts_.max_wait.count())
     co_return reply_error(lock_errc::bad_wait);
   if (q.mode > 1) co_return reply_error(lock_errc::mode_mismatch);
+  if (!quorate(now_ns())) {
+    fail_all_waiters(lock_errc::no_majority);
+    co_return reply_error(lock_errc::no_majority);
+  }
   const lock_mode mode = static_cast<lock_mode>(q.mode);
   std::int64_t now = now_ns();
   lock_state* known = find(q.name);  // a lock used before knows its slot
@@ -471,6 +517,7 @@ lock_reply lock_manager::handle(lock_renew q) {
     forget_if_idle(*l);
     return reply_error(lock_errc::expired);
   }
+  if (!quorate(now)) return reply_error(lock_errc::no_majority);  // the lease runs out as it is
   h.expires_ns = now + q.ttl_ms * 1'000'000;
   emit(lock_event::kind::renewed, *l, h, now);
   return lock_reply{0, h.token, q.ttl_ms, h.holds};
@@ -525,7 +572,7 @@ lock_stats lock_manager::handle(lock_stats_q) const {
 lock_service::lock_service(net::node& n, router& r, lock_options o) {
   spawn_options so;
   so.shard = static_cast<int>(n.shard());
-  actor_ = n.runtime_ref().spawn<lock_manager>(so, n.name(), std::move(o));
+  actor_ = n.runtime_ref().spawn<lock_manager>(so, n.name(), std::move(o), n.quorum());
   n.publish(actor_, lock_manager_name);
   r.watch(actor_);
   n.subscribe(actor_);

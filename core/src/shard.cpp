@@ -4,6 +4,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <troupe/config.hpp>
 #include <troupe/core/runtime.hpp>
 
@@ -15,6 +16,7 @@
 #endif
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -195,11 +197,24 @@ void shard::park() {
     sleeping_.store(false, std::memory_order_seq_cst);
     return;
   }
-  std::int64_t now = now_ns();
-  std::chrono::nanoseconds wait = std::chrono::hours(1);
-  if (auto next = timers_.next_deadline_ns())
-    wait = std::chrono::nanoseconds(std::max<std::int64_t>(*next - now, 0));
-  io_->run_one_for(wait);
+  // Parks in run_one(), woken by I/O, a post, or this shard's park timer at
+  // the next troupe timer's deadline. Not run_one_for: in Asio 1.26 (Boost
+  // 1.81) with io_uring, run_one_for's own timeout is an io_uring timeout
+  // whose user_data is a timespec on run_one_for's stack; when it fires after
+  // run_one_for returned (seen after the process was stopped and continued:
+  // every deadline passes at once), its completion is taken for an
+  // operation at that stale stack address and the shard jumps into garbage.
+  // A steady_timer's wait is an operation Asio owns.
+  if (auto next = timers_.next_deadline_ns()) {
+    // One per shard thread (park runs on it alone), gone when the thread
+    // ends, before the shard destroys its io_context.
+    thread_local std::unique_ptr<boost::asio::steady_timer> park_timer;
+    if (!park_timer) park_timer = std::make_unique<boost::asio::steady_timer>(*io_);
+    const std::int64_t wait = std::max<std::int64_t>(*next - now_ns(), 0);
+    park_timer->expires_after(std::chrono::nanoseconds(wait));  // an earlier wait ends, aborted
+    park_timer->async_wait([](const boost::system::error_code&) {});
+  }
+  io_->run_one();
   sleeping_.store(false, std::memory_order_seq_cst);
   refresh_clock();
   bump(counters_.wakeups);

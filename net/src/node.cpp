@@ -3,6 +3,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <limits>
 #include <random>
 #include <set>
 #include <sstream>
@@ -87,6 +88,7 @@ struct frame_item final : troupe::detail::work_item {
 struct start_q {};
 struct shutdown_q {};
 struct sweep_tick {};
+struct quorum_tick {};
 /// One dial: a seed (member empty) or a known member (one link of its dial
 /// chain: chain names the chain, so a chain that was replaced ends).
 struct dial_q {
@@ -129,8 +131,11 @@ class node_actor final : public actor, public link_listener, public troupe::deta
 
  public:
   node_actor(node_options o, asio::ip::tcp::acceptor acceptor,
-             std::shared_ptr<asio::ssl::context> tls)
-      : opts_(std::move(o)), acceptor_(std::move(acceptor)), rng_(std::random_device{}()) {
+             std::shared_ptr<asio::ssl::context> tls, std::shared_ptr<quorum_view> quorum)
+      : opts_(std::move(o)),
+        acceptor_(std::move(acceptor)),
+        rng_(std::random_device{}()),
+        quorum_(std::move(quorum)) {
     cfg_.tls = std::move(tls);
     cfg_.node = opts_.name;
     cfg_.cluster = opts_.cluster;
@@ -177,6 +182,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
                        "--secret-file)");
     for (const endpoint& s : opts_.seeds) (void)ref_of(this).tell(dial_q{s, 0, {}, 0, {}});
     (void)ref_of(this).tell(sweep_tick{});
+    if (opts_.expect != 0) (void)ref_of(this).tell(quorum_tick{});
     for (;;) {
       result<asio::ip::tcp::socket> s = co_await acceptor_.async_accept(use_task);
       if (!s) {
@@ -239,6 +245,63 @@ class node_actor final : public actor, public link_listener, public troupe::deta
         }
       }
     }
+  }
+
+  /// Every heartbeat: whether this node is in the majority, and until when
+  /// at the latest (the arrivals it has heard since only move that later).
+  /// A tick that comes more than down_after / 2 late means this shard
+  /// stalled: no majority for down_after from then, while the links read
+  /// what waited in their sockets (and learn whether the others gave up on
+  /// this node meanwhile).
+  task<void> handle(quorum_tick) {
+    const std::int64_t down = std::chrono::nanoseconds(opts_.down_after).count();
+    std::int64_t last = system().now_ns();
+    std::int64_t cool_until = 0;
+    bool was = false;  // a node starts outside the majority until it hears from one
+    std::vector<std::int64_t> heard;
+    while (!stopping_) {
+      const std::int64_t now = system().now_ns();
+      if (now - last > down / 2) {
+        cool_until = now + down;
+        system().log(log_level::warn, "node",
+                     opts_.name + ": this node stalled for " +
+                         std::to_string((now - last) / 1'000'000) +
+                         " ms; no majority until it has heard from the others again");
+      }
+      last = now;
+      // The (need - 1)-th most recent arrival, with need = expect / 2 + 1 members.
+      heard.clear();
+      for (const auto& [name, p] : peers_)
+        if (peer_link* lk = p.link ? link_here(p.link) : nullptr)
+          heard.push_back(lk->last_heard_ns());
+      const std::size_t need_peers = opts_.expect / 2;  // besides this node
+      std::int64_t until = 0;
+      if (need_peers == 0) {
+        until = std::numeric_limits<std::int64_t>::max();
+      } else if (heard.size() >= need_peers) {
+        std::nth_element(heard.begin(), heard.begin() + static_cast<std::ptrdiff_t>(need_peers - 1),
+                         heard.end(), std::greater<>{});
+        until = heard[need_peers - 1] + down;
+      }
+      if (now < cool_until) until = 0;
+      quorum_->update(now, until);
+      const bool is = quorum_->in_majority(now);
+      if (was && !is) quorum_->lost();
+      if (is != was)
+        system().log(is ? log_level::info : log_level::warn, "node",
+                     opts_.name + (is ? ": in the majority (" : ": not in the majority (") +
+                         "heard from " + std::to_string(1 + count_heard(heard, now - down)) +
+                         " of " + std::to_string(opts_.expect) +
+                         " members within --down-after); locks " +
+                         (is ? "served" : "refused until it is"));
+      was = is;
+      co_await sleep_for(opts_.heartbeat);
+    }
+  }
+
+  static std::size_t count_heard(const std::vector<std::int64_t>& heard, std::int64_t since) {
+    return static_cast<std::size_t>(
+        std::count_if(heard.begin(), heard.end(), [since](std::int64_t t) { return t > since; }));
   }
 
   task<void> handle(dial_q d) {
@@ -476,6 +539,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   task<cluster_state> handle(detail::state_q) {
     cluster_state s;
     s.self = opts_.name;
+    s.expect = opts_.expect;
+    s.majority = quorum_->in_majority(system().now_ns());
     // A snapshot first: the node is reentrant, so peers_ may change while
     // a link's stats are awaited below.
     std::vector<actor_ref<peer_link>> links;
@@ -1445,7 +1510,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
   };
   std::map<std::string, member_rec, std::less<>> members_;
   std::unordered_map<std::string, actor_ref<peer_link>> pending_out_;  // dialed, mid-handshake
-  std::vector<endpoint> self_seeds_;                                   // seeds that are this node
+  std::shared_ptr<quorum_view> quorum_;
+  std::vector<endpoint> self_seeds_;               // seeds that are this node
   std::set<std::string> notes_;                    // lines logged once (note_once)
   std::map<std::string, std::string> seed_notes_;  // seed -> its last logged resolution problem
   std::unordered_map<actor_cell*, proxy_target> proxies_;
@@ -1496,7 +1562,12 @@ node::node(runtime& rt, node_options opts) : rt_(rt), name_(opts.name), shard_(o
   if (opts.tls.enabled()) tls = make_tls_context(opts.tls, tls_role::cluster);
   spawn_options so;
   so.shard = static_cast<int>(opts.shard);
-  actor_ = rt.spawn<node_actor>(so, std::move(opts), std::move(acceptor), std::move(tls));
+  if (opts.expect != 0 && opts.down_after.count() <= 0)
+    throw std::invalid_argument("troupe: the majority rule (expect) needs a positive down_after");
+  auto quorum = std::make_shared<quorum_view>(opts.expect, opts.down_after / 2);
+  quorum_ = quorum;
+  actor_ = rt.spawn<node_actor>(so, std::move(opts), std::move(acceptor), std::move(tls),
+                                std::move(quorum));
   (void)actor_.tell(start_q{});
 }
 

@@ -59,6 +59,9 @@ struct config {
   net::tls_options tls;         // --tls-cert, --tls-key, --tls-ca: links and gateway
   unsigned shards = 2;
   std::chrono::milliseconds lock_max_ttl{60'000};
+  std::size_t expect = 0;                      // --expect: the majority rule's cluster size
+  std::chrono::milliseconds heartbeat{250};    // --heartbeat-ms
+  std::chrono::milliseconds down_after{1500};  // --down-after-ms
   // The gateway's, the lock-manager's and the orchestrator's caps (their
   // options structs' defaults unless a flag says otherwise).
   net::http_options http_caps;
@@ -311,6 +314,8 @@ net::http_response lock_error(actors::lock_errc e) {
       return net::json_error(503, "unavailable", message);
     case lock_errc::too_many_waiters:
       return net::json_error(429, "too_many_waiters", message);
+    case lock_errc::no_majority:
+      return net::json_error(503, "not_in_majority", message);
     default:
       return net::json_error(400, "bad_field", message);
   }
@@ -738,6 +743,9 @@ class node_app {
     o.listen = c.listen;
     o.seeds = c.seeds;
     o.secret = c.secret;
+    o.expect = c.expect;
+    o.heartbeat = c.heartbeat;
+    o.down_after = c.down_after;
     o.handshake_timeout = c.link_caps.handshake_timeout;
     o.handshake_max_frame = c.link_caps.handshake_max_frame;
     o.max_handshakes = c.link_caps.max_handshakes;
@@ -974,6 +982,8 @@ class node_app {
       if (!s) co_return net::json_error(503, s.error().message());
       json::object o;
       o["self"] = s->self;
+      o["expect"] = s->expect;
+      o["majority"] = s->majority;
       json::array members;
       for (const auto& m : s->members) {
         json::object j;
@@ -1217,6 +1227,11 @@ class node_app {
         m << "troupe_link_bytes_total{peer=\"" << label(p.name) << "\",direction=\"out\"} "
           << p.stats.bytes_out << "\n";
       }
+      m << "# HELP troupe_cluster_majority Whether this node is in the majority (1 without "
+           "--expect).\n"
+           "# TYPE troupe_cluster_majority gauge\n"
+           "troupe_cluster_majority "
+        << (s->majority ? 1 : 0) << "\n";
       m << "# HELP troupe_ring_epoch The node's route epoch.\n"
            "# TYPE troupe_ring_epoch gauge\n"
            "troupe_ring_epoch "
@@ -1444,6 +1459,20 @@ int parse_flags(int argc, char** argv, config& c, std::string& line) {
   app.add_option("--shards", c.shards, "shards (threads)")
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
+  long long heartbeat_ms = 250, down_after_ms = 1500;
+  app.add_option("--expect", c.expect,
+                 "the cluster's size, for the majority rule (0: no rule; docs/cluster.md)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{65536}))
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms,
+                 "an idle cluster link sends a heartbeat this often")
+      ->check(CLI::Range(10LL, 60'000LL))
+      ->capture_default_str();
+  app.add_option("--down-after-ms", down_after_ms,
+                 "a peer silent this long is down (and, with --expect, heard from this recently "
+                 "counts towards the majority)")
+      ->check(CLI::Range(50LL, 600'000LL))
+      ->capture_default_str();
   app.add_option("--lock-max-ttl-ms", lock_max_ttl_ms,
                  "longest lock lease; also the lock-delay after a restart")
       ->check(CLI::Range(1LL, 86'400'000LL))
@@ -1484,6 +1513,12 @@ int parse_flags(int argc, char** argv, config& c, std::string& line) {
                        " (see --help)");
   }
   c.lock_max_ttl = std::chrono::milliseconds(lock_max_ttl_ms);
+  c.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  c.down_after = std::chrono::milliseconds(down_after_ms);
+  if (c.down_after <= c.heartbeat)
+    return fail(2, "--down-after-ms (" + std::to_string(down_after_ms) +
+                       ") must be longer than --heartbeat-ms (" + std::to_string(heartbeat_ms) +
+                       "): a quiet link would be declared down between heartbeats");
   link_caps.apply(c.link_caps);
   c.log_level = *troupe::parse_log_level(log_level);  // checked by IsMember
   c.log_json = log_format == "json";
@@ -1614,6 +1649,9 @@ std::vector<troupe::net::http_error_code> troupe::net::node_http_error_codes() {
       {"idempotency_conflict", 409, "the idempotency key was used with another input"},
       {"saga_finished", 409, "the saga has finished: there is nothing to cancel"},
       {"not_ready", 503, "the node is not ready (/readyz: the body's checks say which fails)"},
+      {"not_in_majority", 503,
+       "this node has not heard from more than half of the cluster (--expect) within "
+       "--down-after-ms: it grants and renews no lock until it has; retry (at another node)"},
   };
   all.insert(all.end(), own.begin(), own.end());
   return all;

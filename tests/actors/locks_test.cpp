@@ -289,6 +289,55 @@ TEST_CASE("bad lock requests get a clear error each", "[locks]") {
   CHECK(n.info("l").holders.empty());
 }
 
+TEST_CASE("a node out of the majority grants and renews nothing; back in it, it waits again",
+          "[locks][majority]") {
+  // Two nodes of an expected three: a majority. One leaves: a minority.
+  troupe::test::log_sink log_a, log_b;
+  troupe::runtime ra{troupe::test::threaded(log_a, 1)};
+  net::node_options oa = node_opts("node-a");
+  oa.expect = 3;
+  net::node a{ra, oa};
+  actors::router router{a};
+  actors::lock_service service{a, router, fast_locks()};
+  auto acquire = [&](const std::string& owner, std::int64_t wait_ms = 0) {
+    return ra
+        .ask_sync(service.ref(), actors::lock_acquire{"m", owner, "node-a", 1000, wait_ms, 0}, 5s)
+        .value();
+  };
+  auto renew = [&](const std::string& owner, std::uint64_t token) {
+    return ra.ask_sync(service.ref(), actors::lock_renew{"m", owner, token, 1000}, 5s).value();
+  };
+  auto release = [&](const std::string& owner, std::uint64_t token) {
+    return ra.ask_sync(service.ref(), actors::lock_release{"m", owner, token}, 5s).value();
+  };
+  // Alone: 1 of 3.
+  CHECK(err(acquire("x")) == lock_errc::no_majority);
+  CHECK_FALSE(a.quorum()->in_majority(ra.now_ns()));
+
+  auto rb = std::make_unique<troupe::runtime>(troupe::test::threaded(log_b, 1));
+  auto b = std::make_unique<net::node>(*rb, node_opts("node-b", {{"127.0.0.1", a.port()}}));
+  REQUIRE(eventually([&] { return acquire("x").error == 0; }));  // 2 of 3, past the lock-delay
+  const std::uint64_t before =
+      ra.ask_sync(service.ref(), actors::lock_info_q{"m"}, 5s).value().tokens.at(0);
+  // node-b leaves: node-a is 1 of 3 again.
+  b.reset();
+  rb.reset();
+  REQUIRE(eventually([&] { return err(renew("x", before)) == lock_errc::no_majority; }));
+  CHECK(err(acquire("y")) == lock_errc::no_majority);
+  CHECK(log_a.contains("not in the majority"));
+  CHECK(release("x", before).error == 0);  // releasing is always allowed
+
+  // Back in the majority: the slots start again (the others may have
+  // granted in them meanwhile), with a higher token epoch.
+  troupe::runtime rb2{troupe::test::threaded(log_b, 1)};
+  net::node b2{rb2, node_opts("node-b", {{"127.0.0.1", a.port()}})};
+  REQUIRE(eventually([&] { return acquire("z").error == 0; }));
+  const std::uint64_t after =
+      ra.ask_sync(service.ref(), actors::lock_info_q{"m"}, 5s).value().tokens.at(0);
+  CHECK(after > before);
+  CHECK((after >> 24) > (before >> 24));  // a new epoch, not just the next grant
+}
+
 TEST_CASE("a manager grants nothing during its lock-delay", "[locks]") {
   troupe::test::log_sink log;
   troupe::runtime rt{troupe::test::threaded(log, 1)};

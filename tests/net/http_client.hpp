@@ -28,9 +28,16 @@ struct reply {
 class client {
  public:
   explicit client(unsigned short port) { connect(port); }
-  void connect(unsigned short port) {
+  // Every call gives up after `timeout` (a server that stopped answering:
+  // the reply reads as closed). Beast's timeouts cover asynchronous
+  // operations only, so these calls run as such on the client's io_context.
+  client(const std::string& host, unsigned short port, std::chrono::seconds timeout)
+      : timeout_(timeout), bounded_(true) {
+    connect(port, host);
+  }
+  void connect(unsigned short port, const std::string& host = "127.0.0.1") {
     namespace asio = boost::asio;
-    stream_.connect(asio::ip::tcp::endpoint{asio::ip::make_address("127.0.0.1"), port});
+    stream_.connect(asio::ip::tcp::endpoint{asio::ip::make_address(host), port});
   }
   reply call(boost::beast::http::verb v, const std::string& target, const std::string& body = {},
              const std::map<std::string, std::string>& headers = {}) {
@@ -43,6 +50,7 @@ class client {
     req.prepare_payload();
     req.keep_alive(true);
     boost::system::error_code ec;
+    if (bounded_) return call_bounded(req);
     http::write(stream_, req, ec);
     if (ec) return reply{0, ec.message(), true};
     return read();
@@ -72,7 +80,7 @@ class client {
     namespace http = boost::beast::http;
     http::response<http::string_body> res;
     boost::system::error_code ec;
-    stream_.expires_after(std::chrono::seconds(90));
+    stream_.expires_after(timeout_);
     http::read(stream_, buf_, res, ec);
     if (ec) return reply{0, ec.message(), true};
     reply r{res.result_int(), res.body(), !res.keep_alive()};
@@ -83,6 +91,31 @@ class client {
     }
     return r;
   }
+  std::chrono::seconds timeout_{90};
+  template <class Request>
+  reply call_bounded(Request& req) {
+    namespace http = boost::beast::http;
+    http::response<http::string_body> res;
+    boost::system::error_code ec;
+    stream_.expires_after(timeout_);
+    http::async_write(stream_, req, [&](const boost::system::error_code& e, std::size_t) {
+      ec = e;
+      if (!e)
+        http::async_read(stream_, buf_, res,
+                         [&](const boost::system::error_code& r, std::size_t) { ec = r; });
+    });
+    io_.restart();
+    io_.run();
+    if (ec) return reply{0, ec.message(), true};
+    reply r{res.result_int(), res.body(), !res.keep_alive()};
+    for (const auto& f : res) {
+      std::string k(f.name_string());
+      for (char& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      r.headers[k] = std::string(f.value());
+    }
+    return r;
+  }
+  bool bounded_ = false;
   boost::asio::io_context io_;
   boost::beast::tcp_stream stream_{io_};
   boost::beast::flat_buffer buf_;

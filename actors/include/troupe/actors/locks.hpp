@@ -44,7 +44,11 @@
 ///   one release each);
 /// - a manager that starts serving a slot (at start, or when the ring gives
 ///   it the slot) grants nothing in it for `lock_delay` (default max_ttl), so
-///   a lease granted by the slot's previous owner has ended first.
+///   a lease granted by the slot's previous owner has ended first;
+/// - with the majority rule (net::node_options::expect), a manager whose node
+///   is not in the majority grants and renews nothing (no_majority), and
+///   fails its waiters, so the side of a partition with the majority may take
+///   its slots over after the lock-delay (docs/locks.md, docs/cluster.md).
 
 #include <boost/system/error_code.hpp>
 #include <chrono>
@@ -80,6 +84,7 @@ enum class lock_errc {
   not_owner,         ///< this node does not serve the lock's slot (the ring is changing)
   revoked,           ///< the lock's slot moved away, or its holder's node went down
   too_many_waiters,  ///< the lock, or the manager, has as many waiters as its cap allows
+  no_majority,       ///< this node is not in the majority (net::node_options::expect)
 };
 const boost::system::error_category& lock_category() noexcept;
 inline boost::system::error_code make_error_code(lock_errc e) noexcept {
@@ -221,7 +226,9 @@ class lock_manager : public actor {
   static constexpr const char* type_name = "troupe::actors::lock_manager";
   using remote_messages = net::message_list<lock_acquire, lock_renew, lock_release, lock_info_q>;
 
-  lock_manager(std::string node_name, lock_options o);
+  /// `quorum`: the node's majority view (net::node::quorum()); null: no rule.
+  lock_manager(std::string node_name, lock_options o,
+               std::shared_ptr<const net::quorum_view> quorum = nullptr);
 
   task<lock_reply> handle(lock_acquire q);
   lock_reply handle(lock_renew q);
@@ -269,7 +276,7 @@ class lock_manager : public actor {
   void purge_idle();
   void compact_held();
   void forget_if_idle(lock_state& l);
-  bool usable(const lock_state& l, std::int64_t now) const;
+  bool usable(const lock_state& l, std::int64_t now);
   bool free_for(const lock_state& l, lock_mode m) const;
   bool has_live_waiters(const lock_state& l) const;
   holder& grant(lock_state& l, std::string owner, std::string owner_node, lock_mode m,
@@ -278,11 +285,16 @@ class lock_manager : public actor {
   void promote(lock_state& l, std::int64_t now);
   void expire_due(lock_state& l, std::int64_t now);
   void fail_waiters(lock_state& l, lock_errc why);
+  void fail_all_waiters(lock_errc why);
   void emit(lock_event::kind k, const lock_state& l, const holder& h, std::int64_t now);
   void ensure_sweeper();
   std::int64_t now_ns() const;
+  bool quorate(std::int64_t now);
+  void regain_slots(std::int64_t now);
 
   std::string node_;
+  std::shared_ptr<const net::quorum_view> quorum_;
+  std::uint64_t quorum_losses_ = 0;  // quorum_->losses() when last in the majority
   lock_options opts_;
   std::vector<slot_state> slots_;
   std::unordered_map<std::string, lock_state> locks_;

@@ -182,6 +182,8 @@ class peer_link : public actor {
     s.queued_bytes = out_.size() + sending_.size();
     return s;
   }
+  /// When bytes last arrived (steady-clock ns; on this link's shard only).
+  std::int64_t last_heard_ns() const noexcept { return last_in_ns_; }
   /// The node's routing state on this connection (on this link's shard only).
   link_route_state& route_state() noexcept { return route_; }
 

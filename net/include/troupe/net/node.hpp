@@ -20,6 +20,7 @@
 ///
 /// All of the node's work runs on one shard (node_options::shard).
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -81,6 +82,12 @@ struct node_options {
   /// A member that is down this long is no longer dialed (one reached
   /// through a seed always is: the seed is dialed again).
   std::chrono::milliseconds forget_after{300'000};
+  /// The cluster's size, for the majority rule (docs/cluster.md): a node
+  /// counts as in the majority while it has heard, within down_after, from
+  /// more than expect / 2 members, itself included, and its own shard has
+  /// not stalled. The lock managers grant and renew only then. 0: no rule
+  /// (every node acts alone; a partition may then grant one lock twice).
+  std::size_t expect = 0;
   std::uint32_t max_frame = default_max_frame;
   unsigned shard = 0;
   /// Turns a seed's host name (not an IP address, which is dialed as it is)
@@ -149,6 +156,8 @@ struct limit_stats {
 
 struct cluster_state {
   std::string self;
+  std::size_t expect = 0;  ///< node_options::expect (0: no majority rule)
+  bool majority = true;    ///< in the majority now (always, without the rule)
   std::vector<member_info> members;
   route_stats routing;
   limit_stats limits;
@@ -195,6 +204,42 @@ inline boost::system::error_code make_error_code(route_errc e) noexcept {
 }
 
 class node;
+
+/// Whether a node is in the majority now (node_options::expect), readable
+/// from any thread: the node updates it every heartbeat from its links'
+/// last arrivals, so it says "no" from the moment the node has heard from
+/// too few members for down_after, and — should the node's own shard stall
+/// (a pause, a stop signal, starvation) for more than down_after / 2 — for
+/// down_after after it runs again, whatever stale bytes its sockets hold.
+class quorum_view {
+ public:
+  quorum_view(std::size_t expect, std::chrono::nanoseconds stall) noexcept
+      : expect_(expect), stall_ns_(stall.count()) {}
+  std::size_t expect() const noexcept { return expect_; }
+  /// In the majority at steady-clock time `now_ns`.
+  bool in_majority(std::int64_t now_ns) const noexcept {
+    if (expect_ == 0) return true;
+    return now_ns - tick_ns_.load(std::memory_order_acquire) <= stall_ns_ &&
+           now_ns < until_ns_.load(std::memory_order_acquire);
+  }
+  /// How many times the node has seen itself leave the majority: a service
+  /// that finds this changed knows the others may have taken over its work
+  /// meanwhile (the lock managers wait out the lock-delay again).
+  std::uint64_t losses() const noexcept { return losses_.load(std::memory_order_acquire); }
+  /// The node's: its last tick, and until when the members it heard from make a majority.
+  void update(std::int64_t tick_ns, std::int64_t until_ns) noexcept {
+    until_ns_.store(until_ns, std::memory_order_release);
+    tick_ns_.store(tick_ns, std::memory_order_release);
+  }
+  void lost() noexcept { losses_.fetch_add(1, std::memory_order_acq_rel); }
+
+ private:
+  std::size_t expect_;
+  std::int64_t stall_ns_;
+  std::atomic<std::int64_t> tick_ns_{0};
+  std::atomic<std::int64_t> until_ns_{0};
+  std::atomic<std::uint64_t> losses_{0};
+};
 
 // ---------------------------------------------------------------------------
 // Internals the templates above need.
@@ -417,6 +462,8 @@ class node {
 
   /// The port actually listened on.
   unsigned short port() const noexcept { return port_; }
+  /// The majority rule's view (node_options::expect); never null.
+  const std::shared_ptr<const quorum_view>& quorum() const noexcept { return quorum_; }
   const std::string& name() const noexcept { return name_; }
   actor_ref<node_actor> ref() const { return actor_; }
   /// The shard the node's actor and links run on.
@@ -504,6 +551,7 @@ class node {
   std::string name_;
   unsigned shard_ = 0;
   unsigned short port_ = 0;
+  std::shared_ptr<const quorum_view> quorum_;
   actor_ref<node_actor> actor_;
 };
 
