@@ -63,9 +63,14 @@ std::uint64_t token_of(const json::value& v) {
 void client_loop(int id, const troupe::test::netns_cluster& net, history& h) {
   std::mt19937 rng(static_cast<unsigned>(id) * 7919u + 1);
   std::vector<std::unique_ptr<troupe::test::client>> to(nodes);
+  std::vector<clock_type::time_point> avoid(nodes);  // a node that did not answer, for a while
   const std::string owner = "client-" + std::to_string(id);
   while (!h.stop.load()) {
     const int via = static_cast<int>(rng() % nodes);
+    if (clock_type::now() < avoid[via]) {
+      std::this_thread::sleep_for(1ms);  // pacing, not waiting for anything
+      continue;
+    }
     const std::string lock = "L" + std::to_string(rng() % 6);
     try {
       // A stopped node answers nothing: give up on a request after 2 s.
@@ -75,6 +80,7 @@ void client_loop(int id, const troupe::test::netns_cluster& net, history& h) {
       auto r = c.call(http::verb::post, "/api/v1/locks/" + lock + "/acquire",
                       R"({"owner":")" + owner + R"(","ttl_ms":3000,"wait_ms":0})");
       if (r.closed) to[via].reset();
+      if (r.status == 0) avoid[via] = clock_type::now() + 2s;  // no answer (stopped): others first
       {
         std::lock_guard l(h.m);
         ++h.answers[std::to_string(via) + " " + std::to_string(r.status) + " " +
@@ -106,6 +112,7 @@ void client_loop(int id, const troupe::test::netns_cluster& net, history& h) {
       if (rel.closed) to[via].reset();
     } catch (const std::exception&) {
       to[via].reset();  // connection refused (a killed node): try another
+      avoid[via] = clock_type::now() + 2s;
       std::this_thread::sleep_for(5ms);
     }
   }
@@ -217,7 +224,9 @@ void run(fault f) {
   const auto heal_at = clock_type::now();
   if (f == fault::cut) REQUIRE(net.cut(2, false));
   if (f == fault::stop) ps[2]->signal(SIGCONT);
-  std::this_thread::sleep_for(6s);  // healed (or without node 2 for good)
+  // Healed (or without node 2 for good). The members redial node 2 with
+  // backoff (at most 5 s apart), then its slots wait a lock-delay (3 s).
+  std::this_thread::sleep_for(10s);
   h.stop = true;
   for (auto& t : clients) t.join();
 
