@@ -129,11 +129,19 @@ std::string secret_file(const std::filesystem::path& dir) {
 enum class fault { cut, stop, kill };
 
 void run(fault f) {
-  if (::geteuid() != 0) {
+  // CI sets TROUPE_REQUIRE_NETNS=1: there a cluster that cannot be set up fails.
+  const bool required = std::getenv("TROUPE_REQUIRE_NETNS") != nullptr;
+  if (::geteuid() != 0 && !required) {
     WARN("not root: the network-namespace partition tests need root (CI runs them)");
     return;
   }
   troupe::test::netns_cluster net(nodes);
+  if (!net.ok() && !required) {
+    WARN(
+        "network namespaces cannot be made here (a container without CAP_NET_ADMIN?): "
+        "the partition tests check nothing");
+    return;
+  }
   REQUIRE(net.ok());
   const auto dir =
       std::filesystem::temp_directory_path() / ("troupe-partition-" + std::to_string(::getpid()));

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <troupe/net/node.hpp>
 
 #include "net/net_support.hpp"
@@ -162,9 +163,20 @@ TEST_CASE("a chain of seeds forms a full mesh, through a node listening on every
 }
 
 TEST_CASE("mutual seeds link once, then the cluster is quiet", "[net][membership]") {
-  const std::uint16_t pa = free_port(), pb = free_port();
-  member a{"mutual-a", {{"127.0.0.1", pb}}, pa};
-  member b{"mutual-b", {{"127.0.0.1", pa}}, pb};
+  std::unique_ptr<member> pa_, pb_;
+  for (int attempt = 0; !pb_ && attempt < 10; ++attempt) {
+    const std::uint16_t pa = free_port(), pb = free_port();
+    try {  // another process may take a port between free_port() and the bind
+      pa_ = std::make_unique<member>("mutual-a", std::vector<net::endpoint>{{"127.0.0.1", pb}}, pa);
+      pb_ = std::make_unique<member>("mutual-b", std::vector<net::endpoint>{{"127.0.0.1", pa}}, pb);
+    } catch (const std::system_error&) {
+      pa_.reset();
+      pb_.reset();
+    }
+  }
+  REQUIRE(pb_);
+  member& a = *pa_;
+  member& b = *pb_;
   REQUIRE(poll_until([&] { return linked(*a.node, "mutual-b") && linked(*b.node, "mutual-a"); }));
   const std::uint64_t inc_b = a.incarnation_of("mutual-b");
   REQUIRE(inc_b != 0);
@@ -184,9 +196,18 @@ TEST_CASE("mutual seeds link once, then the cluster is quiet", "[net][membership
 
 TEST_CASE("a node whose own address is among its seeds never links to itself",
           "[net][membership]") {
-  const std::uint16_t ps = free_port();
   member other{"other", {}};
-  member self{"selfish", {{"127.0.0.1", ps}, other.at()}, ps};
+  std::unique_ptr<member> ps_;
+  for (int attempt = 0; !ps_ && attempt < 10; ++attempt) {
+    const std::uint16_t ps = free_port();
+    try {  // another process may take the port between free_port() and the bind
+      ps_ = std::make_unique<member>("selfish",
+                                     std::vector<net::endpoint>{{"127.0.0.1", ps}, other.at()}, ps);
+    } catch (const std::system_error&) {
+    }
+  }
+  REQUIRE(ps_);
+  member& self = *ps_;
   REQUIRE(
       poll_until([&] { return linked(*self.node, "other") && linked(*other.node, "selfish"); }));
   REQUIRE(poll_until([&] { return self.log.contains("is this node itself"); }));
