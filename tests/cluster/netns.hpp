@@ -11,10 +11,7 @@
 //   cluster bridge tpc<id>: 10.77.<k>.1..N   (node i's veth "c0")
 //   client bridge  tph<id>: 10.78.<k>.1..N   (node i's veth "h0"), this host 10.78.<k>.254
 
-#include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -26,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "net/node_process.hpp"
+
 namespace troupe::test {
 
 inline bool run_quiet(const std::string& cmd) {
@@ -35,61 +34,41 @@ inline bool run_quiet(const std::string& cmd) {
 /// One troupe-node process in a namespace; its output kept (read by a thread).
 class ns_node {
  public:
-  ns_node(const std::string& netns, std::vector<std::string> args) : netns_(netns) {
-    int out[2];
-    REQUIRE(::pipe(out) == 0);
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::dup2(out[1], 2);
-      ::close(out[0]);
-      const int fd = ::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) ::_exit(126);
-      std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(TROUPE_NODE_BIN));
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(TROUPE_NODE_BIN, argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    reader_ = std::thread([this, fd = out[0]] {
-      char buf[4096];
-      for (;;) {
-        const ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n <= 0) break;
-        std::lock_guard l(m_);
-        output_.append(buf, static_cast<std::size_t>(n));
-      }
-      ::close(fd);
-    });
-  }
+  ns_node(const std::string& netns, std::vector<std::string> args)
+      : p_(std::move(args), {}, netns), reader_([this] {
+          for (;;) {
+            std::string l = p_.line();
+            if (p_.at_eof() && l.empty()) break;
+            std::lock_guard g(m_);
+            output_ += l + "\n";
+          }
+        }) {}
   ~ns_node() {
     kill(SIGKILL);
-    if (reader_.joinable()) reader_.join();
+    if (reader_.joinable()) reader_.join();  // the pipe ends with the process
   }
+  /// Sends `sig`; after SIGKILL or SIGTERM, waits for the process to end.
   void kill(int sig) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, sig);
+    if (exited_) return;
+    p_.signal(sig);
     if (sig == SIGKILL || sig == SIGTERM) {
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
+      p_.wait_exit();
+      exited_ = true;
     }
   }
-  void signal(int sig) { ::kill(pid_, sig); }
+  void signal(int sig) { p_.signal(sig); }
   std::string output() {
-    std::lock_guard l(m_);
+    std::lock_guard g(m_);
     return output_;
   }
   bool said(const std::string& needle) { return output().find(needle) != std::string::npos; }
 
  private:
-  std::string netns_;
-  pid_t pid_ = -1;
-  std::thread reader_;
+  node_process p_;
+  bool exited_ = false;
   std::mutex m_;
   std::string output_;
+  std::thread reader_;  // last: it starts once the rest is built
 };
 
 /// The namespaces and bridges of one run.

@@ -83,6 +83,9 @@ class client {
     stream_.expires_after(timeout_);
     http::read(stream_, buf_, res, ec);
     if (ec) return reply{0, ec.message(), true};
+    return to_reply(res);
+  }
+  static reply to_reply(const boost::beast::http::response<boost::beast::http::string_body>& res) {
     reply r{res.result_int(), res.body(), !res.keep_alive()};
     for (const auto& f : res) {
       std::string k(f.name_string());
@@ -107,13 +110,7 @@ class client {
     io_.restart();
     io_.run();
     if (ec) return reply{0, ec.message(), true};
-    reply r{res.result_int(), res.body(), !res.keep_alive()};
-    for (const auto& f : res) {
-      std::string k(f.name_string());
-      for (char& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      r.headers[k] = std::string(f.value());
-    }
-    return r;
+    return to_reply(res);
   }
   bool bounded_ = false;
   boost::asio::io_context io_;

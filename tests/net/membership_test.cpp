@@ -84,6 +84,12 @@ struct member {
     const std::uint64_t from = frames_from(peer);
     return from != 0 && poll_until([&] { return frames_from(peer) >= from + n; });
   }
+  std::string dump() {
+    std::lock_guard l(log.mutex);
+    std::string all;
+    for (auto& line : log.lines) all += line + "\n";
+    return all;
+  }
   std::size_t lines() {
     std::lock_guard l(log.mutex);
     return log.lines.size();
@@ -263,7 +269,9 @@ TEST_CASE("a member that leaves is forgotten by the members that learned of it",
       if (x.name == name) return true;
     return false;
   };
-  REQUIRE(poll_until([&] { return !listed(a, "leaver") && !listed(c, "leaver"); }));
+  const bool forgotten = poll_until([&] { return !listed(a, "leaver") && !listed(c, "leaver"); });
+  if (!forgotten) UNSCOPED_INFO("stay:\n" << a.dump() << "learner:\n" << c.dump());
+  REQUIRE(forgotten);
   // Not dialed again: a node started later on its port is not sought out
   // (watched for 25 heartbeats; redials would come every 20-200 ms).
   member other{"newcomer", {}, pb};

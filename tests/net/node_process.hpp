@@ -3,6 +3,8 @@
 // troupe-node (TROUPE_NODE_BIN) in a child process, its stdout and stderr
 // read line by line: the tests of the binary itself.
 
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,8 +19,10 @@ namespace troupe::test {
 // troupe-node in a child process; stdout and stderr captured.
 class node_process {
  public:
+  // `netns`: run it in that network namespace (/run/netns/NAME; root only).
   explicit node_process(std::vector<std::string> args,
-                        std::vector<std::pair<std::string, std::string>> env = {}) {
+                        std::vector<std::pair<std::string, std::string>> env = {},
+                        const std::string& netns = {}) {
     int out[2];
     REQUIRE(::pipe(out) == 0);
     pid_ = ::fork();
@@ -28,6 +32,10 @@ class node_process {
       ::dup2(out[1], 2);
       ::close(out[0]);
       for (auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+      if (!netns.empty()) {
+        const int fd = ::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) ::_exit(126);
+      }
       std::vector<char*> argv;
       argv.push_back(const_cast<char*>(TROUPE_NODE_BIN));
       for (auto& a : args) argv.push_back(a.data());
@@ -76,6 +84,7 @@ class node_process {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
   void signal(int s) { ::kill(pid_, s); }
+  bool at_eof() const noexcept { return eof_; }
 
  private:
   pid_t pid_ = -1;
