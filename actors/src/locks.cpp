@@ -2,10 +2,15 @@
 // The lock-manager (leases, fencing tokens, FIFO waiters, lock-delay) and its
 // client (routing by lock name, guards that renew and release).
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <stdexcept>
 #include <troupe/actors/locks.hpp>
 
@@ -49,6 +54,10 @@ class lock_category_impl final : public boost::system::error_category {
       case lock_errc::no_majority:
         return "not in the majority: this node has not heard from more than half of the "
                "cluster within its failure window, so it grants and renews no lock";
+      case lock_errc::recovering:
+        return "the lock's slot is recovering: it just moved to this node, which grants in it "
+               "once the members that served it have handed it over, or once every lease a "
+               "vanished owner may have granted has run out (retry)";
     }
     return "unknown lock error";
   }
@@ -67,7 +76,11 @@ std::uint64_t wall_epoch_ms(std::chrono::nanoseconds ahead) {
   return ms > token_epoch_base_ms ? ms - token_epoch_base_ms : 1;
 }
 
-lock_reply reply_error(lock_errc e) { return lock_reply{static_cast<std::uint32_t>(e), 0, 0, 0}; }
+lock_reply reply_error(lock_errc e) {
+  lock_reply r;
+  r.error = static_cast<std::uint32_t>(e);
+  return r;
+}
 }  // namespace
 
 const boost::system::error_category& lock_category() noexcept {
@@ -94,14 +107,31 @@ struct lock_manager::waiter {
 };
 
 lock_manager::lock_manager(std::string node_name, lock_options o,
-                           std::shared_ptr<const net::quorum_view> quorum)
-    : node_(std::move(node_name)), quorum_(std::move(quorum)), opts_(std::move(o)) {
+                           std::shared_ptr<const net::quorum_view> quorum, net::node* n)
+    : node_(std::move(node_name)), net_(n), quorum_(std::move(quorum)), opts_(std::move(o)) {
   if (quorum_) quorum_losses_ = quorum_->losses();
   if (opts_.slots == 0) throw std::invalid_argument("troupe: lock_options::slots must be > 0");
   if (opts_.max_ttl.count() <= 0)
     throw std::invalid_argument("troupe: lock_options::max_ttl must be positive");
   if (opts_.lock_delay.count() < 0) opts_.lock_delay = opts_.max_ttl;
   slots_.resize(opts_.slots);
+  if (!opts_.lease_file.empty()) {
+    // "troupe-lease-mark <ms since 2025-01-01>": leases of this node's
+    // previous life end by then. Missing: a fresh data dir, nothing to wait for.
+    std::ifstream in(opts_.lease_file);
+    if (in) {
+      std::string tag;
+      std::int64_t ms = -1;
+      in >> tag >> ms;
+      if (tag != "troupe-lease-mark" || ms < 0) {
+        lease_note_ = "lease file " + opts_.lease_file +
+                      " is not a lease mark; waiting the lock-delay as if it said now";
+        lease_mark_ms_ = static_cast<std::int64_t>(wall_epoch_ms(opts_.lock_delay));
+      } else {
+        lease_mark_ms_ = ms;
+      }
+    }
+  }
 }
 
 // The shard's cached clock (refreshed every few hand-offs; it lags by
@@ -163,7 +193,18 @@ void lock_manager::compact_held() {
 
 bool lock_manager::usable(const lock_state& l, std::int64_t now) {
   const slot_state& s = slots_[l.slot];
-  return s.owned && now >= s.usable_ns && quorate(now);
+  return s.owned && s.resolved && now >= s.usable_ns && quorate(now);
+}
+
+lock_reply lock_manager::recovering(std::uint32_t slot, std::int64_t now) const {
+  const slot_state& s = slots_[slot];
+  lock_reply r = reply_error(lock_errc::recovering);
+  // Resolved: it grants at usable_ns. Not yet: at least until the horizons
+  // known so far (0: none known, a hand-off a round trip away).
+  const std::int64_t at =
+      s.resolved ? s.usable_ns : std::max({s.horizon_ns, floor_ns_, previous_life_ns_});
+  if (at > now) r.ttl_ms = (at - now) / 1'000'000 + 1;
+  return r;
 }
 
 bool lock_manager::quorate(std::int64_t now) {
@@ -171,29 +212,384 @@ bool lock_manager::quorate(std::int64_t now) {
   if (!quorum_->in_majority(now)) return false;
   if (quorum_->losses() != quorum_losses_) {
     // Back in the majority after being out of it: the others may have taken
-    // these slots over and granted in them meanwhile.
+    // these slots over and granted in them meanwhile. Every slot it owns is
+    // claimed again (holders it granted before keep their leases: they could
+    // not be renewed while it was out, so they end before the others could
+    // have granted the lock).
     quorum_losses_ = quorum_->losses();
-    regain_slots(now);
+    for (slot_state& s : slots_)
+      if (s.owned) unresolve(s, now);
+    ensure_claims();
   }
   return true;
 }
 
-// Every slot this manager serves starts again as if just gained: no grant
-// for lock_delay, a new token epoch. Holders it granted before keep their
-// leases (they could not be renewed while it was out of the majority, so
-// they end before the others could have granted the lock).
-void lock_manager::regain_slots(std::int64_t now) {
-  const std::int64_t usable_at = now + std::chrono::nanoseconds(opts_.lock_delay).count();
-  const std::uint64_t epoch = wall_epoch_ms(opts_.lock_delay);
-  bool any = false;
-  for (slot_state& s : slots_) {
-    if (!s.owned) continue;
-    s.usable_ns = std::max(s.usable_ns, usable_at);
-    s.epoch_ms = std::max(epoch, s.epoch_ms + 1);
-    s.seq = 0;
-    any = true;
+// ---------------------------------------------------------------------------
+// Moving slots. A manager that gains a slot serves it once every other member
+// of its ring has said that its own ring gives the slot to the claimer and
+// that it does not serve it — handing over the slot's leases with that
+// answer — and once the leases of owners that vanished without a word may
+// have run out (docs/locks.md, "Moving slots").
+
+static bool majority_rule(const std::shared_ptr<const net::quorum_view>& q) {
+  return q && q->expect() > 0;
+}
+
+std::vector<std::string> lock_manager::peers() const {
+  std::vector<std::string> out;
+  if (!table_ || !net_) return out;
+  for (std::string& m : table_->get().members())
+    if (m != node_ && !left_.contains(m)) out.push_back(std::move(m));
+  return out;
+}
+
+void lock_manager::unresolve(slot_state& s, std::int64_t) {
+  s.resolved = false;
+  s.waiting = peers();
+  s.losses = quorum_ ? quorum_->losses() : 0;
+}
+
+std::int64_t lock_manager::vanished_lease_ns() const {
+  const std::int64_t delay = std::chrono::nanoseconds(opts_.lock_delay).count();
+  const std::int64_t drift = delay - std::chrono::nanoseconds(opts_.max_ttl).count();
+  return std::max(delay, peer_ttl_ns_ + drift);
+}
+
+void lock_manager::ensure_claims() {
+  if (claiming_) return;
+  for (const slot_state& s : slots_)
+    if (s.owned && !s.resolved) {
+      claiming_ = true;
+      (void)ref_of(this).tell(claim_tick{});
+      return;
+    }
+}
+
+void lock_manager::try_resolve(std::uint32_t slot, std::int64_t now) {
+  slot_state& s = slots_[slot];
+  if (!s.owned || s.resolved || !s.waiting.empty()) return;
+  if (!quorate(now)) return;  // may unresolve it again
+  if (s.resolved || !s.waiting.empty()) return;
+  if (quorum_ && quorum_->losses() != s.losses) {
+    unresolve(s, now);
+    return;
   }
-  if (any) (void)ref_of(this).tell(delay_over{usable_at});
+  s.resolved = true;
+  s.usable_ns = std::max({now, s.horizon_ns, floor_ns_, previous_life_ns_});
+  s.epoch_ms = std::max(wall_epoch_ms(opts_.lock_delay), s.epoch_ms + 1);
+  s.seq = 0;
+  (void)ref_of(this).tell(delay_over{s.usable_ns});
+}
+
+task<void> lock_manager::handle(claim_tick) {
+  for (;;) {
+    const std::int64_t now = now_ns();
+    bool pending = false;
+    std::unordered_set<std::string> ask;
+    for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+      try_resolve(i, now);
+      const slot_state& s = slots_[i];
+      if (!s.owned || s.resolved) continue;
+      pending = true;
+      for (const std::string& p : s.waiting) ask.insert(p);
+    }
+    if (!pending) break;
+    for (const std::string& p : ask) {
+      peer_claim& pc = claims_[p];
+      if (pc.in_flight) continue;
+      pc.in_flight = true;
+      (void)ref_of(this).tell(claim_to{p});
+    }
+    co_await sleep_for(std::chrono::milliseconds(5));
+  }
+  claiming_ = false;
+}
+
+task<void> lock_manager::handle(claim_to c) {
+  const std::string peer = c.peer;
+  std::vector<std::uint32_t> want;
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    const slot_state& s = slots_[i];
+    if (s.owned && !s.resolved &&
+        std::find(s.waiting.begin(), s.waiting.end(), peer) != s.waiting.end())
+      want.push_back(i);
+  }
+  if (want.empty() || !net_) {
+    claims_[peer].in_flight = false;
+    co_return;
+  }
+  const auto timeout = std::chrono::seconds(2);
+  bool retry = false;
+  // The peer stopped answering (down, or stalled): fall back to waiting out
+  // the lock-delay from the gain for what it might have granted.
+  auto unreachable = [&](std::int64_t now) {
+    for (std::uint32_t i : want) {
+      slot_state& s = slots_[i];
+      std::erase(s.waiting, peer);
+      s.horizon_ns = std::max(s.horizon_ns, s.gained_ns + vanished_lease_ns());
+      try_resolve(i, now);
+    }
+  };
+  // No lock manager there (a node that serves no locks): nothing to hand over.
+  auto nothing_there = [&](std::int64_t now) {
+    for (std::uint32_t i : want) {
+      std::erase(slots_[i].waiting, peer);
+      try_resolve(i, now);
+    }
+  };
+  if (!claims_[peer].have_ref) {
+    auto call = net_->remote<lock_manager>(peer, lock_manager_name, timeout);
+    result<actor_ref<lock_manager>> r = co_await std::move(call);
+    if (!r) {
+      if (r.error() == errc::name_not_found)
+        nothing_there(now_ns());
+      else
+        unreachable(now_ns());
+      claims_[peer].in_flight = false;
+      co_return;
+    }
+    claims_[peer].ref = *r;
+    claims_[peer].have_ref = true;
+  }
+  lock_claim q{node_, opts_.max_ttl.count(), table_ ? table_->digest() : 0, want};
+  auto call = claims_[peer].ref.ask(std::move(q), timeout);
+  result<lock_claim_reply> rep = co_await call;
+  const std::int64_t now = now_ns();
+  peer_claim& pc = claims_[peer];
+  if (!rep) {
+    pc.have_ref = false;  // looked up again next time
+    if (rep.error() == errc::actor_dead)
+      retry = true;  // the peer's manager restarted: ask the new one
+    else
+      unreachable(now);
+  } else {
+    peer_ttl_ns_ = std::max(
+        peer_ttl_ns_, std::chrono::nanoseconds(
+                          std::chrono::milliseconds(std::max<std::int64_t>(0, rep->max_ttl_ms)))
+                          .count());
+    for (const lock_handed_slot& h : rep->slots) {
+      if (h.slot >= slots_.size()) continue;
+      if (h.state != lock_handed_slot::released) {
+        retry = true;
+        continue;
+      }
+      take_over(h, now);
+      std::erase(slots_[h.slot].waiting, peer);
+      try_resolve(h.slot, now);
+    }
+  }
+  if (retry) {
+    // Its ring does not agree yet: ask again a little later. Rings agree
+    // within a few heartbeats; a minute without says why slots wait.
+    pc.backoff = std::min(std::max(pc.backoff * 2, std::chrono::milliseconds(5)),
+                          std::chrono::milliseconds(250));
+    if (++pc.refusals == 240)
+      system().log(log_level::warn, "locks",
+                   "slots claimed from " + peer +
+                       " still wait after a minute: its ring is not this node's (a link "
+                       "between other members down, or different ring options?)");
+    co_await sleep_for(pc.backoff);
+  } else {
+    pc.backoff = std::chrono::milliseconds(0);
+    pc.refusals = 0;
+  }
+  claims_[peer].in_flight = false;
+}
+
+std::vector<lock_handed_slot> lock_manager::hand_over(const std::vector<std::uint32_t>& slots,
+                                                      std::int64_t now) {
+  std::vector<lock_handed_slot> out;
+  std::vector<std::int32_t> index(slots_.size(), -1);
+  for (std::uint32_t i : slots) {
+    if (i >= slots_.size() || index[i] >= 0) continue;
+    index[i] = static_cast<std::int32_t>(out.size());
+    lock_handed_slot h;
+    h.slot = i;
+    h.epoch_ms = slots_[i].epoch_ms;
+    h.horizon_ns =
+        std::max<std::int64_t>(0, std::max(slots_[i].horizon_ns, previous_life_ns_) - now);
+    out.push_back(std::move(h));
+  }
+  if (out.empty()) return out;
+  compact_held();
+  for (lock_state* l : held_) {
+    if (index[l->slot] < 0) continue;
+    lock_handed_slot& h = out[static_cast<std::size_t>(index[l->slot])];
+    fail_waiters(*l, lock_errc::not_owner);
+    while (!l->holders.empty()) {
+      const holder& x = l->holders.back();
+      if (x.expires_ns > now) {
+        h.leases.push_back(lock_handed_lease{std::string(l->name), x.owner, x.owner_node, x.token,
+                                             x.expires_ns - now, x.holds,
+                                             static_cast<std::uint8_t>(l->mode)});
+        ++stats_.handed_over;
+        end_holder(*l, l->holders.size() - 1, lock_event::kind::handed_over, now);
+      } else {
+        end_holder(*l, l->holders.size() - 1, lock_event::kind::expired, now);
+      }
+    }
+  }
+  compact_held();
+  return out;
+}
+
+void lock_manager::take_over(const lock_handed_slot& h, std::int64_t now) {
+  if (h.slot >= slots_.size()) return;
+  slot_state& s = slots_[h.slot];
+  s.epoch_ms = std::max(s.epoch_ms, h.epoch_ms);
+  const std::int64_t max_horizon = 4 * vanished_lease_ns();  // a bound on a peer's word
+  s.horizon_ns =
+      std::max(s.horizon_ns, now + std::clamp<std::int64_t>(h.horizon_ns, 0, max_horizon));
+  const std::int64_t max_left =
+      std::chrono::nanoseconds(opts_.max_ttl).count() + std::max<std::int64_t>(peer_ttl_ns_, 0);
+  for (const lock_handed_lease& x : h.leases) {
+    // A lease that cannot be this slot's (bad input) is not taken.
+    if (x.name.empty() || x.name.size() > opts_.max_name || x.left_ns <= 0 || x.mode > 1 ||
+        x.holds == 0 || x.token == 0 || lock_slot(x.name, opts_.slots) != h.slot)
+      continue;
+    lock_state& l = get(x.name, h.slot);
+    const std::int64_t expires = now + std::min(x.left_ns, max_left);
+    holder* same = nullptr;
+    for (holder& y : l.holders)
+      if (y.token == x.token) same = &y;
+    if (same) {
+      same->expires_ns = std::max(same->expires_ns, expires);
+      continue;
+    }
+    l.mode = static_cast<lock_mode>(x.mode);
+    l.holders.push_back(holder{x.owner, x.owner_node, x.token, now, expires, x.holds});
+    if (!l.in_held) {
+      l.in_held = true;
+      held_.push_back(&l);
+    }
+    ++stats_.taken_over;
+    note_lease(expires, now);
+    emit(lock_event::kind::taken_over, l, l.holders.back(), now);
+  }
+  ensure_sweeper();
+}
+
+// The lease file: before a lease may end after its mark, the mark moves to
+// that end plus a slack of max(max_ttl / 4, 1 s) — one small synced write
+// per slack at most under steady grants, and a restart waits at most the
+// slack longer than the leases it granted.
+void lock_manager::note_lease(std::int64_t expires_ns, std::int64_t now) {
+  if (opts_.lease_file.empty()) return;
+  const auto ends = static_cast<std::int64_t>(
+      wall_epoch_ms(std::chrono::nanoseconds(std::max<std::int64_t>(0, expires_ns - now))));
+  if (ends < lease_mark_ms_) return;
+  const std::int64_t slack = std::max<std::int64_t>(opts_.max_ttl.count() / 4, 1000);  // ms
+  const std::int64_t mark = ends + slack;
+  const std::string tmp = opts_.lease_file + ".tmp";
+  const std::string text = "troupe-lease-mark " + std::to_string(mark) + "\n";
+  std::string error;
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    error = std::strerror(errno);
+  } else {
+    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                    ::fsync(fd) == 0;
+    if (!ok) error = std::strerror(errno);
+    ::close(fd);
+    if (ok && ::rename(tmp.c_str(), opts_.lease_file.c_str()) != 0) error = std::strerror(errno);
+  }
+  if (error.empty()) {
+    lease_mark_ms_ = mark;
+    if (lease_file_failing_)
+      system().log(log_level::info, "locks", "lease file " + opts_.lease_file + " written again");
+    lease_file_failing_ = false;
+    return;
+  }
+  if (!lease_file_failing_)
+    system().log(log_level::error, "locks",
+                 "cannot write the lease file " + opts_.lease_file + " (" + error +
+                     "): after a restart this node would not know how long its leases run; "
+                     "retrying with every grant");
+  lease_file_failing_ = true;
+}
+
+lock_claim_reply lock_manager::handle(lock_claim q) {
+  peer_ttl_ns_ = std::max(
+      peer_ttl_ns_,
+      std::chrono::nanoseconds(std::chrono::milliseconds(std::max<std::int64_t>(0, q.max_ttl_ms)))
+          .count());
+  lock_claim_reply reply;
+  reply.max_ttl_ms = opts_.max_ttl.count();
+  const std::int64_t now = now_ns();
+  std::vector<std::uint32_t> give;
+  for (std::uint32_t i : q.slots) {
+    if (i >= slots_.size()) continue;
+    const slot_state& s = slots_[i];
+    std::uint8_t state = lock_handed_slot::released;
+    if (!leaving_) {
+      if (s.owned)
+        state = lock_handed_slot::still_owner;
+      else if (!table_ || table_->digest() != q.ring_digest)
+        state = lock_handed_slot::not_yours;
+    }
+    if (state == lock_handed_slot::released)
+      give.push_back(i);
+    else
+      reply.slots.push_back(lock_handed_slot{i, state, 0, 0, {}});
+  }
+  for (lock_handed_slot& h : hand_over(give, now)) reply.slots.push_back(std::move(h));
+  return reply;
+}
+
+lock_reply lock_manager::handle(lock_leaving q) {
+  if (q.from.empty() || q.from == node_) return reply_error(lock_errc::not_owner);
+  peer_ttl_ns_ = std::max(
+      peer_ttl_ns_,
+      std::chrono::nanoseconds(std::chrono::milliseconds(std::max<std::int64_t>(0, q.max_ttl_ms)))
+          .count());
+  const std::int64_t now = now_ns();
+  left_.insert(q.from);
+  for (const lock_handed_slot& h : q.slots)
+    if (h.state == lock_handed_slot::released) take_over(h, now);
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    slot_state& s = slots_[i];
+    if (std::erase(s.waiting, q.from) > 0) try_resolve(i, now);
+  }
+  return lock_reply{0, 0, 0, 0, node_};
+}
+
+task<bool> lock_manager::handle(leave_q) {
+  if (leaving_) co_return true;
+  leaving_ = true;
+  const std::int64_t now = now_ns();
+  fail_all_waiters(lock_errc::not_owner);
+  for (slot_state& s : slots_) {
+    s.owned = false;
+    s.resolved = false;
+    s.waiting.clear();
+  }
+  if (!net_ || !table_) co_return true;
+  // Each slot to the member that owns it once this node is gone.
+  ring without = table_->get();
+  (void)without.remove(node_);
+  std::unordered_map<std::string, std::vector<std::uint32_t>> next;
+  for (std::uint32_t i = 0; i < slots_.size(); ++i)
+    if (result<std::string_view> o = without.owner(lock_slot_key(i)))
+      next[std::string(*o)].push_back(i);
+  bool all = true;
+  const auto timeout = std::chrono::seconds(1);
+  for (const std::string& p : peers()) {
+    lock_leaving msg{node_, opts_.max_ttl.count(), hand_over(next[p], now)};
+    auto look = net_->remote<lock_manager>(p, lock_manager_name, timeout);
+    result<actor_ref<lock_manager>> r = co_await std::move(look);
+    if (!r) {
+      all = false;
+      continue;
+    }
+    auto call = r->ask(std::move(msg), timeout);
+    result<lock_reply> rep = co_await call;
+    if (!rep || rep->error != 0) all = false;
+  }
+  if (!all)
+    system().log(log_level::warn, "locks",
+                 "leaving: not every member took this node's leases over; they wait for "
+                 "them to run out");
+  co_return all;
 }
 
 void lock_manager::fail_all_waiters(lock_errc why) {
@@ -219,6 +615,7 @@ lock_manager::holder& lock_manager::grant(lock_state& l, std::string owner, std:
     s.seq = 0;
   }
   const std::uint64_t token = (s.epoch_ms << token_seq_bits) | ++s.seq;
+  note_lease(now + ttl_ns, now);
   l.mode = m;
   l.holders.push_back(holder{std::move(owner), std::move(owner_node), token, now, now + ttl_ns, 1});
   if (!l.in_held) {
@@ -253,7 +650,7 @@ void lock_manager::promote(lock_state& l, std::int64_t now) {
     }
     if (!free_for(l, w->mode)) return;
     holder& h = grant(l, std::move(w->owner), std::move(w->owner_node), w->mode, w->ttl_ns, now);
-    w->result = lock_reply{0, h.token, w->ttl_ns / 1'000'000, 1};
+    w->result = lock_reply{0, h.token, w->ttl_ns / 1'000'000, 1, node_};
     it = l.queue.erase(it);
     w->ready.set();
     if (w->mode == lock_mode::exclusive) return;
@@ -331,68 +728,95 @@ task<void> lock_manager::handle(delay_over d) {
 }
 
 void lock_manager::handle(ring_changed c) {
-  if (!c.table) return;
+  if (!c.table || leaving_) return;
   const std::int64_t now = now_ns();
-  const std::int64_t usable_at = now + std::chrono::nanoseconds(opts_.lock_delay).count();
-  const std::uint64_t epoch = wall_epoch_ms(opts_.lock_delay);
-  bool gained = false;
+  std::shared_ptr<const ring_table> before = std::move(table_);
+  table_ = c.table;
+  if (!before) {
+    // The first ring: when serving may start at all. Without the majority
+    // rule a node cannot tell a fresh cluster from one it has not reached
+    // yet, so it waits the lock-delay once; with it, the claims suffice.
+    if (!majority_rule(quorum_))
+      floor_ns_ = now + std::chrono::nanoseconds(opts_.lock_delay).count();
+    if (lease_mark_ms_ > 0) {
+      const auto now_ms = static_cast<std::int64_t>(wall_epoch_ms({}));
+      previous_life_ns_ = now + std::max<std::int64_t>(0, lease_mark_ms_ - now_ms) * 1'000'000;
+    }
+    if (!lease_note_.empty()) system().log(log_level::warn, "locks", lease_note_);
+  }
+  const ring& r = table_->get();
+  // Members new to this ring. Without the majority rule one of them may have
+  // served slots this node believes its own (two clusters merging): those
+  // are confirmed with it before granting again.
+  std::vector<std::string> newcomers;
+  if (before && !majority_rule(quorum_))
+    for (std::string& m : r.members())
+      if (m != node_ && !before->get().contains(m)) newcomers.push_back(std::move(m));
+  const std::int64_t vanished = now + vanished_lease_ns();
   std::vector<bool> lost(slots_.size(), false);
   for (std::uint32_t i = 0; i < slots_.size(); ++i) {
-    result<std::string_view> o = c.table->owner(lock_slot_key(i));
+    const std::string key = lock_slot_key(i);
+    result<std::string_view> o = table_->owner(key);
     const bool mine = o && *o == node_;
     slot_state& s = slots_[i];
+    // An owner that left the ring without handing over: what it granted may
+    // run for up to its lease bound from now.
+    if (before) {
+      result<std::string_view> p = before->owner(key);
+      if (p && *p != node_ && !r.contains(*p) && !left_.contains(std::string(*p)))
+        s.horizon_ns = std::max(s.horizon_ns, vanished);
+    }
     if (mine && !s.owned) {
       s.owned = true;
-      s.usable_ns = usable_at;
-      s.epoch_ms = std::max(epoch, s.epoch_ms + 1);
-      s.seq = 0;
-      gained = true;
+      s.gained_ns = now;
+      unresolve(s, now);
+    } else if (mine && !s.resolved) {
+      unresolve(s, now);  // ask the members of the new ring
+    } else if (mine && !newcomers.empty()) {
+      s.resolved = false;
+      s.waiting = newcomers;
+      s.losses = quorum_ ? quorum_->losses() : 0;
     } else if (!mine && s.owned) {
       s.owned = false;
+      s.resolved = false;
+      s.waiting.clear();
       lost[i] = true;
     }
   }
-  ring_seen_ = true;
-  // Locks of slots that moved away: their holders are revoked (renewals now
-  // fail with not_owner), their waiters told to retry at the new owner.
-  for (auto& [name, l] : locks_) {
-    if (!lost[l.slot]) continue;
-    while (!l.holders.empty()) end_holder(l, 0, lock_event::kind::revoked, now);
-    fail_waiters(l, lock_errc::not_owner);
-  }
-  if (gained) (void)ref_of(this).tell(delay_over{usable_at});
+  // Slots that moved away: their waiters retry at the new owner; their
+  // holders stay, not served here, until the new owner takes them over.
+  for (auto& [name, l] : locks_)
+    if (lost[l.slot] && !l.queue.empty()) fail_waiters(l, lock_errc::not_owner);
+  ensure_claims();
 }
 
 void lock_manager::handle(net::member_event e) {
-  if (e.up) return;
+  peer_claim& pc = claims_[e.node];
+  pc.have_ref = false;  // another process, or none: look its manager up again
+  if (e.up) {
+    left_.erase(e.node);
+    return;
+  }
   // Out of the majority: nobody waiting here can be granted.
   if (!quorate(now_ns())) fail_all_waiters(lock_errc::no_majority);
-  // The node went down: its holders are gone, its waiters cannot take a grant.
+  // The node went down: its waiters cannot take a grant. Its holders keep
+  // their leases until they run out (they may be alive, cut off): the
+  // holder's client has marked them lost when it saw this node go.
   const std::int64_t now = now_ns();
-  std::vector<std::string> names;
-  for (auto& [name, l] : locks_) names.push_back(name);
-  for (const std::string& name : names) {
-    lock_state& l = *find(name);
-    bool ended = false;
-    for (std::size_t i = 0; i < l.holders.size();) {
-      if (l.holders[i].owner_node == e.node) {
-        end_holder(l, i, lock_event::kind::revoked, now);
-        ended = true;
-      } else {
-        ++i;
-      }
-    }
+  for (auto& [name, l] : locks_) {
+    bool removed = false;
     for (auto it = l.queue.begin(); it != l.queue.end();) {
       waiter* w = *it;
       if (w->owner_node == e.node && !w->ready.timed_out()) {
         w->result = reply_error(lock_errc::revoked);
         it = l.queue.erase(it);
         w->ready.set();
+        removed = true;
       } else {
         ++it;
       }
     }
-    if (ended) promote(l, now);
+    if (removed) promote(l, now);  // a shared run may have waited behind it
   }
 }
 
@@ -410,6 +834,7 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
   lock_state* known = find(q.name);  // a lock used before knows its slot
   const std::uint32_t slot = known ? known->slot : lock_slot(q.name, opts_.slots);
   if (!slots_[slot].owned) co_return reply_error(lock_errc::not_owner);
+  if (q.token != 0 && !slots_[slot].resolved) co_return recovering(slot, now);
   const std::int64_t ttl_ns = q.ttl_ms * 1'000'000;
   lock_state& l = known ? *known : get(q.name, slot);
   expire_due(l, now);
@@ -421,19 +846,22 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
       if (h.owner != q.owner || h.token != q.token) continue;
       if (l.mode != mode) co_return reply_error(lock_errc::mode_mismatch);
       ++h.holds;
+      note_lease(now + ttl_ns, now);
       h.expires_ns = std::max(h.expires_ns, now + ttl_ns);
       emit(lock_event::kind::renewed, l, h, now);
-      co_return lock_reply{0, h.token, (h.expires_ns - now) / 1'000'000, h.holds};
+      co_return lock_reply{0, h.token, (h.expires_ns - now) / 1'000'000, h.holds, node_};
     }
     forget_if_idle(l);
     co_return reply_error(lock_errc::wrong_token);
   }
   if (usable(l, now) && free_for(l, mode) && !has_live_waiters(l)) {
     holder& h = grant(l, std::move(q.owner), std::move(q.owner_node), mode, ttl_ns, now);
-    co_return lock_reply{0, h.token, q.ttl_ms, 1};
+    co_return lock_reply{0, h.token, q.ttl_ms, 1, node_};
   }
   if (q.wait_ms == 0) {
     forget_if_idle(l);
+    // Held is said only of a lock that is: a slot that does not grant yet says so.
+    if (l.holders.empty() && !usable(l, now) && quorate(now)) co_return recovering(slot, now);
     co_return reply_error(lock_errc::busy);
   }
   if (stats_.waiters >= opts_.max_waiters || l.queue.size() >= opts_.max_waiters_per_lock) {
@@ -468,10 +896,14 @@ task<lock_reply> lock_manager::handle(lock_acquire q) {
   stats_.waits.observe(std::chrono::nanoseconds(now_ns() - now));
   if (woken) co_return w.result;
   ++stats_.timeouts;
+  const std::int64_t end = now_ns();
+  bool free_but_recovering = false;
   if (lock_state* ls = find(name)) {
-    promote(*ls, now_ns());  // a shared run may have been waiting behind it
+    promote(*ls, end);  // a shared run may have been waiting behind it
+    free_but_recovering = ls->holders.empty() && !usable(*ls, end) && slots_[ls->slot].owned;
     forget_if_idle(*ls);
   }
+  if (free_but_recovering && quorate(end)) co_return recovering(slot, end);
   co_return reply_error(lock_errc::timeout);
 }
 
@@ -481,8 +913,13 @@ lock_manager::lock_state* lock_manager::find_hold(const std::string& name, std::
                                                   const std::string& owner, std::size_t& index,
                                                   lock_reply& error) {
   lock_state* l = find(name);
-  if (!slots_[l ? l->slot : lock_slot(name, opts_.slots)].owned) {
+  const std::uint32_t slot = l ? l->slot : lock_slot(name, opts_.slots);
+  if (!slots_[slot].owned) {
     error = reply_error(lock_errc::not_owner);
+    return nullptr;
+  }
+  if (!slots_[slot].resolved) {  // its leases may still be on their way here
+    error = recovering(slot, now_ns());
     return nullptr;
   }
   if (!l) {
@@ -518,9 +955,10 @@ lock_reply lock_manager::handle(lock_renew q) {
     return reply_error(lock_errc::expired);
   }
   if (!quorate(now)) return reply_error(lock_errc::no_majority);  // the lease runs out as it is
+  note_lease(now + q.ttl_ms * 1'000'000, now);
   h.expires_ns = now + q.ttl_ms * 1'000'000;
   emit(lock_event::kind::renewed, *l, h, now);
-  return lock_reply{0, h.token, q.ttl_ms, h.holds};
+  return lock_reply{0, h.token, q.ttl_ms, h.holds, node_};
 }
 
 lock_reply lock_manager::handle(lock_release q) {
@@ -531,12 +969,13 @@ lock_reply lock_manager::handle(lock_release q) {
   if (!l) return error;
   const std::int64_t now = now_ns();
   holder& h = l->holders[i];
-  if (--h.holds > 0) return lock_reply{0, h.token, (h.expires_ns - now) / 1'000'000, h.holds};
+  if (--h.holds > 0)
+    return lock_reply{0, h.token, (h.expires_ns - now) / 1'000'000, h.holds, node_};
   const std::uint64_t token = h.token;
   end_holder(*l, i, lock_event::kind::released, now);
   promote(*l, now);
   forget_if_idle(*l);
-  return lock_reply{0, token, 0, 0};
+  return lock_reply{0, token, 0, 0, node_};
 }
 
 lock_info lock_manager::handle(lock_info_q q) {
@@ -563,22 +1002,29 @@ lock_stats lock_manager::handle(lock_stats_q) const {
   lock_stats s = stats_;
   s.held = 0;
   for (const lock_state* l : held_) s.held += l->holders.size();
+  const std::int64_t now = now_ns();
+  for (const slot_state& x : slots_) s.recovering += x.owned && (!x.resolved || x.usable_ns > now);
   return s;
 }
 
 // ---------------------------------------------------------------------------
 // The service.
 
-lock_service::lock_service(net::node& n, router& r, lock_options o) {
+lock_service::lock_service(net::node& n, router& r, lock_options o) : node_(n) {
   spawn_options so;
   so.shard = static_cast<int>(n.shard());
-  actor_ = n.runtime_ref().spawn<lock_manager>(so, n.name(), std::move(o), n.quorum());
+  actor_ = n.runtime_ref().spawn<lock_manager>(so, n.name(), std::move(o), n.quorum(), &n);
   n.publish(actor_, lock_manager_name);
   r.watch(actor_);
   n.subscribe(actor_);
 }
 
-lock_service::~lock_service() { actor_.stop(); }
+lock_service::~lock_service() {
+  // A planned leave: the leases go to the members that own their slots next,
+  // which serve them at once (a runtime already stopped answers at once).
+  (void)node_.runtime_ref().ask_sync(actor_, lock_manager::leave_q{}, std::chrono::seconds(5));
+  actor_.stop();
+}
 
 // ---------------------------------------------------------------------------
 // The client: guards, and the keeper actor that sends every request of one
@@ -589,6 +1035,7 @@ namespace detail {
 /// One lease as the keeper tracks it: shared by the guards of its holds.
 struct lease_state {
   std::string name, key, owner;
+  std::string manager;  // the node whose manager last answered for it
   std::uint64_t token = 0;
   std::chrono::milliseconds ttl{0};
   std::uint32_t guards = 0;
@@ -663,6 +1110,7 @@ class lock_keeper : public actor {
       lk.push_back('\0');
       lk += std::to_string(rep->token);
       detail::lease_state& l = leases_[lk];
+      l.manager = rep->manager;
       if (l.guards == 0) {
         l.name = q.name;
         l.key = key;
@@ -689,48 +1137,90 @@ class lock_keeper : public actor {
       const auto period = std::max(it->second.ttl / 3, std::chrono::milliseconds(1));
       co_await sleep_for(period);
       it = leases_.find(q.lease_key);
-      if (it == leases_.end()) co_return;  // released meanwhile
-      detail::lease_state& l = it->second;
-      lock_renew r{l.name, l.owner, l.token, l.ttl.count()};
-      std::shared_ptr<std::atomic<bool>> lost = l.lost;
-      const std::string name = l.name;
-      auto call = node_->route_ask<lock_manager>(l.key, lock_manager_name, std::move(r), l.ttl);
-      result<lock_reply> rep = co_await call;
-      if (!rep || rep->error != 0) {
-        lost->store(true);
-        const std::string why = !rep
-                                    ? rep.error().message()
-                                    : make_error_code(static_cast<lock_errc>(rep->error)).message();
-        system().log(log_level::warn, "locks",
-                     "lock '" + name + "' lost: renewal failed (" + why + ")");
-        if (auto again = leases_.find(q.lease_key); again != leases_.end())
-          again->second.renewing = false;
-        co_return;
+      if (it == leases_.end() || it->second.lost->load()) co_return;  // released, or lost
+      // The lease runs at least until a renewal sent now could have been
+      // answered; a slot in motion (not_owner, recovering) is asked again
+      // until then.
+      const auto lease_end = std::chrono::steady_clock::now() + it->second.ttl - period;
+      result<lock_reply> rep = failure<lock_reply>(make_error_code(errc::ask_timeout));
+      for (;;) {
+        it = leases_.find(q.lease_key);
+        if (it == leases_.end()) co_return;
+        detail::lease_state& l = it->second;
+        lock_renew r{l.name, l.owner, l.token, l.ttl.count()};
+        auto call = node_->route_ask<lock_manager>(l.key, lock_manager_name, std::move(r), l.ttl);
+        rep = co_await call;
+        const bool moving =
+            rep && (rep->error == static_cast<std::uint32_t>(lock_errc::not_owner) ||
+                    rep->error == static_cast<std::uint32_t>(lock_errc::recovering));
+        if (!moving ||
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(20) >= lease_end)
+          break;
+        co_await sleep_for(std::chrono::milliseconds(10));
       }
+      it = leases_.find(q.lease_key);
+      if (it == leases_.end()) co_return;
+      detail::lease_state& l = it->second;
+      if (rep && rep->error == 0) {
+        l.manager = rep->manager;
+        continue;
+      }
+      const std::string why = !rep ? rep.error().message()
+                                   : make_error_code(static_cast<lock_errc>(rep->error)).message();
+      mark_lost(l, "renewal failed (" + why + ")");
+      co_return;
     }
+  }
+
+  /// A lease the holder must stop relying on.
+  void mark_lost(detail::lease_state& l, const std::string& why) {
+    if (l.lost->exchange(true)) return;
+    l.renewing = false;
+    system().log(log_level::warn, "locks", "lock '" + l.name + "' lost: " + why);
+  }
+
+  /// The link to a manager's node went down: the leases it holds there are
+  /// lost now — the manager may grant them again once they run out, and this
+  /// client cannot renew them meanwhile. A member that left handed them over.
+  void handle(net::member_event e) {
+    if (e.up || e.left) return;
+    for (auto& [k, l] : leases_)
+      if (l.manager == e.node) mark_lost(l, "its manager's node " + e.node + " went down");
   }
 
   task<void> handle(detail::release_q q) {
     auto it = leases_.find(q.lease_key);
     if (it == leases_.end()) co_return;
     detail::lease_state& l = it->second;
-    lock_release r{l.name, l.owner, l.token};
     const std::string key = l.key, name = l.name;
+    lock_release r{l.name, l.owner, l.token};
+    const bool lost = l.lost->load();
     if (--l.guards == 0) {
       if (auto c = current_.find(l.name + '\0' + l.owner);
           c != current_.end() && c->second == q.lease_key)
         current_.erase(c);
       leases_.erase(it);  // the renewal loop ends with it
     }
-    auto call = node_->route_ask<lock_manager>(key, lock_manager_name, std::move(r),
-                                               std::chrono::seconds(5));
-    result<lock_reply> rep = co_await call;
-    // A lease that expired or was revoked meanwhile needs no line; a release
-    // that did not reach the manager does.
-    if (!rep)
-      system().log(log_level::warn, "locks",
-                   "release of lock '" + name + "' failed (" + rep.error().message() +
-                       "); the lease ends at its TTL");
+    // A slot in motion is asked again for a while; a lease that expired or
+    // was revoked meanwhile needs no line; a release that did not reach the
+    // manager does.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      auto call =
+          node_->route_ask<lock_manager>(key, lock_manager_name, r, std::chrono::seconds(5));
+      result<lock_reply> rep = co_await call;
+      if (!rep) {
+        if (!lost)
+          system().log(log_level::warn, "locks",
+                       "release of lock '" + name + "' failed (" + rep.error().message() +
+                           "); the lease ends at its TTL");
+        co_return;
+      }
+      const bool moving = rep->error == static_cast<std::uint32_t>(lock_errc::not_owner) ||
+                          rep->error == static_cast<std::uint32_t>(lock_errc::recovering);
+      if (!moving || std::chrono::steady_clock::now() >= give_up) co_return;
+      co_await sleep_for(std::chrono::milliseconds(10));
+    }
   }
 
   void handle(down_msg d) {
@@ -782,6 +1272,7 @@ locks::locks(net::node& n, lock_client_options o) : node_(n), opts_(o) {
   spawn_options so;
   so.shard = static_cast<int>(n.shard());
   keeper_ = n.runtime_ref().spawn<lock_keeper>(so, &n, opts_);
+  n.subscribe(keeper_);
 }
 
 locks::~locks() { keeper_.stop(); }

@@ -1395,7 +1395,7 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     p->proxies.clear();
     p->node_proxy = actor_ref<node_actor>{};
     forget_peer(name);
-    notify(member_event{name, false, reason});
+    notify(member_event{name, false, reason, code == handshake_errc::leaving});
     if (auto m = members_.find(name); m != members_.end()) {
       m->second.down_since_ns = system().now_ns();
       if (!stopping_) {

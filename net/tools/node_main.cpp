@@ -316,6 +316,8 @@ net::http_response lock_error(actors::lock_errc e) {
       return net::json_error(429, "too_many_waiters", message);
     case lock_errc::no_majority:
       return net::json_error(503, "not_in_majority", message);
+    case lock_errc::recovering:
+      return net::json_error(503, "slot_recovering", message);
     default:
       return net::json_error(400, "bad_field", message);
   }
@@ -759,6 +761,7 @@ class node_app {
   static actors::lock_options lock_options(const config& c) {
     actors::lock_options o = c.lock_caps;
     o.max_ttl = c.lock_max_ttl;
+    if (!c.data_dir.empty()) o.lease_file = c.data_dir + "/locks.lease";
     return o;
   }
   static net::http_options http_options(const config& c) {
@@ -1109,6 +1112,18 @@ class node_app {
     if (!rep) co_return net::json_error(net::http_status_for(rep.error()), rep.error().message());
     if (rep->error != 0) {
       const auto e = static_cast<actors::lock_errc>(rep->error);
+      if (e == actors::lock_errc::recovering) {
+        // Retry-After in whole seconds, at least 1; the body says how long.
+        const std::int64_t ms = std::max<std::int64_t>(0, rep->ttl_ms);
+        json::object o;
+        o["error"] = make_error_code(e).message();
+        o["code"] = "slot_recovering";
+        o["recovering_ms"] = ms;
+        net::http_response r = net::json_reply(o, 503);
+        r.headers.emplace_back("Retry-After",
+                               std::to_string(std::max<std::int64_t>(1, (ms + 999) / 1000)));
+        co_return r;
+      }
       if (e == actors::lock_errc::too_many_waiters)
         co_return retry_later(
             429, "too_many_waiters",
@@ -1268,7 +1283,17 @@ class node_app {
            "(--lock-max-waiters-per-lock, --lock-max-waiters).\n"
            "# TYPE troupe_lock_waiters_refused_total counter\n"
            "troupe_lock_waiters_refused_total "
-        << ls->waiters_refused << "\n";
+        << ls->waiters_refused
+        << "\n# HELP troupe_lock_slots_recovering Lock slots this node owns that do not grant "
+           "yet (being handed over, or waiting out a vanished owner's leases).\n"
+           "# TYPE troupe_lock_slots_recovering gauge\n"
+           "troupe_lock_slots_recovering "
+        << ls->recovering
+        << "\n# HELP troupe_lock_handoffs_total Leases moved with their slot, by direction.\n"
+           "# TYPE troupe_lock_handoffs_total counter\n"
+           "troupe_lock_handoffs_total{direction=\"out\"} "
+        << ls->handed_over << "\ntroupe_lock_handoffs_total{direction=\"in\"} " << ls->taken_over
+        << "\n";
       net::prom::histogram_header(
           m, "troupe_lock_wait_seconds",
           "How long acquires that queued behind a holder waited (granted or not).");
@@ -1649,6 +1674,11 @@ std::vector<troupe::net::http_error_code> troupe::net::node_http_error_codes() {
       {"idempotency_conflict", 409, "the idempotency key was used with another input"},
       {"saga_finished", 409, "the saga has finished: there is nothing to cancel"},
       {"not_ready", 503, "the node is not ready (/readyz: the body's checks say which fails)"},
+      {"slot_recovering", 503,
+       "the lock's slot just moved to this node, which grants in it once the members that "
+       "served it have handed it over or every lease a vanished owner may have granted has run "
+       "out; the body's recovering_ms says for how long when known (0: shortly); retry after "
+       "Retry-After seconds"},
       {"not_in_majority", 503,
        "this node has not heard from more than half of the cluster (--expect) within "
        "--down-after-ms: it grants and renews no lock until it has; retry (at another node)"},

@@ -3,7 +3,10 @@
 // against its range (node_http_fields, the one table), lock holders that must
 // prove themselves, and the caps on lock waiters and queued sagas.
 
+#include <unistd.h>
+
 #include <boost/json.hpp>
+#include <filesystem>
 #include <future>
 #include <set>
 #include <troupe/core.hpp>
@@ -750,4 +753,63 @@ TEST_CASE("troupe-node's /metrics counts requests by route, method and status wi
   CHECK(m.find("# TYPE troupe_http_requests_total") ==
         m.rfind("# TYPE troupe_http_requests_total"));
   CHECK(m.find("\ntroupe_http_requests_total ") == std::string::npos);  // no unlabelled total
+}
+
+TEST_CASE("a free lock in a slot that does not grant yet is a 503 slot_recovering, never held",
+          "[http][node][locks]") {
+  SECTION("a first start without --expect waits its lock-delay, and says how long") {
+    net::node_instance node{{"--name", "n1", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                             "--lock-max-ttl-ms", "4000"}};
+    client c{node.http_port()};
+    reply r =
+        c.call(http::verb::post, "/api/v1/locks/fresh/acquire", R"({"owner":"a","ttl_ms":100})");
+    REQUIRE(r.status == 503);
+    CHECK(troupe::test::code_of(r) == "slot_recovering");
+    const std::int64_t ms = std::stoll(field_of(r, "recovering_ms"));
+    CHECK(ms > 0);
+    CHECK(ms <= 4001);
+    const int after = std::stoi(r.header("retry-after"));
+    CHECK(after >= 1);
+    CHECK(after <= 5);
+    CHECK(c.call(http::verb::get, "/metrics").body.find("troupe_lock_slots_recovering 256\n") !=
+          std::string::npos);
+    wait_for_locks(node.http_port());
+  }
+  SECTION(
+      "with --expect and a data dir: fresh, it grants at once; restarted, it waits only "
+      "for the leases it granted") {
+    const std::string dir = (std::filesystem::temp_directory_path() /
+                             ("troupe-lease-test-" + std::to_string(::getpid())))
+                                .string();
+    std::filesystem::remove_all(dir);
+    const std::vector<std::string> args{
+        "--name",   "n1", "--listen",          "127.0.0.1:0", "--http",     "127.0.0.1:0",
+        "--expect", "1",  "--lock-max-ttl-ms", "4000",        "--data-dir", dir};
+    {
+      net::node_instance node{args};
+      client c{node.http_port()};
+      reply r;
+      // Not after the 4 s lock-delay: the first answer once the node has
+      // ticked into its majority (of one) is a grant.
+      REQUIRE(eventually([&] {
+        r = c.call(http::verb::post, "/api/v1/locks/l/acquire", R"({"owner":"a","ttl_ms":1500})");
+        return r.status != 503 || troupe::test::code_of(r) != "not_in_majority";
+      }));
+      REQUIRE(r.status == 200);
+    }
+    // Restarted at once: the 1.5 s lease it granted may still run.
+    net::node_instance again{args};
+    client c{again.http_port()};
+    reply r;
+    REQUIRE(eventually([&] {
+      r = c.call(http::verb::post, "/api/v1/locks/m/acquire", R"({"owner":"b","ttl_ms":100})");
+      return r.status != 503 || troupe::test::code_of(r) != "not_in_majority";
+    }));
+    CHECK(r.status == 503);
+    CHECK(troupe::test::code_of(r) == "slot_recovering");
+    CHECK(std::stoll(field_of(r, "recovering_ms")) <=
+          1500 + 1000 + 1);  // the lease, the mark's slack
+    wait_for_locks(again.http_port());
+    std::filesystem::remove_all(dir);
+  }
 }

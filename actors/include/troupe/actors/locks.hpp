@@ -71,7 +71,7 @@ enum class lock_mode : std::uint8_t { exclusive = 0, shared = 1 };
 /// Why a lock request was refused.
 enum class lock_errc {
   timeout = 1,       ///< the wait ran out before the lock was free
-  busy,              ///< try-lock (wait 0): the lock is held, or its slot is in its lock-delay
+  busy,              ///< try-lock (wait 0): the lock is held
   wrong_token,       ///< renew / release / reentrant acquire: not the holder's current token
   not_holder,        ///< renew / release by an owner that does not hold the lock
   expired,           ///< renew after the lease expired (the lock was released)
@@ -85,6 +85,7 @@ enum class lock_errc {
   revoked,           ///< the lock's slot moved away, or its holder's node went down
   too_many_waiters,  ///< the lock, or the manager, has as many waiters as its cap allows
   no_majority,       ///< this node is not in the majority (net::node_options::expect)
+  recovering,        ///< the lock's slot is recovering: its previous owner's leases may still run
 };
 const boost::system::error_category& lock_category() noexcept;
 inline boost::system::error_code make_error_code(lock_errc e) noexcept {
@@ -93,9 +94,18 @@ inline boost::system::error_code make_error_code(lock_errc e) noexcept {
 
 struct lock_options {
   std::chrono::milliseconds max_ttl{60'000};
-  /// Grants wait this long in a slot the manager just began to serve; must be
-  /// at least max_ttl plus the clock drift between nodes (default: max_ttl).
+  /// How long a lease granted by a node that vanished (crashed, or cut off)
+  /// may still run after this node saw it go: a slot taken over from such a
+  /// node grants nothing for this long. At least max_ttl plus the clock
+  /// drift between nodes (default: max_ttl). Also the wait of a first start
+  /// without the majority rule (net::node_options::expect = 0), which cannot
+  /// know whether others serve the slots it believes are its own.
   std::chrono::milliseconds lock_delay{-1};
+  /// A file (in the node's data dir) where the manager keeps a high-water
+  /// mark of the leases it granted, so that after a restart it waits only
+  /// for those that can still run. Empty: none (a restart then relies on
+  /// the others having seen it go).
+  std::string lease_file;
   std::chrono::milliseconds sweep{5};  ///< how often expired leases are looked for
   std::uint32_t slots = 256;
   std::size_t max_name = 512;
@@ -112,7 +122,17 @@ struct lock_options {
 
 /// One change of a lock, as the manager saw it (steady-clock nanoseconds).
 struct lock_event {
-  enum class kind : std::uint8_t { granted, renewed, released, expired, revoked } what;
+  /// handed_over: the lease moved to the slot's new owner (a planned move),
+  /// which reports it as taken_over; the lease and its token go on there.
+  enum class kind : std::uint8_t {
+    granted,
+    renewed,
+    released,
+    expired,
+    revoked,
+    handed_over,
+    taken_over
+  } what;
   std::string name;
   std::string owner;
   std::uint64_t token = 0;
@@ -154,11 +174,14 @@ struct lock_release {
 struct lock_reply {
   std::uint32_t error = 0;  ///< a lock_errc; 0 = done
   std::uint64_t token = 0;
-  std::int64_t ttl_ms = 0;  ///< lease left (a relative time: clocks differ)
+  /// Lease left (a relative time: clocks differ); with `recovering`, how long
+  /// the slot is known to recover for (0: not known yet, retry shortly).
+  std::int64_t ttl_ms = 0;
   std::uint32_t holds = 0;
+  std::string manager;  ///< the node whose manager answered
   template <class A>
   void serialize(A& a) {
-    a(error, token, ttl_ms, holds);
+    a(error, token, ttl_ms, holds, manager);
   }
 };
 struct lock_info_q {
@@ -180,11 +203,75 @@ struct lock_info {
   }
 };
 
+// --- between managers: the hand-off of slots -----------------------------------
+
+/// One lease of a slot on its way to the slot's next owner.
+struct lock_handed_lease {
+  std::string name, owner, owner_node;
+  std::uint64_t token = 0;
+  std::int64_t left_ns = 0;  ///< lease left when sent
+  std::uint32_t holds = 0;
+  std::uint8_t mode = 0;
+  template <class A>
+  void serialize(A& a) {
+    a(name, owner, owner_node, token, left_ns, holds, mode);
+  }
+};
+/// A manager's answer for one slot another manager claims.
+struct lock_handed_slot {
+  enum : std::uint8_t { released = 0, still_owner = 1, not_yours = 2 };
+  std::uint32_t slot = 0;
+  std::uint8_t state = released;
+  std::uint64_t epoch_ms = 0;   ///< the highest token epoch it used in the slot
+  std::int64_t horizon_ns = 0;  ///< leases it cannot hand over may run this much longer
+  std::vector<lock_handed_lease> leases;
+  template <class A>
+  void serialize(A& a) {
+    a(slot, state, epoch_ms, horizon_ns, leases);
+  }
+};
+/// "These slots are mine now": sent by a manager that gained slots to every
+/// other member of its ring; each releases a slot (handing its leases over)
+/// only when it does not serve it and its own ring is the claimer's (same
+/// digest: same members, so every member that might serve it was asked).
+struct lock_claim {
+  std::string from;
+  std::int64_t max_ttl_ms = 0;
+  std::uint64_t ring_digest = 0;
+  std::vector<std::uint32_t> slots;
+  template <class A>
+  void serialize(A& a) {
+    a(from, max_ttl_ms, ring_digest, slots);
+  }
+};
+struct lock_claim_reply {
+  std::int64_t max_ttl_ms = 0;
+  std::vector<lock_handed_slot> slots;
+  template <class A>
+  void serialize(A& a) {
+    a(max_ttl_ms, slots);
+  }
+};
+/// A manager leaving (its node stops): every lease it holds, sent to the
+/// member that owns the lease's slot once it is gone (empty for the others).
+struct lock_leaving {
+  std::string from;
+  std::int64_t max_ttl_ms = 0;
+  std::vector<lock_handed_slot> slots;
+  template <class A>
+  void serialize(A& a) {
+    a(from, max_ttl_ms, slots);
+  }
+};
+
 /// Counters of one manager.
 struct lock_stats {
   std::uint64_t grants = 0, releases = 0, expiries = 0, revocations = 0, timeouts = 0;
   std::uint64_t held = 0, waiters = 0;
   std::uint64_t waiters_refused = 0;  ///< acquires refused with too_many_waiters
+  std::uint64_t handed_over = 0;      ///< leases handed to a slot's next owner
+  std::uint64_t taken_over = 0;       ///< leases taken over from a slot's previous owner
+  std::uint32_t recovering = 0;       ///< slots it owns that do not grant yet
   /// How long the acquires that queued waited, granted or not.
   latency_histogram waits;
 };
@@ -208,6 +295,9 @@ TROUPE_LOCK_MESSAGE(lock_release, 0xFFFF0103u);
 TROUPE_LOCK_MESSAGE(lock_reply, 0xFFFF0104u);
 TROUPE_LOCK_MESSAGE(lock_info_q, 0xFFFF0105u);
 TROUPE_LOCK_MESSAGE(lock_info, 0xFFFF0106u);
+TROUPE_LOCK_MESSAGE(lock_claim, 0xFFFF0107u);
+TROUPE_LOCK_MESSAGE(lock_claim_reply, 0xFFFF0108u);
+TROUPE_LOCK_MESSAGE(lock_leaving, 0xFFFF0109u);
 #undef TROUPE_LOCK_MESSAGE
 
 namespace troupe::actors {
@@ -224,17 +314,22 @@ class lock_manager : public actor {
  public:
   static constexpr bool reentrant = true;  // waiters park while others are served
   static constexpr const char* type_name = "troupe::actors::lock_manager";
-  using remote_messages = net::message_list<lock_acquire, lock_renew, lock_release, lock_info_q>;
+  using remote_messages = net::message_list<lock_acquire, lock_renew, lock_release, lock_info_q,
+                                            lock_claim, lock_leaving>;
 
-  /// `quorum`: the node's majority view (net::node::quorum()); null: no rule.
+  /// `n`: the node, to hand slots over with the other members' managers
+  /// (null: a manager alone, which claims nothing). `quorum`: the node's
+  /// majority view (net::node::quorum()); null: no rule.
   lock_manager(std::string node_name, lock_options o,
-               std::shared_ptr<const net::quorum_view> quorum = nullptr);
+               std::shared_ptr<const net::quorum_view> quorum = nullptr, net::node* n = nullptr);
 
   task<lock_reply> handle(lock_acquire q);
   lock_reply handle(lock_renew q);
   lock_reply handle(lock_release q);
   lock_info handle(lock_info_q q);
   lock_stats handle(lock_stats_q) const;
+  lock_claim_reply handle(lock_claim q);
+  lock_reply handle(lock_leaving q);
   void handle(ring_changed c);
   void handle(net::member_event e);
 
@@ -242,8 +337,18 @@ class lock_manager : public actor {
   struct delay_over {
     std::int64_t at_ns;
   };
+  struct claim_tick {};
+  struct claim_to {
+    std::string peer;
+  };
+  /// Hands every lease to the members that own its slot once this node is
+  /// gone, and serves nothing from then on (lock_service's destructor).
+  struct leave_q {};
   task<void> handle(sweep_tick);
   task<void> handle(delay_over d);
+  task<void> handle(claim_tick);
+  task<void> handle(claim_to c);
+  task<bool> handle(leave_q);
 
  private:
   struct holder {
@@ -263,9 +368,16 @@ class lock_manager : public actor {
   };
   struct slot_state {
     bool owned = false;
-    std::int64_t usable_ns = 0;  // steady clock: grants from then on
-    std::uint64_t epoch_ms = 0;  // wall clock ms since 2025-01-01 (token high bits)
-    std::uint64_t seq = 0;       // grants in this epoch (token low bits)
+    /// Owned, and every other member has said it no longer serves the slot
+    /// (and handed over its leases): grants from usable_ns on.
+    bool resolved = false;
+    std::int64_t usable_ns = 0;        // steady clock
+    std::int64_t gained_ns = 0;        // when the ring gave it to this node
+    std::int64_t horizon_ns = 0;       // leases of a vanished owner may run until then
+    std::uint64_t epoch_ms = 0;        // wall clock ms since 2025-01-01 (token high bits)
+    std::uint64_t seq = 0;             // grants in this epoch (token low bits)
+    std::uint64_t losses = 0;          // the quorum's loss count its claim began under
+    std::vector<std::string> waiting;  // members yet to release it
   };
 
   boost::system::error_code check(std::string_view name, std::int64_t ttl_ms) const;
@@ -277,6 +389,7 @@ class lock_manager : public actor {
   void compact_held();
   void forget_if_idle(lock_state& l);
   bool usable(const lock_state& l, std::int64_t now);
+  lock_reply recovering(std::uint32_t slot, std::int64_t now) const;
   bool free_for(const lock_state& l, lock_mode m) const;
   bool has_live_waiters(const lock_state& l) const;
   holder& grant(lock_state& l, std::string owner, std::string owner_node, lock_mode m,
@@ -290,9 +403,19 @@ class lock_manager : public actor {
   void ensure_sweeper();
   std::int64_t now_ns() const;
   bool quorate(std::int64_t now);
-  void regain_slots(std::int64_t now);
+  // The hand-off of slots (docs/locks.md, "Moving slots").
+  void unresolve(slot_state& s, std::int64_t now);
+  void ensure_claims();
+  void try_resolve(std::uint32_t slot, std::int64_t now);
+  std::vector<lock_handed_slot> hand_over(const std::vector<std::uint32_t>& slots,
+                                          std::int64_t now);
+  void take_over(const lock_handed_slot& h, std::int64_t now);
+  std::int64_t vanished_lease_ns() const;
+  void note_lease(std::int64_t expires_ns, std::int64_t now);
+  std::vector<std::string> peers() const;
 
   std::string node_;
+  net::node* net_;
   std::shared_ptr<const net::quorum_view> quorum_;
   std::uint64_t quorum_losses_ = 0;  // quorum_->losses() when last in the majority
   lock_options opts_;
@@ -301,13 +424,32 @@ class lock_manager : public actor {
   std::vector<lock_state*> held_;  // locks with holders (and some without, till compacted)
   std::size_t purge_at_ = 4096;    // idle entries are kept for reuse up to about this
   bool sweeping_ = false;
-  bool ring_seen_ = false;
+  bool claiming_ = false;  // the claim tick runs
+  bool leaving_ = false;
+  std::shared_ptr<const ring_table> table_;  // the latest ring
+  std::int64_t floor_ns_ = 0;          // nothing is granted before (a first start, the lease file)
+  std::int64_t peer_ttl_ns_ = 0;       // the largest max TTL heard from another member
+  std::int64_t lease_mark_ms_ = 0;     // the lease file's mark (wall ms since 2025-01-01)
+  std::int64_t previous_life_ns_ = 0;  // leases of this node's previous life end by then
+  std::string lease_note_;             // a line to log once serving starts
+  bool lease_file_failing_ = false;
+  std::unordered_set<std::string> left_;  // members that handed over and left
+  struct peer_claim {
+    bool in_flight = false;
+    std::chrono::milliseconds backoff{0};
+    actor_ref<lock_manager> ref;
+    bool have_ref = false;
+    std::uint32_t refusals = 0;  // answers in a row that released nothing
+  };
+  std::unordered_map<std::string, peer_claim> claims_;
   lock_stats stats_;
 };
 
 /// Runs a node's lock manager: spawns it on the node's shard, publishes it
 /// as "troupe.locks", and feeds it the router's ring and the node's
-/// membership. Destroy it before the router and the node.
+/// membership. Its destructor hands the manager's leases to the members that
+/// own their slots next (a planned leave, bounded by 5 s), then stops it.
+/// Destroy it before the router and the node, from outside the runtime.
 class lock_service {
  public:
   lock_service(net::node& n, router& r, lock_options o = {});
@@ -317,6 +459,7 @@ class lock_service {
   const actor_ref<lock_manager>& ref() const noexcept { return actor_; }
 
  private:
+  net::node& node_;
   actor_ref<lock_manager> actor_;
 };
 

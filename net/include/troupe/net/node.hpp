@@ -117,6 +117,7 @@ struct member_event {
   std::string node;
   bool up = false;
   std::string reason;  ///< why it went down
+  bool left = false;   ///< down because it said it was leaving (a planned stop)
 };
 
 /// One peer as the node sees it.
