@@ -2,6 +2,10 @@
 // Failures, measured on troupe-node processes on 127.0.0.1 (as an operator
 // runs them), each figure beside the bound its flags configure:
 //
+//   false_down_per_hour 5 nodes beside a CPU hog on both cores for 10 min
+//                       (TROUPE_FALSE_DOWN_SECONDS; --smoke: 5 s): members
+//                       declared down, per hour (beside: suspicions per hour,
+//                       what a fixed --down-after-ms window would have downed)
 //   failure_detect_ms   5 nodes, kill -9 of one, until every survivor's
 //                       /api/v1/cluster says it is down (bound: --down-after-ms)
 //   lock_failover_ms    3 nodes with --expect 3, kill -9 of the node that owns a
@@ -16,11 +20,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json.hpp>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <troupe/actors/locks.hpp>
 
 #include "bench.hpp"
@@ -39,6 +47,26 @@ std::uint16_t free_port() {
   boost::asio::io_context io;
   boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
   return a.local_endpoint().port();
+}
+
+// "--log-level X" among the extra flags (then taken out of them), else warn.
+std::string extra_log_level(std::vector<std::string>& extra) {
+  for (std::size_t i = 0; i + 1 < extra.size(); ++i)
+    if (extra[i] == "--log-level") {
+      std::string level = extra[i + 1];
+      extra.erase(extra.begin() + static_cast<std::ptrdiff_t>(i),
+                  extra.begin() + static_cast<std::ptrdiff_t>(i + 2));
+      return level;
+    }
+  return "warn";
+}
+
+// Lines of a file that contain `needle`.
+std::size_t count_lines(const std::string& path, const std::string& needle) {
+  std::ifstream in(path);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+  return n;
 }
 
 // One troupe-node; its output goes to a file in its data dir.
@@ -70,7 +98,7 @@ class node_process {
                                     "--data-dir",
                                     dir,
                                     "--log-level",
-                                    "warn"};
+                                    extra_log_level(extra)};
       args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
       for (auto& x : args) argv.push_back(x.data());
@@ -178,6 +206,42 @@ int main(int argc, char** argv) {
   auto a = troupe::bench::args::parse(argc, argv);
   const int runs = a.smoke ? 1 : 3;
   try {
+    if (a.wants("false_down_per_hour")) {
+      // 5 nodes with the default detector (heartbeat 250 ms, --down-after-ms
+      // 1500, --phi-threshold 8) beside a CPU hog on both cores. Beside the
+      // downs: the suspicions, each a silence past --down-after-ms — what a
+      // fixed window of that length would have downed.
+      const char* env = std::getenv("TROUPE_FALSE_DOWN_SECONDS");
+      const int seconds = a.smoke ? 5 : (env ? std::max(1, std::atoi(env)) : 600);
+      cluster c(5, {"--log-level", "info"});
+      poll_ms(
+          c.started, [&] { return c.formed(); }, 60s);
+      std::atomic<bool> stop{false};
+      std::vector<std::thread> hog;
+      for (int i = 0; i < 2; ++i)
+        hog.emplace_back([&] {
+          volatile std::uint64_t x = 0;
+          while (!stop.load(std::memory_order_relaxed)) x = x + 1;
+        });
+      std::this_thread::sleep_for(std::chrono::seconds(seconds));  // the measured period
+      stop = true;
+      for (auto& t : hog) t.join();
+      std::size_t downs = 0, suspicions = 0;
+      for (int i = 0; i < 5; ++i) {
+        const std::string log = c.dir + "/c" + std::to_string(i) + "/out.log";
+        downs += count_lines(log, "closed: peer silent");
+        suspicions += count_lines(log, "suspected: silent");
+      }
+      const double hours = seconds / 3600.0;
+      troupe::bench::report(
+          "false_down_per_hour", static_cast<double>(downs) / hours, "per hour",
+          static_cast<double>(suspicions) / hours,
+          "suspicions per hour in the same run (silences past --down-after-ms: downs with a "
+          "fixed window)",
+          "0", a,
+          "\"nodes\":5,\"seconds\":" + std::to_string(seconds) + ",\"hog_threads\":2,\"downs\":" +
+              std::to_string(downs) + ",\"suspicions\":" + std::to_string(suspicions));
+    }
     if (a.wants("failure_detect_ms")) {
       std::vector<double> v;
       for (int r = 0; r < runs; ++r) {

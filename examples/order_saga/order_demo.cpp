@@ -390,9 +390,11 @@ int main(int argc, char** argv) {
               "127.0.0.1:" + std::to_string(n.http), "--data-dir", data_dir + "/" + n.name,
               "--shop-layout", "inventory=node-1,payment=node-2,shipping=node-3",
               "--shop-decline-percent", std::to_string(decline),
-              // A short lease cap: a node grants locks 10 s after it starts
-              // serving their slots (the lock-delay), not a minute.
-              "--lock-max-ttl-ms", "10000", "--secret-file", secret_file};
+              // The majority rule: locks are granted only with 2 of the 3
+              // nodes in touch, and a fresh cluster hands its lock slots
+              // over at once. A short lease cap: the slots of the node the
+              // demo kills grant again 10 s after it went, not a minute.
+              "--expect", "3", "--lock-max-ttl-ms", "10000", "--secret-file", secret_file};
     // Each node dials the ones before it: every pair has one dialer, which
     // redials when the other restarts.
     std::string seeds;

@@ -7,6 +7,8 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
+#include <cmath>
+#include <cstdio>
 #include <troupe/net/link.hpp>
 #include <troupe/net/tls.hpp>
 #include <troupe/net/wire.hpp>
@@ -37,7 +39,9 @@ peer_link::peer_link(link_config cfg, asio::ip::tcp::socket socket, role r, link
       role_(r),
       listener_(listener),
       owner_(std::move(owner)),
-      reader_(std::min(cfg_.handshake_max_frame, cfg_.max_frame)) {
+      reader_(std::min(cfg_.handshake_max_frame, cfg_.max_frame)),
+      arrivals_(cfg_.heartbeat, cfg_.heartbeat / 2) {
+  if (cfg_.down_max.count() <= 0) cfg_.down_max = 4 * cfg_.down_after;
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);  // frames are coalesced by us, not Nagle
   if (cfg_.tls) tls_ = std::make_unique<tls_layer>(socket_, *cfg_.tls);
@@ -353,6 +357,12 @@ task<void> peer_link::handle(link_start) {
           break;
         }
         last_in_ns_ = system().now_ns();  // any bytes show the peer alive: once per read
+        arrivals_.arrived(last_in_ns_);
+        if (stats_.suspect) [[unlikely]] {
+          stats_.suspect = false;
+          system().log(log_level::info, "link",
+                       cfg_.node + ": " + stats_.peer + " is no longer suspected");
+        }
         stats_.bytes_in += *n;
         reader_.commit(*n);
         in_slice = 0;
@@ -387,6 +397,47 @@ task<void> peer_link::handle(link_start) {
   stop();
 }
 
+link_stats peer_link::handle(link_stats_q) const {
+  link_stats s = stats_;
+  s.queued_bytes = out_.size() + sending_.size();
+  if (s.up) s.phi = arrivals_.phi(system().now_ns());
+  return s;
+}
+
+void arrival_window::arrived(std::int64_t now_ns) noexcept {
+  if (last_ns_ >= 0) {
+    const double gap = static_cast<double>(now_ns - last_ns_);
+    if (n_ == capacity) {
+      const double old = gaps_[next_];
+      sum_ -= old;
+      sum_sq_ -= old * old;
+    } else {
+      ++n_;
+    }
+    gaps_[next_] = gap;
+    next_ = (next_ + 1) % capacity;
+    sum_ += gap;
+    sum_sq_ += gap * gap;
+  }
+  last_ns_ = now_ns;
+}
+
+double arrival_window::phi(std::int64_t now_ns) const noexcept {
+  if (last_ns_ < 0) return 0;
+  double mean = min_mean_, sd = min_sd_;
+  if (n_ > 0) {
+    const double m = sum_ / static_cast<double>(n_);
+    const double var = std::max(0.0, sum_sq_ / static_cast<double>(n_) - m * m);
+    mean = std::max(mean, m);
+    sd = std::max(sd, std::sqrt(var));
+  }
+  const double y = (static_cast<double>(now_ns - last_ns_) - mean) / sd;
+  // P(a gap >= elapsed) = erfc(y / sqrt 2) / 2; phi = -log10 of it (capped
+  // where the double underflows).
+  const double p_later = 0.5 * std::erfc(y / std::sqrt(2.0));
+  return p_later <= 1e-300 ? 300.0 : -std::log10(p_later);
+}
+
 task<void> peer_link::handle(tick) {
   while (!closed_) {
     co_await sleep_for(cfg_.heartbeat);
@@ -410,9 +461,29 @@ task<void> peer_link::handle(tick) {
       break;
     }
     if (now - last_in_ns_ > std::chrono::nanoseconds(cfg_.down_after).count()) {
-      close("peer silent for " + std::to_string(ms_of(now - last_in_ns_)) + " ms (limit " +
-            std::to_string(cfg_.down_after.count()) + " ms)");
-      break;
+      // Suspected; down once the silence is also unlikely for this peer, or
+      // longer than down_max.
+      const double phi = arrivals_.phi(now);
+      const bool too_long = now - last_in_ns_ > std::chrono::nanoseconds(cfg_.down_max).count();
+      if (cfg_.phi_threshold <= 0 || phi >= cfg_.phi_threshold || too_long) {
+        char p[32];
+        std::snprintf(p, sizeof p, "%.1f", phi);
+        close(
+            "peer silent for " + std::to_string(ms_of(now - last_in_ns_)) + " ms (limit " +
+            std::to_string(cfg_.down_after.count()) + " ms, phi " + p +
+            (too_long ? ", past down_max " + std::to_string(cfg_.down_max.count()) + " ms)" : ")"));
+        break;
+      }
+      if (!stats_.suspect) {
+        stats_.suspect = true;
+        char p[32];
+        std::snprintf(p, sizeof p, "%.1f", phi);
+        system().log(log_level::info, "link",
+                     cfg_.node + ": " + stats_.peer + " suspected: silent for " +
+                         std::to_string(ms_of(now - last_in_ns_)) + " ms (phi " + p +
+                         ", down at phi " + std::to_string(static_cast<int>(cfg_.phi_threshold)) +
+                         " or after " + std::to_string(cfg_.down_max.count()) + " ms)");
+      }
     }
     if (now - last_out_ns_ >= std::chrono::nanoseconds(cfg_.heartbeat).count() && !writing_)
       queue({frame_kind::heartbeat, 0, 0, 0, 0}, {});

@@ -148,6 +148,8 @@ class node_actor final : public actor, public link_listener, public troupe::deta
     cfg_.secret = opts_.secret;
     cfg_.heartbeat = opts_.heartbeat;
     cfg_.down_after = opts_.down_after;
+    cfg_.phi_threshold = opts_.phi_threshold;
+    cfg_.down_max = opts_.down_max;
     cfg_.max_frame = opts_.max_frame;
     cfg_.handshake_timeout = opts_.handshake_timeout;
     cfg_.handshake_max_frame = opts_.handshake_max_frame;

@@ -62,6 +62,8 @@ struct config {
   std::size_t expect = 0;                      // --expect: the majority rule's cluster size
   std::chrono::milliseconds heartbeat{250};    // --heartbeat-ms
   std::chrono::milliseconds down_after{1500};  // --down-after-ms
+  std::chrono::milliseconds down_max{0};       // --down-max-ms
+  double phi_threshold = 8.0;                  // --phi-threshold
   // The gateway's, the lock-manager's and the orchestrator's caps (their
   // options structs' defaults unless a flag says otherwise).
   net::http_options http_caps;
@@ -748,6 +750,8 @@ class node_app {
     o.expect = c.expect;
     o.heartbeat = c.heartbeat;
     o.down_after = c.down_after;
+    o.down_max = c.down_max;
+    o.phi_threshold = c.phi_threshold;
     o.handshake_timeout = c.link_caps.handshake_timeout;
     o.handshake_max_frame = c.link_caps.handshake_max_frame;
     o.max_handshakes = c.link_caps.max_handshakes;
@@ -991,7 +995,8 @@ class node_app {
       for (const auto& m : s->members) {
         json::object j;
         j["name"] = m.name;
-        j["status"] = m.up ? "up" : "down";
+        j["status"] = m.up ? (m.stats.suspect ? "suspect" : "up") : "down";
+        if (m.up) j["phi"] = std::round(m.stats.phi * 10) / 10;
         if (m.address.port != 0)
           j["address"] = m.address.host + ":" + std::to_string(m.address.port);
         if (m.incarnation != 0) {
@@ -1484,7 +1489,7 @@ int parse_flags(int argc, char** argv, config& c, std::string& line) {
   app.add_option("--shards", c.shards, "shards (threads)")
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
-  long long heartbeat_ms = 250, down_after_ms = 1500;
+  long long heartbeat_ms = 250, down_after_ms = 1500, down_max_ms = 0;
   app.add_option("--expect", c.expect,
                  "the cluster's size, for the majority rule (0: no rule; docs/cluster.md)")
       ->check(CLI::Range(std::size_t{0}, std::size_t{65536}))
@@ -1494,9 +1499,20 @@ int parse_flags(int argc, char** argv, config& c, std::string& line) {
       ->check(CLI::Range(10LL, 60'000LL))
       ->capture_default_str();
   app.add_option("--down-after-ms", down_after_ms,
-                 "a peer silent this long is down (and, with --expect, heard from this recently "
-                 "counts towards the majority)")
+                 "a peer silent this long is suspected, and down once --phi-threshold says its "
+                 "silence is unlikely (with --expect, heard from this recently counts towards "
+                 "the majority)")
       ->check(CLI::Range(50LL, 600'000LL))
+      ->capture_default_str();
+  app.add_option("--phi-threshold", c.phi_threshold,
+                 "phi-accrual failure detector: a suspected peer is down once phi reaches this "
+                 "(8: a gap that long is 1e-8 likely given its past gaps); 0: down at "
+                 "--down-after-ms")
+      ->check(CLI::Range(0.0, 300.0))
+      ->capture_default_str();
+  app.add_option("--down-max-ms", down_max_ms,
+                 "a peer silent this long is down whatever phi says (0: 4 x --down-after-ms)")
+      ->check(CLI::Range(0LL, 3'600'000LL))
       ->capture_default_str();
   app.add_option("--lock-max-ttl-ms", lock_max_ttl_ms,
                  "longest lock lease; also the lock-delay after a restart")
@@ -1540,6 +1556,11 @@ int parse_flags(int argc, char** argv, config& c, std::string& line) {
   c.lock_max_ttl = std::chrono::milliseconds(lock_max_ttl_ms);
   c.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   c.down_after = std::chrono::milliseconds(down_after_ms);
+  c.down_max = std::chrono::milliseconds(down_max_ms);
+  if (down_max_ms != 0 && c.down_max < c.down_after)
+    return fail(2, "--down-max-ms (" + std::to_string(down_max_ms) +
+                       ") must be 0 or at least --down-after-ms (" + std::to_string(down_after_ms) +
+                       ")");
   if (c.down_after <= c.heartbeat)
     return fail(2, "--down-after-ms (" + std::to_string(down_after_ms) +
                        ") must be longer than --heartbeat-ms (" + std::to_string(heartbeat_ms) +

@@ -251,6 +251,70 @@ TEST_CASE("a peer that falls silent is declared down", "[net][link][io]") {
   REQUIRE(n.rec_a.wait([](recorder& r) { return r.down_; }));
 }
 
+TEST_CASE("a suspected peer is declared down at down_max when its phi stays low",
+          "[net][link][io]") {
+  pair_of_nodes n;
+  net::link_config quiet = config("node-a");
+  quiet.heartbeat = 10s;  // node-a will not send heartbeats in time
+  quiet.down_after = 60s;
+  net::link_config patient = config("node-b");
+  patient.down_after = 200ms;
+  patient.down_max = 1500ms;
+  patient.phi_threshold = 1000;  // above any phi: only down_max can down it
+  n.connect(quiet, patient);
+  REQUIRE(n.rec_b.wait([](recorder& r) { return r.up_; }));
+  REQUIRE(n.rec_b.wait([](recorder& r) { return r.down_; }));
+  CHECK(n.rec_b.reason().find("past down_max 1500 ms") != std::string::npos);
+  CHECK(n.log_b.contains("node-a suspected: silent for"));
+}
+
+namespace {
+std::int64_t ms(std::int64_t v) { return v * 1'000'000; }
+}  // namespace
+
+TEST_CASE("phi-accrual: steady gaps make a long silence unlikely, varying gaps tolerate it",
+          "[net][link][phi]") {
+  SECTION("heartbeats every 250 ms: 1.5 s of silence is far past phi 8, 300 ms is not") {
+    net::arrival_window w{250ms, 125ms};
+    std::int64_t t = 0;
+    for (int i = 0; i < 100; ++i) w.arrived(t += ms(250));
+    CHECK(w.size() == net::arrival_window::capacity);
+    CHECK(w.phi(t + ms(300)) < 1);
+    CHECK(w.phi(t + ms(1500)) >= 8);
+  }
+  SECTION("gaps of 100 and 900 ms (a busy node): 1.5 s is below phi 8, 5 s above") {
+    net::arrival_window w{250ms, 125ms};
+    std::int64_t t = 0;
+    for (int i = 0; i < 64; ++i) w.arrived(t += ms(i % 2 ? 900 : 100));
+    CHECK(w.phi(t + ms(1500)) < 8);
+    CHECK(w.phi(t + ms(5000)) >= 8);
+  }
+  SECTION("a busy link's microsecond gaps do not make a heartbeat's gap look late") {
+    net::arrival_window w{250ms, 125ms};
+    std::int64_t t = 0;
+    for (int i = 0; i < 64; ++i) w.arrived(t += 10'000);
+    CHECK(w.phi(t + ms(300)) < 1);
+    CHECK(w.phi(t + ms(1500)) >= 8);
+  }
+  SECTION("phi grows with the silence, and the window forgets old gaps") {
+    net::arrival_window w{250ms, 125ms};
+    std::int64_t t = 0;
+    for (int i = 0; i < 64; ++i) w.arrived(t += ms(i % 2 ? 900 : 100));
+    double last = 0;
+    for (int e = 0; e <= 10'000; e += 50) {
+      const double p = w.phi(t + ms(e));
+      CHECK(p >= last);
+      last = p;
+    }
+    for (int i = 0; i < 64; ++i) w.arrived(t += ms(250));  // steady again
+    CHECK(w.phi(t + ms(1500)) >= 8);
+  }
+  SECTION("no arrival yet: no suspicion") {
+    net::arrival_window w{250ms, 125ms};
+    CHECK(w.phi(ms(10'000)) == 0);
+  }
+}
+
 TEST_CASE("garbage bytes close the link with a logged reason and the node keeps working",
           "[net][link][io]") {
   pair_of_nodes n;

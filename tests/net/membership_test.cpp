@@ -200,6 +200,44 @@ TEST_CASE("mutual seeds link once, then the cluster is quiet", "[net][membership
   CHECK(b.lines() == lines_b);
 }
 
+TEST_CASE("a quiet, healthy cluster logs nothing for a minute", "[net][membership][quiet]") {
+  // Three nodes: two naming each other, the third naming both. Every line
+  // any of them logs, debug included, is kept.
+  std::vector<std::unique_ptr<member>> ms;
+  for (int attempt = 0; ms.size() < 3 && attempt < 10; ++attempt) {
+    ms.clear();
+    const std::uint16_t pa = free_port(), pb = free_port();
+    try {  // another process may take a port between free_port() and the bind
+      ms.push_back(
+          std::make_unique<member>("quiet-a", std::vector<net::endpoint>{{"127.0.0.1", pb}}, pa));
+      ms.push_back(
+          std::make_unique<member>("quiet-b", std::vector<net::endpoint>{{"127.0.0.1", pa}}, pb));
+      ms.push_back(std::make_unique<member>(
+          "quiet-c", std::vector<net::endpoint>{{"127.0.0.1", pa}, {"127.0.0.1", pb}}));
+    } catch (const std::system_error&) {
+      ms.clear();
+    }
+  }
+  REQUIRE(ms.size() == 3);
+  REQUIRE(poll_until([&] { return full_mesh(ms); }));
+  REQUIRE(ms[0]->heard("quiet-b", 5));  // duplicate connections settled
+  REQUIRE(ms[0]->heard("quiet-c", 5));
+  std::vector<std::size_t> lines;
+  for (auto& m : ms) lines.push_back(m->lines());
+  // A minute, measured in node-b's heartbeats to node-a (every 20 ms here).
+  const std::uint64_t from = ms[0]->frames_from("quiet-b");
+  REQUIRE(poll_until([&] { return ms[0]->frames_from("quiet-b") >= from + 3000; },
+                     std::chrono::seconds(180)));
+  for (std::size_t i = 0; i < ms.size(); ++i) {
+    INFO(ms[i]->node->name() << " logged:\n" << ms[i]->dump());
+    CHECK(ms[i]->lines() == lines[i]);
+    CHECK(ms[i]->events->count("down:quiet-a") + ms[i]->events->count("down:quiet-b") +
+              ms[i]->events->count("down:quiet-c") ==
+          0);
+  }
+  CHECK(full_mesh(ms));
+}
+
 TEST_CASE("a node whose own address is among its seeds never links to itself",
           "[net][membership]") {
   member other{"other", {}};

@@ -66,7 +66,15 @@ struct link_config {
   endpoint listen;                    ///< where peers dial this node (host empty: as they see it)
   std::optional<std::string> secret;  ///< shared secret; none = loopback peers only
   std::chrono::milliseconds heartbeat{250};
+  /// A peer silent this long is *suspected*; it is declared down once its
+  /// silence is also unlikely given the gaps seen so far (phi >=
+  /// phi_threshold), and at the latest after down_max.
   std::chrono::milliseconds down_after{1500};
+  /// Phi-accrual threshold (arrival_window): 8 means "a gap this long is
+  /// 10^-8 likely". 0: no suspicion, down at down_after.
+  double phi_threshold = 8.0;
+  /// The longest silence before down, whatever phi says (0: 4 x down_after).
+  std::chrono::milliseconds down_max{0};
   std::chrono::milliseconds handshake_timeout{5000};  ///< the whole handshake, from connect
   std::uint32_t max_frame = default_max_frame;
   std::uint32_t handshake_max_frame = default_handshake_max_frame;  ///< until authenticated
@@ -76,6 +84,34 @@ struct link_config {
   std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
+/// Phi-accrual failure detection (Hayashibara et al., 2004) over one link's
+/// arrivals: from the last `capacity` gaps between reads, how unlikely the
+/// current silence is — phi = -log10(P(a gap at least this long)) under a
+/// normal distribution with the gaps' mean and deviation. The mean is at
+/// least `min_mean` (a busy link's microsecond gaps say nothing of its
+/// heartbeat gaps) and the deviation at least `min_sd`. A peer whose gaps
+/// have been steady is suspected soon after its usual gap; one whose gaps
+/// vary (a busy node) is given longer.
+class arrival_window {
+ public:
+  static constexpr std::size_t capacity = 64;
+  arrival_window(std::chrono::nanoseconds min_mean, std::chrono::nanoseconds min_sd) noexcept
+      : min_mean_(static_cast<double>(min_mean.count())),
+        min_sd_(static_cast<double>(min_sd.count())) {}
+  /// Bytes arrived at `now_ns` (steady clock): records the gap since the last.
+  void arrived(std::int64_t now_ns) noexcept;
+  /// phi of a silence that began at the last arrival, at `now_ns`.
+  double phi(std::int64_t now_ns) const noexcept;
+  std::size_t size() const noexcept { return n_; }
+
+ private:
+  double gaps_[capacity] = {};
+  std::size_t n_ = 0, next_ = 0;
+  double sum_ = 0, sum_sq_ = 0;
+  std::int64_t last_ns_ = -1;
+  double min_mean_, min_sd_;
+};
+
 /// Counters of one link, readable by asking it (stats_q).
 struct link_stats {
   std::string peer;
@@ -83,7 +119,9 @@ struct link_stats {
   std::uint64_t frames_in = 0, frames_out = 0, bytes_in = 0, bytes_out = 0, writes = 0;
   std::uint64_t queued_bytes = 0;  ///< bytes waiting to be written now (at most ~max_outbound)
   std::uint64_t congested = 0;     ///< frames refused because the outbound buffer was full
-  std::string tls;  ///< over TLS: protocol and cipher ("TLSv1.3 TLS_AES_128_GCM_SHA256")
+  std::string tls;       ///< over TLS: protocol and cipher ("TLSv1.3 TLS_AES_128_GCM_SHA256")
+  bool suspect = false;  ///< silent for more than down_after, not yet declared down
+  double phi = 0;        ///< the failure detector's phi now
 };
 
 class peer_link;
@@ -177,11 +215,7 @@ class peer_link : public actor {
   template <class Fill>
   append_result append(const frame_header& h, std::size_t max_payload, Fill&& fill,
                        std::size_t lead = 0);
-  link_stats handle(link_stats_q) const {
-    link_stats s = stats_;
-    s.queued_bytes = out_.size() + sending_.size();
-    return s;
-  }
+  link_stats handle(link_stats_q) const;
   /// When bytes last arrived (steady-clock ns; on this link's shard only).
   std::int64_t last_heard_ns() const noexcept { return last_in_ns_; }
   /// The node's routing state on this connection (on this link's shard only).
@@ -234,6 +268,7 @@ class peer_link : public actor {
   std::int64_t last_out_ns_ = 0;
   std::int64_t started_ns_ = 0;
   std::int64_t congested_since_ns_ = 0;  // first refusal since a write last completed; 0: none
+  arrival_window arrivals_;
   link_stats stats_;
   link_route_state route_;
 };

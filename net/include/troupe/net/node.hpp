@@ -76,8 +76,13 @@ struct node_options {
   std::vector<endpoint> seeds;
   std::optional<std::string> secret;  ///< shared cluster secret; none = loopback peers only
   std::chrono::milliseconds heartbeat{250};
-  std::chrono::milliseconds down_after{1500};  ///< a silent peer is down after this
-  std::chrono::milliseconds redial_min{100};   ///< first redial delay (then x2, with jitter)
+  /// A peer silent this long is suspected; it is down once its silence is
+  /// also unlikely given its past gaps (phi >= phi_threshold), at the latest
+  /// after down_max (link_config, arrival_window; docs/cluster.md).
+  std::chrono::milliseconds down_after{1500};
+  double phi_threshold = 8.0;                 ///< 0: down at down_after, no suspicion
+  std::chrono::milliseconds down_max{0};      ///< 0: 4 x down_after
+  std::chrono::milliseconds redial_min{100};  ///< first redial delay (then x2, with jitter)
   std::chrono::milliseconds redial_max{5000};
   /// A member that is down this long is no longer dialed (one reached
   /// through a seed always is: the seed is dialed again).
